@@ -1,0 +1,21 @@
+//! Sluice's core: pipeline files and their validation into plans, schedules and data
+//! intervals, templates, task and run states, and the boundary task kinds implement.
+//!
+//! This crate does no I/O beyond reading project files, and knows no database.
+
+pub mod decode;
+pub mod diag;
+pub mod pipeline;
+pub mod project;
+pub mod schedule;
+pub mod state;
+pub mod task;
+pub mod template;
+pub mod yaml;
+
+pub use diag::Diagnostic;
+pub use pipeline::{Pipeline, Task};
+pub use project::{Project, ProjectPaths, Settings};
+pub use schedule::{DataInterval, Schedule, Timetable};
+pub use state::{RunState, TaskState, TriggerRule};
+pub use task::{KindRegistry, TaskAction, TaskError, TaskKind, TaskLog, TaskOutput, TaskRun};

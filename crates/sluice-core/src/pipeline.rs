@@ -1,0 +1,661 @@
+//! Pipeline files → validated pipelines.
+//!
+//! **Invariant:** a [`Pipeline`] that exists is valid: its tasks are in topological order, every
+//! dependency names a task of the same pipeline, there is no cycle, every template parsed and
+//! uses only variables that exist, and every task's kind accepted its configuration.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::decode::Fields;
+use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
+use crate::project::ProjectPaths;
+use crate::schedule::{self, Schedule, Timetable};
+use crate::state::{Backoff, RetryPolicy, TriggerRule};
+use crate::task::{CompileContext, KindRegistry, TaskAction};
+use crate::template::{self, TemplateContext};
+use crate::yaml::{self, Node, Span, Value};
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub id: String,
+    /// The file it was defined in, relative to the project.
+    pub file: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub timetable: Timetable,
+    pub catchup: bool,
+    pub tags: Vec<String>,
+    pub params: serde_json::Value,
+    pub sla: Option<Duration>,
+    pub max_active_runs: u32,
+    pub max_active_tasks: u32,
+    /// The `for_each` entry this pipeline was generated from.
+    pub item: Option<serde_json::Value>,
+    /// In topological order: every task comes after its upstream tasks.
+    pub tasks: Vec<Task>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub span: Span,
+    pub kind: &'static str,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    /// Indices into `Pipeline::tasks`.
+    pub upstream: Vec<usize>,
+    pub downstream: Vec<usize>,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+    pub trigger_rule: TriggerRule,
+    pub sla: Option<Duration>,
+    pub action: Arc<dyn TaskAction>,
+}
+
+impl Pipeline {
+    pub fn task_index(&self, id: &str) -> Option<usize> {
+        self.tasks.iter().position(|t| t.id == id)
+    }
+
+    /// `index` and every task downstream of it.
+    pub fn with_downstream(&self, index: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.tasks.len()];
+        let mut stack = vec![index];
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut seen[i], true) {
+                stack.extend(&self.tasks[i].downstream);
+            }
+        }
+        (0..self.tasks.len()).filter(|i| seen[*i]).collect()
+    }
+
+    /// Tasks without downstream tasks: they decide the run's outcome.
+    pub fn leaves(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.tasks.len()).filter(|i| self.tasks[*i].downstream.is_empty())
+    }
+}
+
+/// What one file yielded.
+#[derive(Default)]
+pub struct LoadedFile {
+    pub pipelines: Vec<Pipeline>,
+    /// Every pipeline id the file defines (also those with problems).
+    pub ids: Vec<String>,
+}
+
+const PIPELINE_KEYS: &[&str] = &[
+    "pipeline",
+    "description",
+    "schedule",
+    "timezone",
+    "start_date",
+    "end_date",
+    "catchup",
+    "tags",
+    "params",
+    "defaults",
+    "sla",
+    "max_active_runs",
+    "max_active_tasks",
+    "for_each",
+    "tasks",
+];
+
+/// Settings a task inherits from `defaults:`.
+const INHERITED_KEYS: &[&str] = &[
+    "owner",
+    "retries",
+    "retry_delay",
+    "retry_backoff",
+    "max_retry_delay",
+    "timeout",
+    "trigger_rule",
+];
+
+const TASK_KEYS: &[&str] = &["after", "description", "sla"];
+
+/// Loads every pipeline a file defines (several with `for_each`).
+pub fn load_file(
+    file: &str,
+    text: &str,
+    paths: &ProjectPaths,
+    kinds: &KindRegistry,
+    diags: &mut Diagnostics,
+) -> LoadedFile {
+    let root = match yaml::parse(file.into(), text) {
+        Ok(n) => n,
+        Err(e) => {
+            diags.push(
+                Diagnostic::new(&e.span, format!("YAML syntax error: {}", e.message))
+                    .hint("check the indentation and that quotes and brackets are closed"),
+            );
+            return LoadedFile::default();
+        }
+    };
+    let Some(fields) = Fields::new(&root, "a pipeline file", PIPELINE_KEYS, diags) else {
+        return LoadedFile::default();
+    };
+
+    let items: Vec<Option<serde_json::Value>> = match fields.get("for_each") {
+        None => vec![None],
+        Some(node) => match &node.value {
+            Value::Seq(items) if !items.is_empty() => items.iter().map(|n| Some(n.to_json())).collect(),
+            _ => {
+                diags.push(
+                    Diagnostic::new(&node.span, "`for_each` must be a non-empty list")
+                        .hint("list one entry per pipeline to generate; templates see it as `item`"),
+                );
+                return LoadedFile::default();
+            }
+        },
+    };
+
+    let stem = std::path::Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut out = LoadedFile::default();
+    for (n, item) in items.into_iter().enumerate() {
+        let mut item_diags = Diagnostics::default();
+        let id = pipeline_id(&fields, &stem, item.as_ref(), &mut item_diags);
+        if let Some(id) = &id {
+            if out.ids.contains(id) {
+                let span = fields.get("pipeline").map_or(root.span.clone(), |n| n.span.clone());
+                item_diags.push(
+                    Diagnostic::new(&span, format!("for_each entry {} generates the pipeline id `{id}` a second time", n + 1))
+                        .hint("make the `pipeline:` template depend on a field that differs per entry, such as `{{ item.name }}`"),
+                );
+            } else {
+                out.ids.push(id.clone());
+            }
+        }
+        let generated = item.is_some();
+        let pipeline = id.and_then(|id| {
+            decode_pipeline(&fields, &root, file, id, item, paths, kinds, &mut item_diags)
+        });
+        if generated && !item_diags.is_empty() {
+            // The same mistake would be reported once per entry: keep the first entry's.
+            if n == 0 || diags.is_empty() {
+                for d in item_diags.0 {
+                    diags.push(d);
+                }
+            }
+        } else {
+            for d in item_diags.0 {
+                diags.push(d);
+            }
+        }
+        if let Some(p) = pipeline {
+            out.pipelines.push(p);
+        }
+    }
+    out
+}
+
+fn pipeline_id(
+    fields: &Fields<'_>,
+    stem: &str,
+    item: Option<&serde_json::Value>,
+    diags: &mut Diagnostics,
+) -> Option<String> {
+    let Some(node) = fields.get("pipeline") else {
+        if item.is_some() {
+            diags.push(
+                Diagnostic::new(&fields.node.span, "a `for_each` file needs a `pipeline:` id template")
+                    .hint("for example `pipeline: \"etl_{{ item.name }}\"`"),
+            );
+            return None;
+        }
+        return valid_id(stem, &fields.node.span, "pipeline", diags).then(|| stem.to_string());
+    };
+    let Some(text) = node.scalar_text() else {
+        diags.push(Diagnostic::new(&node.span, "`pipeline` must be a string id"));
+        return None;
+    };
+    let id = match item {
+        Some(item) => {
+            let env = template::environment();
+            let rendered = env
+                .template_from_str(&text)
+                .and_then(|t| t.render(minijinja::context! { item => minijinja::Value::from(minijinja::value::Serde(item)) }));
+            match rendered {
+                Ok(s) => s,
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::new(&node.content_span(), format!("cannot render the pipeline id: {e}"))
+                            .hint("the id template sees only `item`, the for_each entry"),
+                    );
+                    return None;
+                }
+            }
+        }
+        None => text,
+    };
+    valid_id(&id, &node.span, "pipeline", diags).then_some(id)
+}
+
+fn valid_id(id: &str, span: &Span, what: &str, diags: &mut Diagnostics) -> bool {
+    let ok = !id.is_empty()
+        && id.len() <= 250
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        diags.push(
+            Diagnostic::new(span, format!("`{id}` is not a valid {what} id"))
+                .hint("use letters, digits, `_`, `-` and `.` only"),
+        );
+    }
+    ok
+}
+
+/// Task settings after `defaults:` were applied.
+#[derive(Clone, Default)]
+struct TaskSettings {
+    owner: Option<String>,
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+    trigger_rule: TriggerRule,
+}
+
+fn read_task_settings(fields: &Fields<'_>, base: &TaskSettings, diags: &mut Diagnostics) -> TaskSettings {
+    let mut s = base.clone();
+    if let Some(owner) = fields.string("owner", diags) {
+        s.owner = Some(owner);
+    }
+    if let Some(r) = fields.uint("retries", diags) {
+        s.retry.retries = r;
+    }
+    if let Some(d) = fields.duration("retry_delay", diags) {
+        s.retry.delay = d;
+    }
+    if let Some(node) = fields.get("retry_backoff") {
+        match node.as_str() {
+            Some("exponential") => s.retry.backoff = Backoff::Exponential,
+            Some("constant") | Some("fixed") => s.retry.backoff = Backoff::Constant,
+            _ => diags.push(
+                Diagnostic::new(&node.span, "`retry_backoff` must be `constant` or `exponential`")
+                    .hint("exponential waits retry_delay × 2^(try−1), plus jitter, up to max_retry_delay"),
+            ),
+        }
+    }
+    if let Some(d) = fields.duration("max_retry_delay", diags) {
+        s.retry.max_delay = Some(d);
+    }
+    if let Some(d) = fields.duration("timeout", diags) {
+        if d.is_zero() {
+            diags.push(Diagnostic::new(&fields.get("timeout").expect("present").span, "`timeout` must be longer than 0s"));
+        } else {
+            s.timeout = Some(d);
+        }
+    }
+    if let Some(node) = fields.get("trigger_rule") {
+        match node.as_str().and_then(TriggerRule::parse) {
+            Some(rule) => s.trigger_rule = rule,
+            None => {
+                let given = node.scalar_text().unwrap_or_default();
+                let hint = did_you_mean(&given, TriggerRule::NAMES)
+                    .unwrap_or_else(|| format!("use one of: {}", TriggerRule::NAMES.join(", ")));
+                diags.push(Diagnostic::new(&node.span, format!("unknown trigger rule `{given}`")).hint(hint));
+            }
+        }
+    }
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_pipeline(
+    fields: &Fields<'_>,
+    root: &Node,
+    file: &str,
+    id: String,
+    item: Option<serde_json::Value>,
+    paths: &ProjectPaths,
+    kinds: &KindRegistry,
+    diags: &mut Diagnostics,
+) -> Option<Pipeline> {
+    let errors_before = diags.len();
+    let description = fields.string("description", diags);
+
+    let tz = match fields.get("timezone") {
+        None => chrono_tz::UTC,
+        Some(node) => match node.as_str().map(schedule::parse_timezone) {
+            Some(Ok(tz)) => tz,
+            Some(Err(msg)) => {
+                diags.push(
+                    Diagnostic::new(&node.span, msg)
+                        .hint("use an IANA name such as UTC, Europe/Berlin or America/New_York"),
+                );
+                chrono_tz::UTC
+            }
+            None => {
+                diags.push(Diagnostic::new(&node.span, "`timezone` must be a string such as Europe/Berlin"));
+                chrono_tz::UTC
+            }
+        },
+    };
+
+    let schedule = match fields.get("schedule") {
+        None => Schedule::Manual,
+        Some(node) => match node.scalar_text().map(|t| Schedule::parse(&t)) {
+            Some(Ok(s)) => s,
+            Some(Err(msg)) => {
+                diags.push(Diagnostic::new(&node.content_span(), msg).hint(
+                    "write 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 6 * * *\", or @hourly, @daily, @weekly, @monthly, @yearly, @once, none",
+                ));
+                Schedule::Manual
+            }
+            None => {
+                diags.push(Diagnostic::new(&node.span, "`schedule` must be a cron expression or a preset"));
+                Schedule::Manual
+            }
+        },
+    };
+
+    let date_field = |key: &str, diags: &mut Diagnostics| -> Option<DateTime<Utc>> {
+        let node = fields.get(key)?;
+        let text = node.scalar_text()?;
+        match schedule::parse_date_or_datetime(&text, &tz) {
+            Ok(t) => Some(t),
+            Err(msg) => {
+                diags.push(Diagnostic::new(&node.content_span(), format!("`{key}`: {msg}")));
+                None
+            }
+        }
+    };
+    let start = date_field("start_date", diags);
+    let end = date_field("end_date", diags);
+    let start = match (start, &schedule) {
+        (Some(s), _) => s,
+        (None, Schedule::Manual) => DateTime::<Utc>::MIN_UTC,
+        (None, _) => {
+            if fields.get("start_date").is_none() {
+                diags.push(
+                    Diagnostic::new(&root.span, format!("pipeline `{id}` has a schedule but no `start_date`"))
+                        .hint("add `start_date: 2024-01-01`: runs are created for intervals from that date"),
+                );
+            }
+            DateTime::<Utc>::MIN_UTC
+        }
+    };
+    if let (Some(end), Some(node)) = (end, fields.get("end_date")) {
+        if end < start {
+            diags.push(Diagnostic::new(&node.span, "`end_date` is before `start_date`"));
+        }
+    }
+
+    let catchup = fields.bool("catchup", diags).unwrap_or(false);
+    let tags = fields.string_list("tags", diags).into_iter().map(|(t, _)| t).collect();
+    let params = match fields.get("params") {
+        None => serde_json::Value::Object(Default::default()),
+        Some(node) if matches!(node.value, Value::Map(_)) => node.to_json(),
+        Some(node) => {
+            diags.push(Diagnostic::new(&node.span, "`params` must be a mapping of names to values"));
+            serde_json::Value::Object(Default::default())
+        }
+    };
+    let sla = fields.duration("sla", diags);
+    let max_active_runs = fields.uint("max_active_runs", diags).unwrap_or(16).max(1);
+    let max_active_tasks = fields.uint("max_active_tasks", diags).unwrap_or(16).max(1);
+
+    let mut defaults = TaskSettings::default();
+    if let Some(node) = fields.get("defaults") {
+        if let Some(df) = Fields::new(node, "`defaults`", INHERITED_KEYS, diags) {
+            defaults = read_task_settings(&df, &defaults, diags);
+        }
+    }
+
+    let tasks_node = fields.required("tasks", &format!("pipeline `{id}`"), diags);
+    let tasks = tasks_node.and_then(|node| {
+        decode_tasks(node, &id, &defaults, &params, item.as_ref(), paths, kinds, diags)
+    });
+
+    if diags.len() > errors_before {
+        return None;
+    }
+    Some(Pipeline {
+        id,
+        file: file.to_string(),
+        span: root.span.clone(),
+        description,
+        timetable: Timetable { schedule, tz, start, end },
+        catchup,
+        tags,
+        params,
+        sla,
+        max_active_runs,
+        max_active_tasks,
+        item,
+        tasks: tasks?,
+    })
+}
+
+struct RawTask<'a> {
+    id: String,
+    key_span: Span,
+    after: Vec<(String, &'a Node)>,
+    task: Option<Task>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_tasks(
+    node: &Node,
+    pipeline: &str,
+    defaults: &TaskSettings,
+    params: &serde_json::Value,
+    item: Option<&serde_json::Value>,
+    paths: &ProjectPaths,
+    kinds: &KindRegistry,
+    diags: &mut Diagnostics,
+) -> Option<Vec<Task>> {
+    let Value::Map(entries) = &node.value else {
+        diags.push(
+            Diagnostic::new(&node.span, format!("`tasks` must be a mapping of task ids to tasks, found {}", node.kind_name()))
+                .hint("write `tasks:` followed by indented `task_id: { ... }` entries"),
+        );
+        return None;
+    };
+    if entries.is_empty() {
+        diags.push(Diagnostic::new(&node.span, "a pipeline needs at least one task"));
+        return None;
+    }
+    let kind_names: Vec<&'static str> = kinds.names().collect();
+    let static_name = |k: &str| -> &'static str { kind_names.iter().copied().find(|n| *n == k).unwrap_or("unknown") };
+    let mut allowed: Vec<&str> = TASK_KEYS.to_vec();
+    allowed.extend(INHERITED_KEYS);
+    allowed.extend(&kind_names);
+
+    let mut raw: Vec<RawTask<'_>> = Vec::new();
+    for (key, body) in entries {
+        let Some(task_id) = key.scalar_text() else {
+            diags.push(Diagnostic::new(&key.span, "task ids must be strings"));
+            continue;
+        };
+        if !valid_id(&task_id, &key.span, "task", diags) {
+            continue;
+        }
+        if raw.iter().any(|r| r.id == task_id) {
+            diags.push(Diagnostic::new(&key.span, format!("task `{task_id}` is defined twice")));
+            continue;
+        }
+        let what = format!("task `{task_id}`");
+        let Some(tf) = Fields::new(body, &what, &allowed, diags) else {
+            continue;
+        };
+        let settings = read_task_settings(&tf, defaults, diags);
+        let after = tf.string_list("after", diags);
+        let description = tf.string("description", diags);
+        let sla = tf.duration("sla", diags);
+
+        let chosen: Vec<(&str, &Node)> = tf.keys().filter(|(k, _)| kind_names.contains(k)).collect();
+        let kind = match chosen.as_slice() {
+            [(name, _)] => static_name(name),
+            [] => {
+                diags.push(
+                    Diagnostic::new(&key.span, format!("{what} says what to do with none of: {}", kind_names.join(", ")))
+                        .hint("add one of them, e.g. `sql: { file: sql/transform.sql }` or `shell: { command: \"echo {{ ds }}\" }`"),
+                );
+                continue;
+            }
+            [_, (second, second_node), ..] => {
+                diags.push(
+                    Diagnostic::new(&second_node.span, format!("{what} has two kinds of work (`{}` and `{second}`)", chosen[0].0))
+                        .hint("split it into two tasks, the second with `after: [...]`"),
+                );
+                continue;
+            }
+        };
+        let sample = TemplateContext::sample(pipeline, &task_id, params.clone(), item.cloned());
+        let config = tf.get(kind).expect("chosen kinds are present");
+        let mut cx = CompileContext {
+            project: paths,
+            pipeline,
+            task: &task_id,
+            sample: &sample,
+            diags,
+        };
+        let action = kinds.get(kind).and_then(|k| k.compile(config, &mut cx));
+        raw.push(RawTask {
+            id: task_id.clone(),
+            key_span: key.span.clone(),
+            after,
+            task: action.map(|action| Task {
+                id: task_id,
+                span: key.span.clone(),
+                kind,
+                owner: settings.owner,
+                description,
+                upstream: Vec::new(),
+                downstream: Vec::new(),
+                retry: settings.retry,
+                timeout: settings.timeout,
+                trigger_rule: settings.trigger_rule,
+                sla,
+                action,
+            }),
+        });
+    }
+
+    // Dependencies: every name must exist; then order the graph, or report the cycle.
+    let index: HashMap<&str, usize> = raw.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    let mut upstream: Vec<Vec<usize>> = vec![Vec::new(); raw.len()];
+    let mut deps_ok = true;
+    for (i, r) in raw.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for (dep, dep_node) in &r.after {
+            match index.get(dep.as_str()) {
+                Some(&j) if j == i => {
+                    deps_ok = false;
+                    diags.push(Diagnostic::new(&dep_node.span, format!("task `{}` depends on itself", r.id)));
+                }
+                Some(&j) => {
+                    if seen.insert(j) {
+                        upstream[i].push(j);
+                    }
+                }
+                None => {
+                    deps_ok = false;
+                    let hint = did_you_mean(dep, raw.iter().map(|r| r.id.as_str())).unwrap_or_else(|| {
+                        format!("tasks in this pipeline: {}", raw.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", "))
+                    });
+                    diags.push(
+                        Diagnostic::new(&dep_node.span, format!("task `{}` depends on unknown task `{dep}`", r.id)).hint(hint),
+                    );
+                }
+            }
+        }
+    }
+    if !deps_ok {
+        return None;
+    }
+    let order = match topological_order(&upstream) {
+        Ok(order) => order,
+        Err(cycle) => {
+            let path: Vec<&str> = cycle.iter().map(|&i| raw[i].id.as_str()).collect();
+            diags.push(
+                Diagnostic::new(&raw[cycle[0]].key_span, format!("dependency cycle: {}", path.join(" -> ")))
+                    .hint("a pipeline is a directed acyclic graph: remove one of these `after:` entries"),
+            );
+            return None;
+        }
+    };
+    if raw.iter().any(|r| r.task.is_none()) {
+        return None;
+    }
+    // Renumber into topological order.
+    let mut position = vec![0usize; raw.len()];
+    for (new, &old) in order.iter().enumerate() {
+        position[old] = new;
+    }
+    let mut tasks: Vec<Option<Task>> = raw.into_iter().map(|r| r.task).collect();
+    let mut ordered: Vec<Task> = order.iter().map(|&old| tasks[old].take().expect("each once")).collect();
+    for (old, ups) in upstream.iter().enumerate() {
+        let new = position[old];
+        for &u in ups {
+            ordered[new].upstream.push(position[u]);
+            ordered[position[u]].downstream.push(new);
+        }
+    }
+    Some(ordered)
+}
+
+/// Kahn's algorithm; on a cycle, returns the cycle's path (first node repeated at the end).
+fn topological_order(upstream: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    let n = upstream.len();
+    let mut downstream = vec![Vec::new(); n];
+    let mut pending: Vec<usize> = upstream.iter().map(Vec::len).collect();
+    for (i, ups) in upstream.iter().enumerate() {
+        for &u in ups {
+            downstream[u].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|&i| pending[i] == 0).rev().collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        for &d in downstream[i].iter().rev() {
+            pending[d] -= 1;
+            if pending[d] == 0 {
+                ready.push(d);
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    // Walk upstream edges among the unfinished nodes until one repeats: that is a cycle.
+    let start = (0..n).find(|&i| pending[i] > 0).expect("a node is left");
+    let mut path = vec![start];
+    let mut at = start;
+    loop {
+        let next = *upstream[at].iter().find(|&&u| pending[u] > 0).expect("an unfinished node has an unfinished upstream");
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            let mut cycle: Vec<usize> = path[pos..].to_vec();
+            // `path` follows upstream edges; a cycle reads better downstream.
+            cycle.reverse();
+            cycle.push(cycle[0]);
+            return Err(cycle);
+        }
+        path.push(next);
+        at = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topological_order_and_cycles() {
+        // 0 <- 1 <- 2, 0 <- 2
+        assert_eq!(topological_order(&[vec![], vec![0], vec![1, 0]]).unwrap(), vec![0, 1, 2]);
+        // a -> b -> c -> a
+        let cycle = topological_order(&[vec![2], vec![0], vec![1]]).unwrap_err();
+        assert_eq!(cycle.len(), 4);
+        assert_eq!(cycle.first(), cycle.last());
+    }
+}

@@ -1,0 +1,227 @@
+//! A project: a folder with `sluice.yaml` and `pipelines/`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::decode::Fields;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::pipeline::{self, Pipeline};
+use crate::task::KindRegistry;
+use crate::yaml;
+
+pub const SETTINGS_FILE: &str = "sluice.yaml";
+pub const PIPELINES_DIR: &str = "pipelines";
+
+/// Where a project keeps its files.
+#[derive(Debug, Clone)]
+pub struct ProjectPaths {
+    pub root: PathBuf,
+    /// The data lake root (a local folder).
+    pub lake: PathBuf,
+    /// Internal state: metadata database, logs, locks.
+    pub state: PathBuf,
+    /// The embedded DuckDB warehouse file.
+    pub warehouse: PathBuf,
+    /// The SQLite metadata database.
+    pub metadata: PathBuf,
+}
+
+impl ProjectPaths {
+    pub fn logs(&self) -> PathBuf {
+        self.state.join("logs")
+    }
+
+    pub fn locks(&self) -> PathBuf {
+        self.state.join("locks")
+    }
+
+    /// A path relative to the project root, for messages.
+    pub fn display<'a>(&self, path: &'a Path) -> std::borrow::Cow<'a, str> {
+        path.strip_prefix(&self.root).unwrap_or(path).to_string_lossy()
+    }
+}
+
+/// `sluice.yaml`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub name: String,
+    pub paths: ProjectPaths,
+    /// The Python interpreter for `python` tasks.
+    pub python: String,
+    /// Tasks one run may execute at the same time.
+    pub parallelism: usize,
+}
+
+const SETTINGS_KEYS: &[&str] = &["name", "warehouse", "lake", "metadata", "python", "parallelism"];
+
+impl Settings {
+    /// Reads `sluice.yaml` from `root`. Problems are diagnostics; defaults fill what is missing.
+    pub fn load(root: &Path, diags: &mut Diagnostics) -> Option<Settings> {
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let file = root.join(SETTINGS_FILE);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(
+                    Diagnostic {
+                        file: file.display().to_string(),
+                        line: 1,
+                        col: 1,
+                        message: format!("cannot read the project settings: {e}"),
+                        hint: None,
+                    }
+                    .hint(format!(
+                        "run sluice in a project folder, pass --project DIR, or create one with `sluice init {}`",
+                        root.display()
+                    )),
+                );
+                return None;
+            }
+        };
+        let node = match yaml::parse(SETTINGS_FILE.into(), &text) {
+            Ok(n) => n,
+            Err(e) => {
+                diags.push(Diagnostic::new(&e.span, format!("YAML syntax error: {}", e.message)));
+                return None;
+            }
+        };
+        let default_name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sluice".into());
+        let mut settings = Settings {
+            name: default_name,
+            paths: ProjectPaths {
+                lake: root.join("lake"),
+                state: root.join(".sluice"),
+                warehouse: root.join("warehouse.duckdb"),
+                metadata: root.join(".sluice").join("metadata.db"),
+                root: root.clone(),
+            },
+            python: std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into()),
+            parallelism: 16,
+        };
+        if node.is_null() {
+            return Some(settings);
+        }
+        let fields = Fields::new(&node, "the project settings", SETTINGS_KEYS, diags)?;
+        if let Some(name) = fields.string("name", diags) {
+            settings.name = name;
+        }
+        let path_of = |text: &str, scheme: &str| -> PathBuf {
+            let t = text.strip_prefix(scheme).unwrap_or(text);
+            root.join(t)
+        };
+        if let Some(w) = fields.string("warehouse", diags) {
+            settings.paths.warehouse = path_of(&w, "duckdb://");
+        }
+        if let Some(l) = fields.string("lake", diags) {
+            settings.paths.lake = path_of(&l, "file://");
+        }
+        if let Some(m) = fields.string("metadata", diags) {
+            settings.paths.metadata = path_of(&m, "sqlite://");
+        }
+        if let Some(p) = fields.string("python", diags) {
+            settings.python = p;
+        }
+        if let Some(n) = fields.uint("parallelism", diags) {
+            settings.parallelism = (n as usize).max(1);
+        }
+        Some(settings)
+    }
+}
+
+/// A loaded project: its settings, the pipelines that are valid, and every problem found.
+pub struct Project {
+    pub settings: Settings,
+    pub paths: Arc<ProjectPaths>,
+    pub pipelines: Vec<Pipeline>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Pipeline ids per file, including files that had problems (so `sluice run` can tell a
+    /// broken pipeline from an unknown one).
+    pub files: HashMap<String, PathBuf>,
+}
+
+impl Project {
+    /// Loads the settings and every pipeline file. Fails only when the settings are unusable.
+    pub fn load(root: &Path, kinds: &KindRegistry) -> Result<Project, Vec<Diagnostic>> {
+        let mut diags = Diagnostics::default();
+        let Some(settings) = Settings::load(root, &mut diags) else {
+            return Err(diags.0);
+        };
+        if !diags.is_empty() {
+            return Err(diags.0);
+        }
+        let paths = Arc::new(settings.paths.clone());
+        let dir = paths.root.join(PIPELINES_DIR);
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|e| e == "yaml" || e == "yml")
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+
+        let mut pipelines: Vec<Pipeline> = Vec::new();
+        let mut ids: HashMap<String, PathBuf> = HashMap::new();
+        for file in files {
+            let display = paths.display(&file).into_owned();
+            let mut file_diags = Diagnostics::default();
+            let loaded = match std::fs::read_to_string(&file) {
+                Ok(text) => pipeline::load_file(&display, &text, &paths, kinds, &mut file_diags),
+                Err(e) => {
+                    file_diags.push(Diagnostic {
+                        file: display.clone(),
+                        line: 1,
+                        col: 1,
+                        message: format!("cannot read the file: {e}"),
+                        hint: None,
+                    });
+                    pipeline::LoadedFile::default()
+                }
+            };
+            for id in &loaded.ids {
+                if let Some(other) = ids.get(id) {
+                    if other != &file {
+                        file_diags.push(
+                            Diagnostic {
+                                file: display.clone(),
+                                line: 1,
+                                col: 1,
+                                message: format!(
+                                    "pipeline `{id}` is also defined in {}",
+                                    paths.display(other)
+                                ),
+                                hint: None,
+                            }
+                            .hint("pipeline ids must be unique across the project"),
+                        );
+                        continue;
+                    }
+                }
+                ids.insert(id.clone(), file.clone());
+            }
+            if file_diags.is_empty() {
+                pipelines.extend(loaded.pipelines);
+            } else {
+                diags.0.extend(file_diags.0);
+            }
+        }
+        Ok(Project {
+            settings,
+            paths,
+            pipelines,
+            diagnostics: diags.0,
+            files: ids,
+        })
+    }
+
+    pub fn pipeline(&self, id: &str) -> Option<&Pipeline> {
+        self.pipelines.iter().find(|p| p.id == id)
+    }
+}

@@ -1,0 +1,201 @@
+//! The boundary between the executor and the kinds of task (`sql`, `shell`, `python`, …).
+//!
+//! A [`TaskKind`] reads its own section of a task (`sql: {...}`) at load time, reports problems
+//! as diagnostics, and returns a [`TaskAction`]: the checked, ready-to-run work. The executor only
+//! ever sees `TaskAction`s, so a new kind is added by implementing these two traits and
+//! registering the kind in a [`KindRegistry`]; the executor does not change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::project::ProjectPaths;
+use crate::template::{self, TemplateContext, TemplateError};
+use crate::yaml::{Node, Span};
+
+/// A kind of task, registered by name (the key that selects it in a task: `sql:`, `shell:`).
+pub trait TaskKind: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Reads and checks this kind's configuration. Problems go to `cx.diags`; `None` means the
+    /// configuration is unusable.
+    fn compile(&self, config: &Node, cx: &mut CompileContext<'_>) -> Option<Arc<dyn TaskAction>>;
+}
+
+/// The checked work of one task.
+pub trait TaskAction: Send + Sync + fmt::Debug {
+    /// Runs one try. Must stop promptly (killing processes, interrupting queries) when
+    /// `run.cancel` fires or when the returned future is dropped.
+    fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>>;
+}
+
+/// What a kind sees while checking its configuration.
+pub struct CompileContext<'a> {
+    pub project: &'a ProjectPaths,
+    pub pipeline: &'a str,
+    pub task: &'a str,
+    /// Placeholder values to try-render templates with.
+    pub sample: &'a TemplateContext,
+    pub diags: &'a mut Diagnostics,
+}
+
+impl CompileContext<'_> {
+    /// Checks a template held in a YAML scalar; reports problems at their place in the file.
+    pub fn check_template(&mut self, node: &Node, source: &str) -> bool {
+        self.check_template_at(&node.content_span(), source)
+    }
+
+    /// Checks a template whose first character is at `span` (a SQL file starts at 1:1).
+    pub fn check_template_at(&mut self, span: &Span, source: &str) -> bool {
+        match template::check(source, self.sample) {
+            Ok(()) => true,
+            Err(e) => {
+                self.diags.push(template_diagnostic(span, source, &e));
+                false
+            }
+        }
+    }
+}
+
+/// Places a template error inside the file that holds the template.
+pub fn template_diagnostic(span: &Span, source: &str, e: &TemplateError) -> Diagnostic {
+    let at = match (e.offset, e.line) {
+        (Some(offset), _) if offset <= source.len() => {
+            let before = &source[..offset];
+            let line = before.matches('\n').count();
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count());
+            if line == 0 {
+                span.shifted(0, col)
+            } else {
+                span.shifted(line, col + 1)
+            }
+        }
+        (_, Some(line)) if line > 1 => span.shifted(line - 1, 1),
+        _ => span.clone(),
+    };
+    let d = Diagnostic::new(&at, e.message.clone());
+    match &e.hint {
+        Some(h) => d.hint(h.clone()),
+        None => d,
+    }
+}
+
+/// One try of one task, as its action sees it.
+pub struct TaskRun {
+    pub project: Arc<ProjectPaths>,
+    pub template: TemplateContext,
+    pub log: TaskLog,
+    pub cancel: CancellationToken,
+}
+
+impl TaskRun {
+    pub fn render(&self, source: &str) -> Result<String, TaskError> {
+        template::render(source, &self.template).map_err(|e| TaskError::config(e.to_string()))
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TaskOutput {
+    /// Rows the task processed, when it knows.
+    pub rows: Option<u64>,
+}
+
+/// Why a try failed, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    pub message: String,
+    /// `false` for the user's mistakes in configuration (a template that cannot render): retrying
+    /// cannot fix them, so the task fails at once.
+    pub retryable: bool,
+}
+
+impl TaskError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        TaskError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    pub fn config(message: impl Into<String>) -> Self {
+        TaskError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// A try's log file. Actions write lines to it, and hand the file to child processes as their
+/// stdout and stderr.
+#[derive(Clone)]
+pub struct TaskLog {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+}
+
+impl TaskLog {
+    pub fn create(path: PathBuf) -> std::io::Result<TaskLog> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = File::options().create(true).append(true).open(&path)?;
+        Ok(TaskLog {
+            path,
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn line(&self, text: impl AsRef<str>) {
+        let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        if let Ok(mut f) = self.file.lock() {
+            // A log write that fails must not fail the task; the outcome is recorded elsewhere.
+            let _ = writeln!(f, "[{stamp}] {}", text.as_ref());
+        }
+    }
+
+    /// A handle to the same file for a child process's output.
+    pub fn file_handle(&self) -> std::io::Result<File> {
+        self.file
+            .lock()
+            .map_err(|_| std::io::Error::other("log file lock poisoned"))?
+            .try_clone()
+    }
+}
+
+impl fmt::Debug for TaskLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskLog").field("path", &self.path).finish()
+    }
+}
+
+/// The kinds a project can use, by name.
+#[derive(Default, Clone)]
+pub struct KindRegistry {
+    kinds: BTreeMap<&'static str, Arc<dyn TaskKind>>,
+}
+
+impl KindRegistry {
+    pub fn register(&mut self, kind: Arc<dyn TaskKind>) {
+        self.kinds.insert(kind.name(), kind);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn TaskKind>> {
+        self.kinds.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+}
