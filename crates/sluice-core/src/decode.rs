@@ -23,7 +23,10 @@ impl<'a> Fields<'a> {
         let Value::Map(map) = &node.value else {
             diags.push(Diagnostic::new(
                 &node.span,
-                format!("{what} must be a mapping of keys to values, found {}", node.kind_name()),
+                format!(
+                    "{what} must be a mapping of keys to values, found {}",
+                    node.kind_name()
+                ),
             ));
             return None;
         };
@@ -100,7 +103,10 @@ impl<'a> Fields<'a> {
             _ => {
                 diags.push(Diagnostic::new(
                     &node.span,
-                    format!("`{key}` must be a whole number ≥ 0, found {}", describe(node)),
+                    format!(
+                        "`{key}` must be a whole number ≥ 0, found {}",
+                        describe(node)
+                    ),
                 ));
                 None
             }
@@ -134,7 +140,10 @@ impl<'a> Fields<'a> {
                     None => {
                         diags.push(Diagnostic::new(
                             &item.span,
-                            format!("entries of `{key}` must be strings, found {}", item.kind_name()),
+                            format!(
+                                "entries of `{key}` must be strings, found {}",
+                                item.kind_name()
+                            ),
                         ));
                         None
                     }
@@ -144,7 +153,10 @@ impl<'a> Fields<'a> {
             _ => {
                 diags.push(Diagnostic::new(
                     &node.span,
-                    format!("`{key}` must be a list of strings, found {}", node.kind_name()),
+                    format!(
+                        "`{key}` must be a list of strings, found {}",
+                        node.kind_name()
+                    ),
                 ));
                 Vec::new()
             }
@@ -182,10 +194,11 @@ fn parse_duration_node(node: &Node) -> Result<Duration, String> {
 /// Parses durations such as `30s`, `5m`, `2h`, `1h30m`, `1d`, `250ms` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        if secs >= 0.0 && secs.is_finite() {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+    if let Ok(secs) = t.parse::<f64>()
+        && secs >= 0.0
+        && secs.is_finite()
+    {
+        return Ok(Duration::from_secs_f64(secs));
     }
     humantime::parse_duration(t).map_err(|e| format!("`{text}` is not a duration ({e})"))
 }

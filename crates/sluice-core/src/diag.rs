@@ -71,11 +71,18 @@ impl Diagnostics {
 }
 
 /// "did you mean `x`?" for a misspelt name, when one candidate is close enough.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    // Transpositions and one-letter slips (`evn`, `retires`) count as close, as do names that
+    // share most of their letters in order (`extract_order`).
+    let max_edits = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(name, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("did you mean `{c}`?"))
+        .filter(|c| {
+            strsim::osa_distance(name, c) <= max_edits || strsim::jaro_winkler(name, c) > 0.85
+        })
+        .min_by_key(|c| strsim::osa_distance(name, c))
+        .map(|c| format!("did you mean `{c}`?"))
 }

@@ -143,11 +143,14 @@ pub fn load_file(
     let items: Vec<Option<serde_json::Value>> = match fields.get("for_each") {
         None => vec![None],
         Some(node) => match &node.value {
-            Value::Seq(items) if !items.is_empty() => items.iter().map(|n| Some(n.to_json())).collect(),
+            Value::Seq(items) if !items.is_empty() => {
+                items.iter().map(|n| Some(n.to_json())).collect()
+            }
             _ => {
                 diags.push(
-                    Diagnostic::new(&node.span, "`for_each` must be a non-empty list")
-                        .hint("list one entry per pipeline to generate; templates see it as `item`"),
+                    Diagnostic::new(&node.span, "`for_each` must be a non-empty list").hint(
+                        "list one entry per pipeline to generate; templates see it as `item`",
+                    ),
                 );
                 return LoadedFile::default();
             }
@@ -164,7 +167,9 @@ pub fn load_file(
         let id = pipeline_id(&fields, &stem, item.as_ref(), &mut item_diags);
         if let Some(id) = &id {
             if out.ids.contains(id) {
-                let span = fields.get("pipeline").map_or(root.span.clone(), |n| n.span.clone());
+                let span = fields
+                    .get("pipeline")
+                    .map_or(root.span.clone(), |n| n.span.clone());
                 item_diags.push(
                     Diagnostic::new(&span, format!("for_each entry {} generates the pipeline id `{id}` a second time", n + 1))
                         .hint("make the `pipeline:` template depend on a field that differs per entry, such as `{{ item.name }}`"),
@@ -175,7 +180,16 @@ pub fn load_file(
         }
         let generated = item.is_some();
         let pipeline = id.and_then(|id| {
-            decode_pipeline(&fields, &root, file, id, item, paths, kinds, &mut item_diags)
+            decode_pipeline(
+                &fields,
+                &root,
+                file,
+                id,
+                item,
+                paths,
+                kinds,
+                &mut item_diags,
+            )
         });
         if generated && !item_diags.is_empty() {
             // The same mistake would be reported once per entry: keep the first entry's.
@@ -205,15 +219,21 @@ fn pipeline_id(
     let Some(node) = fields.get("pipeline") else {
         if item.is_some() {
             diags.push(
-                Diagnostic::new(&fields.node.span, "a `for_each` file needs a `pipeline:` id template")
-                    .hint("for example `pipeline: \"etl_{{ item.name }}\"`"),
+                Diagnostic::new(
+                    &fields.node.span,
+                    "a `for_each` file needs a `pipeline:` id template",
+                )
+                .hint("for example `pipeline: \"etl_{{ item.name }}\"`"),
             );
             return None;
         }
         return valid_id(stem, &fields.node.span, "pipeline", diags).then(|| stem.to_string());
     };
     let Some(text) = node.scalar_text() else {
-        diags.push(Diagnostic::new(&node.span, "`pipeline` must be a string id"));
+        diags.push(Diagnostic::new(
+            &node.span,
+            "`pipeline` must be a string id",
+        ));
         return None;
     };
     let id = match item {
@@ -226,8 +246,11 @@ fn pipeline_id(
                 Ok(s) => s,
                 Err(e) => {
                     diags.push(
-                        Diagnostic::new(&node.content_span(), format!("cannot render the pipeline id: {e}"))
-                            .hint("the id template sees only `item`, the for_each entry"),
+                        Diagnostic::new(
+                            &node.content_span(),
+                            format!("cannot render the pipeline id: {e}"),
+                        )
+                        .hint("the id template sees only `item`, the for_each entry"),
                     );
                     return None;
                 }
@@ -262,7 +285,11 @@ struct TaskSettings {
     trigger_rule: TriggerRule,
 }
 
-fn read_task_settings(fields: &Fields<'_>, base: &TaskSettings, diags: &mut Diagnostics) -> TaskSettings {
+fn read_task_settings(
+    fields: &Fields<'_>,
+    base: &TaskSettings,
+    diags: &mut Diagnostics,
+) -> TaskSettings {
     let mut s = base.clone();
     if let Some(owner) = fields.string("owner", diags) {
         s.owner = Some(owner);
@@ -278,8 +305,13 @@ fn read_task_settings(fields: &Fields<'_>, base: &TaskSettings, diags: &mut Diag
             Some("exponential") => s.retry.backoff = Backoff::Exponential,
             Some("constant") | Some("fixed") => s.retry.backoff = Backoff::Constant,
             _ => diags.push(
-                Diagnostic::new(&node.span, "`retry_backoff` must be `constant` or `exponential`")
-                    .hint("exponential waits retry_delay × 2^(try−1), plus jitter, up to max_retry_delay"),
+                Diagnostic::new(
+                    &node.span,
+                    "`retry_backoff` must be `constant` or `exponential`",
+                )
+                .hint(
+                    "exponential waits retry_delay × 2^(try−1), plus jitter, up to max_retry_delay",
+                ),
             ),
         }
     }
@@ -288,7 +320,10 @@ fn read_task_settings(fields: &Fields<'_>, base: &TaskSettings, diags: &mut Diag
     }
     if let Some(d) = fields.duration("timeout", diags) {
         if d.is_zero() {
-            diags.push(Diagnostic::new(&fields.get("timeout").expect("present").span, "`timeout` must be longer than 0s"));
+            diags.push(Diagnostic::new(
+                &fields.get("timeout").expect("present").span,
+                "`timeout` must be longer than 0s",
+            ));
         } else {
             s.timeout = Some(d);
         }
@@ -300,7 +335,10 @@ fn read_task_settings(fields: &Fields<'_>, base: &TaskSettings, diags: &mut Diag
                 let given = node.scalar_text().unwrap_or_default();
                 let hint = did_you_mean(&given, TriggerRule::NAMES)
                     .unwrap_or_else(|| format!("use one of: {}", TriggerRule::NAMES.join(", ")));
-                diags.push(Diagnostic::new(&node.span, format!("unknown trigger rule `{given}`")).hint(hint));
+                diags.push(
+                    Diagnostic::new(&node.span, format!("unknown trigger rule `{given}`"))
+                        .hint(hint),
+                );
             }
         }
     }
@@ -333,7 +371,10 @@ fn decode_pipeline(
                 chrono_tz::UTC
             }
             None => {
-                diags.push(Diagnostic::new(&node.span, "`timezone` must be a string such as Europe/Berlin"));
+                diags.push(Diagnostic::new(
+                    &node.span,
+                    "`timezone` must be a string such as Europe/Berlin",
+                ));
                 chrono_tz::UTC
             }
         },
@@ -350,7 +391,10 @@ fn decode_pipeline(
                 Schedule::Manual
             }
             None => {
-                diags.push(Diagnostic::new(&node.span, "`schedule` must be a cron expression or a preset"));
+                diags.push(Diagnostic::new(
+                    &node.span,
+                    "`schedule` must be a cron expression or a preset",
+                ));
                 Schedule::Manual
             }
         },
@@ -362,7 +406,10 @@ fn decode_pipeline(
         match schedule::parse_date_or_datetime(&text, &tz) {
             Ok(t) => Some(t),
             Err(msg) => {
-                diags.push(Diagnostic::new(&node.content_span(), format!("`{key}`: {msg}")));
+                diags.push(Diagnostic::new(
+                    &node.content_span(),
+                    format!("`{key}`: {msg}"),
+                ));
                 None
             }
         }
@@ -382,19 +429,29 @@ fn decode_pipeline(
             DateTime::<Utc>::MIN_UTC
         }
     };
-    if let (Some(end), Some(node)) = (end, fields.get("end_date")) {
-        if end < start {
-            diags.push(Diagnostic::new(&node.span, "`end_date` is before `start_date`"));
-        }
+    if let (Some(end), Some(node)) = (end, fields.get("end_date"))
+        && end < start
+    {
+        diags.push(Diagnostic::new(
+            &node.span,
+            "`end_date` is before `start_date`",
+        ));
     }
 
     let catchup = fields.bool("catchup", diags).unwrap_or(false);
-    let tags = fields.string_list("tags", diags).into_iter().map(|(t, _)| t).collect();
+    let tags = fields
+        .string_list("tags", diags)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let params = match fields.get("params") {
         None => serde_json::Value::Object(Default::default()),
         Some(node) if matches!(node.value, Value::Map(_)) => node.to_json(),
         Some(node) => {
-            diags.push(Diagnostic::new(&node.span, "`params` must be a mapping of names to values"));
+            diags.push(Diagnostic::new(
+                &node.span,
+                "`params` must be a mapping of names to values",
+            ));
             serde_json::Value::Object(Default::default())
         }
     };
@@ -403,15 +460,24 @@ fn decode_pipeline(
     let max_active_tasks = fields.uint("max_active_tasks", diags).unwrap_or(16).max(1);
 
     let mut defaults = TaskSettings::default();
-    if let Some(node) = fields.get("defaults") {
-        if let Some(df) = Fields::new(node, "`defaults`", INHERITED_KEYS, diags) {
-            defaults = read_task_settings(&df, &defaults, diags);
-        }
+    if let Some(node) = fields.get("defaults")
+        && let Some(df) = Fields::new(node, "`defaults`", INHERITED_KEYS, diags)
+    {
+        defaults = read_task_settings(&df, &defaults, diags);
     }
 
     let tasks_node = fields.required("tasks", &format!("pipeline `{id}`"), diags);
     let tasks = tasks_node.and_then(|node| {
-        decode_tasks(node, &id, &defaults, &params, item.as_ref(), paths, kinds, diags)
+        decode_tasks(
+            node,
+            &id,
+            &defaults,
+            &params,
+            item.as_ref(),
+            paths,
+            kinds,
+            diags,
+        )
     });
 
     if diags.len() > errors_before {
@@ -422,7 +488,12 @@ fn decode_pipeline(
         file: file.to_string(),
         span: root.span.clone(),
         description,
-        timetable: Timetable { schedule, tz, start, end },
+        timetable: Timetable {
+            schedule,
+            tz,
+            start,
+            end,
+        },
         catchup,
         tags,
         params,
@@ -454,17 +525,32 @@ fn decode_tasks(
 ) -> Option<Vec<Task>> {
     let Value::Map(entries) = &node.value else {
         diags.push(
-            Diagnostic::new(&node.span, format!("`tasks` must be a mapping of task ids to tasks, found {}", node.kind_name()))
-                .hint("write `tasks:` followed by indented `task_id: { ... }` entries"),
+            Diagnostic::new(
+                &node.span,
+                format!(
+                    "`tasks` must be a mapping of task ids to tasks, found {}",
+                    node.kind_name()
+                ),
+            )
+            .hint("write `tasks:` followed by indented `task_id: { ... }` entries"),
         );
         return None;
     };
     if entries.is_empty() {
-        diags.push(Diagnostic::new(&node.span, "a pipeline needs at least one task"));
+        diags.push(Diagnostic::new(
+            &node.span,
+            "a pipeline needs at least one task",
+        ));
         return None;
     }
     let kind_names: Vec<&'static str> = kinds.names().collect();
-    let static_name = |k: &str| -> &'static str { kind_names.iter().copied().find(|n| *n == k).unwrap_or("unknown") };
+    let static_name = |k: &str| -> &'static str {
+        kind_names
+            .iter()
+            .copied()
+            .find(|n| *n == k)
+            .unwrap_or("unknown")
+    };
     let mut allowed: Vec<&str> = TASK_KEYS.to_vec();
     allowed.extend(INHERITED_KEYS);
     allowed.extend(&kind_names);
@@ -479,7 +565,10 @@ fn decode_tasks(
             continue;
         }
         if raw.iter().any(|r| r.id == task_id) {
-            diags.push(Diagnostic::new(&key.span, format!("task `{task_id}` is defined twice")));
+            diags.push(Diagnostic::new(
+                &key.span,
+                format!("task `{task_id}` is defined twice"),
+            ));
             continue;
         }
         let what = format!("task `{task_id}`");
@@ -491,7 +580,8 @@ fn decode_tasks(
         let description = tf.string("description", diags);
         let sla = tf.duration("sla", diags);
 
-        let chosen: Vec<(&str, &Node)> = tf.keys().filter(|(k, _)| kind_names.contains(k)).collect();
+        let chosen: Vec<(&str, &Node)> =
+            tf.keys().filter(|(k, _)| kind_names.contains(k)).collect();
         let kind = match chosen.as_slice() {
             [(name, _)] => static_name(name),
             [] => {
@@ -503,13 +593,20 @@ fn decode_tasks(
             }
             [_, (second, second_node), ..] => {
                 diags.push(
-                    Diagnostic::new(&second_node.span, format!("{what} has two kinds of work (`{}` and `{second}`)", chosen[0].0))
-                        .hint("split it into two tasks, the second with `after: [...]`"),
+                    Diagnostic::new(
+                        &second_node.span,
+                        format!(
+                            "{what} has two kinds of work (`{}` and `{second}`)",
+                            chosen[0].0
+                        ),
+                    )
+                    .hint("split it into two tasks, the second with `after: [...]`"),
                 );
                 continue;
             }
         };
-        let sample = TemplateContext::sample(pipeline, &task_id, params.clone(), item.cloned());
+        let sample = TemplateContext::sample(pipeline, &task_id, params.clone(), item.cloned())
+            .with_project(paths);
         let config = tf.get(kind).expect("chosen kinds are present");
         let mut cx = CompileContext {
             project: paths,
@@ -541,7 +638,11 @@ fn decode_tasks(
     }
 
     // Dependencies: every name must exist; then order the graph, or report the cycle.
-    let index: HashMap<&str, usize> = raw.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
     let mut upstream: Vec<Vec<usize>> = vec![Vec::new(); raw.len()];
     let mut deps_ok = true;
     for (i, r) in raw.iter().enumerate() {
@@ -550,7 +651,10 @@ fn decode_tasks(
             match index.get(dep.as_str()) {
                 Some(&j) if j == i => {
                     deps_ok = false;
-                    diags.push(Diagnostic::new(&dep_node.span, format!("task `{}` depends on itself", r.id)));
+                    diags.push(Diagnostic::new(
+                        &dep_node.span,
+                        format!("task `{}` depends on itself", r.id),
+                    ));
                 }
                 Some(&j) => {
                     if seen.insert(j) {
@@ -559,11 +663,22 @@ fn decode_tasks(
                 }
                 None => {
                     deps_ok = false;
-                    let hint = did_you_mean(dep, raw.iter().map(|r| r.id.as_str())).unwrap_or_else(|| {
-                        format!("tasks in this pipeline: {}", raw.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", "))
-                    });
+                    let hint =
+                        did_you_mean(dep, raw.iter().map(|r| r.id.as_str())).unwrap_or_else(|| {
+                            format!(
+                                "tasks in this pipeline: {}",
+                                raw.iter()
+                                    .map(|r| r.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        });
                     diags.push(
-                        Diagnostic::new(&dep_node.span, format!("task `{}` depends on unknown task `{dep}`", r.id)).hint(hint),
+                        Diagnostic::new(
+                            &dep_node.span,
+                            format!("task `{}` depends on unknown task `{dep}`", r.id),
+                        )
+                        .hint(hint),
                     );
                 }
             }
@@ -577,8 +692,13 @@ fn decode_tasks(
         Err(cycle) => {
             let path: Vec<&str> = cycle.iter().map(|&i| raw[i].id.as_str()).collect();
             diags.push(
-                Diagnostic::new(&raw[cycle[0]].key_span, format!("dependency cycle: {}", path.join(" -> ")))
-                    .hint("a pipeline is a directed acyclic graph: remove one of these `after:` entries"),
+                Diagnostic::new(
+                    &raw[cycle[0]].key_span,
+                    format!("dependency cycle: {}", path.join(" -> ")),
+                )
+                .hint(
+                    "a pipeline is a directed acyclic graph: remove one of these `after:` entries",
+                ),
             );
             return None;
         }
@@ -592,7 +712,10 @@ fn decode_tasks(
         position[old] = new;
     }
     let mut tasks: Vec<Option<Task>> = raw.into_iter().map(|r| r.task).collect();
-    let mut ordered: Vec<Task> = order.iter().map(|&old| tasks[old].take().expect("each once")).collect();
+    let mut ordered: Vec<Task> = order
+        .iter()
+        .map(|&old| tasks[old].take().expect("each once"))
+        .collect();
     for (old, ups) in upstream.iter().enumerate() {
         let new = position[old];
         for &u in ups {
@@ -632,7 +755,10 @@ fn topological_order(upstream: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> 
     let mut path = vec![start];
     let mut at = start;
     loop {
-        let next = *upstream[at].iter().find(|&&u| pending[u] > 0).expect("an unfinished node has an unfinished upstream");
+        let next = *upstream[at]
+            .iter()
+            .find(|&&u| pending[u] > 0)
+            .expect("an unfinished node has an unfinished upstream");
         if let Some(pos) = path.iter().position(|&p| p == next) {
             let mut cycle: Vec<usize> = path[pos..].to_vec();
             // `path` follows upstream edges; a cycle reads better downstream.
@@ -652,7 +778,10 @@ mod tests {
     #[test]
     fn topological_order_and_cycles() {
         // 0 <- 1 <- 2, 0 <- 2
-        assert_eq!(topological_order(&[vec![], vec![0], vec![1, 0]]).unwrap(), vec![0, 1, 2]);
+        assert_eq!(
+            topological_order(&[vec![], vec![0], vec![1, 0]]).unwrap(),
+            vec![0, 1, 2]
+        );
         // a -> b -> c -> a
         let cycle = topological_order(&[vec![2], vec![0], vec![1]]).unwrap_err();
         assert_eq!(cycle.len(), 4);

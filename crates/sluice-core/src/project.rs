@@ -38,7 +38,9 @@ impl ProjectPaths {
 
     /// A path relative to the project root, for messages.
     pub fn display<'a>(&self, path: &'a Path) -> std::borrow::Cow<'a, str> {
-        path.strip_prefix(&self.root).unwrap_or(path).to_string_lossy()
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
     }
 }
 
@@ -53,7 +55,14 @@ pub struct Settings {
     pub parallelism: usize,
 }
 
-const SETTINGS_KEYS: &[&str] = &["name", "warehouse", "lake", "metadata", "python", "parallelism"];
+const SETTINGS_KEYS: &[&str] = &[
+    "name",
+    "warehouse",
+    "lake",
+    "metadata",
+    "python",
+    "parallelism",
+];
 
 impl Settings {
     /// Reads `sluice.yaml` from `root`. Problems are diagnostics; defaults fill what is missing.
@@ -82,7 +91,10 @@ impl Settings {
         let node = match yaml::parse(SETTINGS_FILE.into(), &text) {
             Ok(n) => n,
             Err(e) => {
-                diags.push(Diagnostic::new(&e.span, format!("YAML syntax error: {}", e.message)));
+                diags.push(Diagnostic::new(
+                    &e.span,
+                    format!("YAML syntax error: {}", e.message),
+                ));
                 return None;
             }
         };
@@ -144,8 +156,12 @@ pub struct Project {
 }
 
 impl Project {
-    /// Loads the settings and every pipeline file. Fails only when the settings are unusable.
-    pub fn load(root: &Path, kinds: &KindRegistry) -> Result<Project, Vec<Diagnostic>> {
+    /// Loads the settings and every pipeline file, with the task kinds `kinds` builds from the
+    /// settings. Fails only when the settings are unusable.
+    pub fn load(
+        root: &Path,
+        kinds: impl FnOnce(&Settings) -> KindRegistry,
+    ) -> Result<Project, Vec<Diagnostic>> {
         let mut diags = Diagnostics::default();
         let Some(settings) = Settings::load(root, &mut diags) else {
             return Err(diags.0);
@@ -153,15 +169,14 @@ impl Project {
         if !diags.is_empty() {
             return Err(diags.0);
         }
+        let kinds = kinds(&settings);
+        let kinds = &kinds;
         let paths = Arc::new(settings.paths.clone());
         let dir = paths.root.join(PIPELINES_DIR);
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension()
-                        .is_some_and(|e| e == "yaml" || e == "yml")
-                })
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
                 .collect(),
             Err(_) => Vec::new(),
         };
@@ -186,29 +201,32 @@ impl Project {
                 }
             };
             for id in &loaded.ids {
-                if let Some(other) = ids.get(id) {
-                    if other != &file {
-                        file_diags.push(
-                            Diagnostic {
-                                file: display.clone(),
-                                line: 1,
-                                col: 1,
-                                message: format!(
-                                    "pipeline `{id}` is also defined in {}",
-                                    paths.display(other)
-                                ),
-                                hint: None,
-                            }
-                            .hint("pipeline ids must be unique across the project"),
-                        );
-                        continue;
-                    }
+                if let Some(other) = ids.get(id)
+                    && other != &file
+                {
+                    file_diags.push(
+                        Diagnostic {
+                            file: display.clone(),
+                            line: 1,
+                            col: 1,
+                            message: format!(
+                                "pipeline `{id}` is also defined in {}",
+                                paths.display(other)
+                            ),
+                            hint: None,
+                        }
+                        .hint("pipeline ids must be unique across the project"),
+                    );
+                    continue;
                 }
                 ids.insert(id.clone(), file.clone());
             }
             if file_diags.is_empty() {
                 pipelines.extend(loaded.pipelines);
             } else {
+                file_diags
+                    .0
+                    .sort_by_key(|d| (d.file.clone(), d.line, d.col));
                 diags.0.extend(file_diags.0);
             }
         }

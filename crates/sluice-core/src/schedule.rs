@@ -105,14 +105,24 @@ pub struct Timetable {
 pub const MAX_INTERVALS: usize = 100_000;
 
 impl Timetable {
-    fn next_fire(&self, cron: &Cron, after: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+    fn next_fire(
+        &self,
+        cron: &Cron,
+        after: DateTime<Utc>,
+        inclusive: bool,
+    ) -> Option<DateTime<Utc>> {
         let local = after.with_timezone(&self.tz);
         cron.find_next_occurrence(&local, inclusive)
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
 
-    fn prev_fire(&self, cron: &Cron, before: DateTime<Utc>, inclusive: bool) -> Option<DateTime<Utc>> {
+    fn prev_fire(
+        &self,
+        cron: &Cron,
+        before: DateTime<Utc>,
+        inclusive: bool,
+    ) -> Option<DateTime<Utc>> {
         let local = before.with_timezone(&self.tz);
         cron.find_previous_occurrence(&local, inclusive)
             .ok()
@@ -194,7 +204,9 @@ impl Timetable {
                 if interval.start < self.start {
                     return Err(format!(
                         "{date} is before the pipeline's start_date ({})",
-                        self.start.with_timezone(&self.tz).format("%Y-%m-%d %H:%M %Z")
+                        self.start
+                            .with_timezone(&self.tz)
+                            .format("%Y-%m-%d %H:%M %Z")
                     ));
                 }
                 if let Some(end) = self.end.filter(|end| interval.start > *end) {
@@ -221,7 +233,10 @@ impl Timetable {
                 let mut out = Vec::new();
                 let mut cur = self.interval_from(cron, lo.max(self.start));
                 while let Some(interval) = cur {
-                    if interval.start >= hi || !self.in_bounds(&interval) || out.len() >= MAX_INTERVALS {
+                    if interval.start >= hi
+                        || !self.in_bounds(&interval)
+                        || out.len() >= MAX_INTERVALS
+                    {
                         break;
                     }
                     out.push(interval);
@@ -334,12 +349,19 @@ pub fn parse_date_or_datetime(text: &str, tz: &Tz) -> Result<DateTime<Utc>, Stri
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return Ok(dt.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(t, fmt) {
             return Ok(local_to_utc(tz, dt));
         }
     }
-    Err(format!("`{text}` is not a date (YYYY-MM-DD) or a date and time (YYYY-MM-DDTHH:MM)"))
+    Err(format!(
+        "`{text}` is not a date (YYYY-MM-DD) or a date and time (YYYY-MM-DDTHH:MM)"
+    ))
 }
 
 #[cfg(test)]
@@ -368,7 +390,12 @@ mod tests {
     fn local_starts(t: &Timetable, from: &str, to: &str) -> Vec<String> {
         t.intervals_between(d(from), d(to))
             .iter()
-            .map(|i| i.start.with_timezone(&t.tz).format("%Y-%m-%d %H:%M %Z").to_string())
+            .map(|i| {
+                i.start
+                    .with_timezone(&t.tz)
+                    .format("%Y-%m-%d %H:%M %Z")
+                    .to_string()
+            })
             .collect()
     }
 
@@ -376,15 +403,78 @@ mod tests {
     fn cron_table() {
         // (schedule, time zone, start_date, --date, expected interval start, expected end) in UTC
         let cases = [
-            ("0 6 * * *", "UTC", "2024-01-01", "2024-01-01", "2024-01-01T06:00:00Z", "2024-01-02T06:00:00Z"),
-            ("@daily", "UTC", "2024-01-01", "2024-02-29", "2024-02-29T00:00:00Z", "2024-03-01T00:00:00Z"),
-            ("@monthly", "UTC", "2024-01-01", "2024-01-01", "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"),
-            ("0 0 31 * *", "UTC", "2024-01-01", "2024-01-31", "2024-01-31T00:00:00Z", "2024-03-31T00:00:00Z"),
-            ("0 0 29 2 *", "UTC", "2020-01-01", "2024-02-29", "2024-02-29T00:00:00Z", "2028-02-29T00:00:00Z"),
-            ("@yearly", "UTC", "2020-01-01", "2024-01-01", "2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"),
-            ("@weekly", "UTC", "2024-01-01", "2024-01-07", "2024-01-07T00:00:00Z", "2024-01-14T00:00:00Z"),
-            ("0 6 * * *", "Europe/Berlin", "2024-01-01", "2024-01-15", "2024-01-15T05:00:00Z", "2024-01-16T05:00:00Z"),
-            ("0 6 * * *", "America/New_York", "2024-07-01", "2024-07-04", "2024-07-04T10:00:00Z", "2024-07-05T10:00:00Z"),
+            (
+                "0 6 * * *",
+                "UTC",
+                "2024-01-01",
+                "2024-01-01",
+                "2024-01-01T06:00:00Z",
+                "2024-01-02T06:00:00Z",
+            ),
+            (
+                "@daily",
+                "UTC",
+                "2024-01-01",
+                "2024-02-29",
+                "2024-02-29T00:00:00Z",
+                "2024-03-01T00:00:00Z",
+            ),
+            (
+                "@monthly",
+                "UTC",
+                "2024-01-01",
+                "2024-01-01",
+                "2024-01-01T00:00:00Z",
+                "2024-02-01T00:00:00Z",
+            ),
+            (
+                "0 0 31 * *",
+                "UTC",
+                "2024-01-01",
+                "2024-01-31",
+                "2024-01-31T00:00:00Z",
+                "2024-03-31T00:00:00Z",
+            ),
+            (
+                "0 0 29 2 *",
+                "UTC",
+                "2020-01-01",
+                "2024-02-29",
+                "2024-02-29T00:00:00Z",
+                "2028-02-29T00:00:00Z",
+            ),
+            (
+                "@yearly",
+                "UTC",
+                "2020-01-01",
+                "2024-01-01",
+                "2024-01-01T00:00:00Z",
+                "2025-01-01T00:00:00Z",
+            ),
+            (
+                "@weekly",
+                "UTC",
+                "2024-01-01",
+                "2024-01-07",
+                "2024-01-07T00:00:00Z",
+                "2024-01-14T00:00:00Z",
+            ),
+            (
+                "0 6 * * *",
+                "Europe/Berlin",
+                "2024-01-01",
+                "2024-01-15",
+                "2024-01-15T05:00:00Z",
+                "2024-01-16T05:00:00Z",
+            ),
+            (
+                "0 6 * * *",
+                "America/New_York",
+                "2024-07-01",
+                "2024-07-04",
+                "2024-07-04T10:00:00Z",
+                "2024-07-05T10:00:00Z",
+            ),
         ];
         for (cron, tz, start, date, want_start, want_end) in cases {
             let t = tt(cron, tz, start);
@@ -462,11 +552,23 @@ mod tests {
     fn hourly_follows_absolute_time_across_dst() {
         let t = tt("@hourly", "Europe/Berlin", "2024-01-01");
         // The local day of spring forward has 23 hours, the day of fall back 25.
-        assert_eq!(t.intervals_between(d("2024-03-31"), d("2024-03-31")).len(), 23);
-        assert_eq!(t.intervals_between(d("2024-10-27"), d("2024-10-27")).len(), 25);
+        assert_eq!(
+            t.intervals_between(d("2024-03-31"), d("2024-03-31")).len(),
+            23
+        );
+        assert_eq!(
+            t.intervals_between(d("2024-10-27"), d("2024-10-27")).len(),
+            25
+        );
         let ny = tt("@hourly", "America/New_York", "2024-01-01");
-        assert_eq!(ny.intervals_between(d("2024-03-10"), d("2024-03-10")).len(), 23);
-        assert_eq!(ny.intervals_between(d("2024-11-03"), d("2024-11-03")).len(), 25);
+        assert_eq!(
+            ny.intervals_between(d("2024-03-10"), d("2024-03-10")).len(),
+            23
+        );
+        assert_eq!(
+            ny.intervals_between(d("2024-11-03"), d("2024-11-03")).len(),
+            25
+        );
     }
 
     #[test]
@@ -475,10 +577,19 @@ mod tests {
         let starts = local_starts(&t, "2024-02-27", "2024-03-01");
         assert_eq!(
             starts,
-            vec!["2024-02-27 00:00 UTC", "2024-02-28 00:00 UTC", "2024-02-29 00:00 UTC", "2024-03-01 00:00 UTC"]
+            vec![
+                "2024-02-27 00:00 UTC",
+                "2024-02-28 00:00 UTC",
+                "2024-02-29 00:00 UTC",
+                "2024-03-01 00:00 UTC"
+            ]
         );
         let t = tt("@daily", "UTC", "2023-02-27");
-        assert_eq!(local_starts(&t, "2023-02-27", "2023-03-01").len(), 3, "2023 has no Feb 29");
+        assert_eq!(
+            local_starts(&t, "2023-02-27", "2023-03-01").len(),
+            3,
+            "2023 has no Feb 29"
+        );
         let t = tt("0 23 * * *", "UTC", "2023-12-30");
         let i = t.interval_for_date(d("2023-12-31")).unwrap();
         assert_eq!(i.end, utc("2024-01-01T23:00:00Z"));
@@ -508,9 +619,24 @@ mod tests {
         let mut t = tt("@daily", "UTC", "2024-01-10");
         t.end = Some(utc("2024-01-12T00:00:00Z"));
         let starts = local_starts(&t, "2024-01-01", "2024-01-31");
-        assert_eq!(starts, vec!["2024-01-10 00:00 UTC", "2024-01-11 00:00 UTC", "2024-01-12 00:00 UTC"]);
-        assert!(t.interval_for_date(d("2024-01-09")).unwrap_err().contains("before"));
-        assert!(t.interval_for_date(d("2024-01-13")).unwrap_err().contains("after"));
+        assert_eq!(
+            starts,
+            vec![
+                "2024-01-10 00:00 UTC",
+                "2024-01-11 00:00 UTC",
+                "2024-01-12 00:00 UTC"
+            ]
+        );
+        assert!(
+            t.interval_for_date(d("2024-01-09"))
+                .unwrap_err()
+                .contains("before")
+        );
+        assert!(
+            t.interval_for_date(d("2024-01-13"))
+                .unwrap_err()
+                .contains("after")
+        );
         let latest = t.latest_complete(utc("2024-06-01T00:00:00Z")).unwrap();
         assert_eq!(latest.start, utc("2024-01-12T00:00:00Z"));
     }
@@ -527,7 +653,11 @@ mod tests {
     fn bad_schedules_are_explained() {
         assert!(Schedule::parse("0 6 * *").unwrap_err().contains("4 fields"));
         assert!(Schedule::parse("61 6 * * *").is_err());
-        assert!(Schedule::parse("@fortnightly").unwrap_err().contains("unknown preset"));
+        assert!(
+            Schedule::parse("@fortnightly")
+                .unwrap_err()
+                .contains("unknown preset")
+        );
         assert!(parse_timezone("Europe/Atlantis").is_err());
         assert!(matches!(Schedule::parse("none").unwrap(), Schedule::Manual));
         assert!(matches!(Schedule::parse("@once").unwrap(), Schedule::Once));
@@ -538,11 +668,17 @@ mod tests {
         let t = tt("none", "UTC", "2024-01-01");
         let i = t.interval_for_date(d("2024-05-05")).unwrap();
         assert_eq!(i.start, i.end);
-        assert_eq!(t.intervals_between(d("2024-05-01"), d("2024-05-03")).len(), 3);
+        assert_eq!(
+            t.intervals_between(d("2024-05-01"), d("2024-05-03")).len(),
+            3
+        );
         assert!(t.due(None, utc("2025-01-01T00:00:00Z"), true).is_empty());
         let once = tt("@once", "UTC", "2024-01-01");
         assert_eq!(once.due(None, utc("2025-01-01T00:00:00Z"), true).len(), 1);
         let first = once.first().unwrap();
-        assert!(once.due(Some(&first), utc("2025-01-01T00:00:00Z"), true).is_empty());
+        assert!(
+            once.due(Some(&first), utc("2025-01-01T00:00:00Z"), true)
+                .is_empty()
+        );
     }
 }

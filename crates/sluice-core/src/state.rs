@@ -108,10 +108,15 @@ impl fmt::Display for RunState {
 impl FromStr for RunState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [RunState::Queued, RunState::Running, RunState::Success, RunState::Failed]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown run state `{s}`"))
+        [
+            RunState::Queued,
+            RunState::Running,
+            RunState::Success,
+            RunState::Failed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown run state `{s}`"))
     }
 }
 
@@ -322,7 +327,11 @@ mod tests {
             ("all_failed", &[Failed, UpstreamFailed], D::Run),
             ("all_failed", &[Failed, Running], D::Wait),
             ("all_failed", &[Failed, Success], D::Skip),
-            ("all_done", &[Failed, Success, Skipped, UpstreamFailed], D::Run),
+            (
+                "all_done",
+                &[Failed, Success, Skipped, UpstreamFailed],
+                D::Run,
+            ),
             ("all_done", &[Failed, UpForRetry], D::Wait),
             ("one_success", &[Success, Running], D::Run),
             ("one_success", &[Failed, Running], D::Wait),
@@ -355,11 +364,26 @@ mod tests {
         };
         for (try_number, base) in [(1u32, 10u64), (2, 20), (3, 40)] {
             let d = p.delay_after(try_number, "p.t.2024-01-01");
-            assert!(d >= Duration::from_secs(base) && d < Duration::from_secs(2 * base).min(Duration::from_secs(61)), "try {try_number}: {d:?}");
+            assert!(
+                d >= Duration::from_secs(base)
+                    && d < Duration::from_secs(2 * base).min(Duration::from_secs(61)),
+                "try {try_number}: {d:?}"
+            );
         }
-        assert_eq!(p.delay_after(4, "k"), Duration::from_secs(60), "80s+ is capped at 60s");
-        assert_eq!(p.delay_after(2, "k"), p.delay_after(2, "k"), "jitter is stable per key");
-        let c = RetryPolicy { backoff: Backoff::Constant, ..p };
+        assert_eq!(
+            p.delay_after(4, "k"),
+            Duration::from_secs(60),
+            "80s+ is capped at 60s"
+        );
+        assert_eq!(
+            p.delay_after(2, "k"),
+            p.delay_after(2, "k"),
+            "jitter is stable per key"
+        );
+        let c = RetryPolicy {
+            backoff: Backoff::Constant,
+            ..p
+        };
         assert_eq!(c.delay_after(3, "k"), Duration::from_secs(10));
     }
 

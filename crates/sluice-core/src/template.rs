@@ -33,6 +33,8 @@ pub const VARIABLES: &[&str] = &[
     "task",
     "run_id",
     "try_number",
+    "project_dir",
+    "lake_root",
 ];
 
 /// The shared template environment.
@@ -76,6 +78,10 @@ pub struct TemplateContext {
     pub task: String,
     pub run_id: String,
     pub try_number: u32,
+    /// The project folder, absolute.
+    pub project_dir: String,
+    /// The data lake's root folder, absolute.
+    pub lake_root: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<serde_json::Value>,
 }
@@ -117,12 +123,26 @@ impl TemplateContext {
             task: task.to_string(),
             run_id: run_id.to_string(),
             try_number,
+            project_dir: String::new(),
+            lake_root: String::new(),
             item,
         }
     }
 
+    /// Fills `project_dir` and `lake_root`.
+    pub fn with_project(mut self, paths: &crate::project::ProjectPaths) -> Self {
+        self.project_dir = paths.root.display().to_string();
+        self.lake_root = paths.lake.display().to_string();
+        self
+    }
+
     /// A context with placeholder values, used by `sluice check` to try-render templates.
-    pub fn sample(pipeline: &str, task: &str, params: serde_json::Value, item: Option<serde_json::Value>) -> Self {
+    pub fn sample(
+        pipeline: &str,
+        task: &str,
+        params: serde_json::Value,
+        item: Option<serde_json::Value>,
+    ) -> Self {
         let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
             .expect("constant")
             .with_timezone(&Utc);
@@ -138,7 +158,17 @@ impl TemplateContext {
             start: interval.end,
             end: interval.end + Duration::days(1),
         };
-        TemplateContext::new(pipeline, task, "check", 1, &interval, Some(&prev), Some(&next), params, item)
+        TemplateContext::new(
+            pipeline,
+            task,
+            "check",
+            1,
+            &interval,
+            Some(&prev),
+            Some(&next),
+            params,
+            item,
+        )
     }
 }
 
@@ -212,7 +242,10 @@ pub fn render(source: &str, ctx: &TemplateContext) -> Result<String, TemplateErr
 /// Renders a value the way Airflow's `render_template_as_native_obj` does: a string that is
 /// exactly one `{{ expression }}` becomes the expression's value (a list, a mapping, a number);
 /// any other string is rendered as text; lists and mappings are rendered recursively.
-pub fn render_native(value: &serde_json::Value, ctx: &TemplateContext) -> Result<serde_json::Value, TemplateError> {
+pub fn render_native(
+    value: &serde_json::Value,
+    ctx: &TemplateContext,
+) -> Result<serde_json::Value, TemplateError> {
     use serde_json::Value as J;
     Ok(match value {
         J::String(s) => {
@@ -239,7 +272,12 @@ pub fn render_native(value: &serde_json::Value, ctx: &TemplateContext) -> Result
                 J::String(render(s, ctx)?)
             }
         }
-        J::Array(items) => J::Array(items.iter().map(|v| render_native(v, ctx)).collect::<Result<_, _>>()?),
+        J::Array(items) => J::Array(
+            items
+                .iter()
+                .map(|v| render_native(v, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
         J::Object(map) => J::Object(
             map.iter()
                 .map(|(k, v)| Ok((k.clone(), render_native(v, ctx)?)))
@@ -262,18 +300,22 @@ pub fn check(source: &str, sample: &TemplateContext) -> Result<(), TemplateError
     let mut undeclared: Vec<String> = tmpl
         .undeclared_variables(false)
         .into_iter()
-        .filter(|v| !VARIABLES.contains(&v.as_str()) && !(v == "item" && sample.item.is_some()))
+        .filter(|v| {
+            let known = VARIABLES.contains(&v.as_str()) || (v == "item" && sample.item.is_some());
+            !known
+        })
         .collect();
     undeclared.sort();
     if let Some(name) = undeclared.first() {
         let offset = find_word(source, name);
         let line = offset.map(|o| source[..o].matches('\n').count() + 1);
-        let hint = crate::diag::did_you_mean(name, VARIABLES.iter().copied()).unwrap_or_else(|| {
-            format!(
-                "available: {} (and `item` in for_each pipelines)",
-                VARIABLES.join(", ")
-            )
-        });
+        let hint =
+            crate::diag::did_you_mean(name, VARIABLES.iter().copied()).unwrap_or_else(|| {
+                format!(
+                    "available: {} (and `item` in for_each pipelines)",
+                    VARIABLES.join(", ")
+                )
+            });
         return Err(TemplateError {
             message: format!("undefined template variable `{name}`"),
             line,
@@ -357,7 +399,10 @@ fn ident_filter(value: Value) -> Result<String, Error> {
         ));
     };
     if s.is_empty() || s.contains('\0') {
-        return Err(Error::new(ErrorKind::InvalidOperation, "an identifier cannot be empty or contain NUL"));
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "an identifier cannot be empty or contain NUL",
+        ));
     }
     Ok(s.split('.')
         .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
@@ -368,7 +413,12 @@ fn ident_filter(value: Value) -> Result<String, Error> {
 fn parse_ds(ds: &str, fmt: &str) -> Result<NaiveDateTime, Error> {
     NaiveDateTime::parse_from_str(ds, fmt)
         .or_else(|_| NaiveDate::parse_from_str(ds, fmt).map(|d| d.and_time(chrono::NaiveTime::MIN)))
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("`{ds}` does not match `{fmt}`: {e}")))
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("`{ds}` does not match `{fmt}`: {e}"),
+            )
+        })
 }
 
 /// `macros.ds_add('2024-01-01', 5)` → `'2024-01-06'`.
@@ -382,8 +432,12 @@ fn ds_format(ds: String, input_format: String, output_format: String) -> Result<
     let d = parse_ds(&ds, &input_format)?;
     let mut out = String::new();
     use std::fmt::Write;
-    write!(out, "{}", d.format(&output_format))
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("`{output_format}` is not a valid date format")))?;
+    write!(out, "{}", d.format(&output_format)).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("`{output_format}` is not a valid date format"),
+        )
+    })?;
     Ok(out)
 }
 
@@ -392,7 +446,12 @@ mod tests {
     use super::*;
 
     fn ctx() -> TemplateContext {
-        let mut c = TemplateContext::sample("p", "t", serde_json::json!({"region": "eu", "ids": [1, 2]}), None);
+        let mut c = TemplateContext::sample(
+            "p",
+            "t",
+            serde_json::json!({"region": "eu", "ids": [1, 2]}),
+            None,
+        );
         c.run_id = "scheduled__2024-01-01T00:00:00+00:00".into();
         c
     }
@@ -409,13 +468,19 @@ mod tests {
             ("{{ prev_ds }}/{{ next_ds }}", "2023-12-31/2024-01-02"),
             ("{{ macros.ds_add(ds, 5) }}", "2024-01-06"),
             ("{{ macros.ds_add(ds, -1) }}", "2023-12-31"),
-            ("{{ macros.ds_format(ds, '%Y-%m-%d', '%m-%d-%y') }}", "01-01-24"),
+            (
+                "{{ macros.ds_format(ds, '%Y-%m-%d', '%m-%d-%y') }}",
+                "01-01-24",
+            ),
             ("{{ params.region }}", "eu"),
             ("{{ pipeline }}.{{ task }}#{{ try_number }}", "p.t#1"),
             ("{{ ds | sql }}", "'2024-01-01'"),
             ("{{ \"O'Brien\" | sql }}", "'O''Brien'"),
             ("{{ params.ids | sql }}", "(1, 2)"),
-            ("{{ 3 | sql }} {{ true | sql }} {{ none | sql }}", "3 TRUE NULL"),
+            (
+                "{{ 3 | sql }} {{ true | sql }} {{ none | sql }}",
+                "3 TRUE NULL",
+            ),
             ("{{ 'staging.orders' | ident }}", "\"staging\".\"orders\""),
             ("{{ 'a\"b' | ident }}", "\"a\"\"b\""),
             ("no template", "no template"),
@@ -431,7 +496,10 @@ mod tests {
         let mut c = ctx();
         c.params = serde_json::json!({"evil": "x'; drop table orders; --"});
         let out = render("select * from t where a = {{ params.evil | sql }}", &c).unwrap();
-        assert_eq!(out, "select * from t where a = 'x''; drop table orders; --'");
+        assert_eq!(
+            out,
+            "select * from t where a = 'x''; drop table orders; --'"
+        );
     }
 
     #[test]
@@ -448,7 +516,10 @@ mod tests {
         let e = check("line1\n{{ ds }\n", &c).unwrap_err();
         assert!(e.message.contains("syntax"), "{e:?}");
         assert_eq!(e.line, Some(2));
-        assert!(check("{{ item.name }}", &c).is_err(), "item only exists in for_each pipelines");
+        assert!(
+            check("{{ item.name }}", &c).is_err(),
+            "item only exists in for_each pipelines"
+        );
     }
 
     #[test]

@@ -1,1 +1,113 @@
+//! The embedded DuckDB warehouse.
+//!
+//! DuckDB allows one process to write a database file, with any number of connections inside
+//! that process. The database is opened once, lazily (a project whose pipelines never touch the
+//! warehouse never opens it), and every task gets its own connection cloned from that one.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
 pub use duckdb;
+use duckdb::{Connection, InterruptHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("cannot open the warehouse {path}: {message}{hint}")]
+    Open {
+        path: String,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("{0}")]
+    Sql(String),
+    #[error("the query was interrupted")]
+    Interrupted,
+}
+
+pub struct Warehouse {
+    path: PathBuf,
+    base: Mutex<Option<Connection>>,
+}
+
+impl Warehouse {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Warehouse {
+            path: path.into(),
+            base: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new connection to the warehouse, opening the database on first use.
+    pub fn connect(&self) -> Result<Connection, WarehouseError> {
+        let mut base = self.base.lock().unwrap_or_else(|p| p.into_inner());
+        if base.is_none() {
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let conn = Connection::open(&self.path).map_err(|e| {
+                let message = e.to_string();
+                let hint = if message.contains("lock") {
+                    "\n  hint: another process has this warehouse open for writing; DuckDB allows one writer process at a time"
+                } else {
+                    ""
+                };
+                WarehouseError::Open {
+                    path: self.path.display().to_string(),
+                    message,
+                    hint,
+                }
+            })?;
+            *base = Some(conn);
+        }
+        base.as_ref()
+            .expect("opened above")
+            .try_clone()
+            .map_err(|e| WarehouseError::Sql(e.to_string()))
+    }
+}
+
+/// Interrupts a running query when dropped before [`QueryGuard::disarm`] is called: a task
+/// whose future is dropped (timeout, cancellation) stops its query instead of leaving it running.
+pub struct QueryGuard {
+    handle: Option<Arc<InterruptHandle>>,
+}
+
+impl QueryGuard {
+    pub fn new(conn: &Connection) -> Self {
+        QueryGuard {
+            handle: Some(conn.interrupt_handle()),
+        }
+    }
+
+    pub fn disarm(mut self) {
+        self.handle = None;
+    }
+}
+
+impl Drop for QueryGuard {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.interrupt();
+        }
+    }
+}
+
+/// Runs every statement of `sql` in one transaction: all of them take effect, or none.
+pub fn execute_in_transaction(conn: &mut Connection, sql: &str) -> Result<(), WarehouseError> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    tx.execute_batch(sql).map_err(sql_error)?;
+    tx.commit().map_err(sql_error)
+}
+
+fn sql_error(e: duckdb::Error) -> WarehouseError {
+    let text = e.to_string();
+    if text.contains("Interrupted") || text.contains("INTERRUPT") {
+        WarehouseError::Interrupted
+    } else {
+        WarehouseError::Sql(text)
+    }
+}

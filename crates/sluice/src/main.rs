@@ -1,1 +1,162 @@
-fn main() {}
+//! The `sluice` binary: raw arguments → a loaded, validated project → work.
+
+mod check;
+mod init;
+mod output;
+mod runs;
+mod workspace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// Exit codes, as documented in `sluice --help`.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// A run failed, or `check` found problems.
+    pub const FAILED: u8 = 1;
+    /// Bad usage or configuration.
+    pub const USAGE: u8 = 2;
+}
+
+/// An error that is the user's to fix (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
+    Err(UsageError(msg.into()).into())
+}
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Data pipelines in one binary: orchestration, extract and load, data quality, streaming",
+    after_help = "Examples:\n  sluice init demo && cd demo\n  sluice check\n  sluice run daily_sales_etl --date 2024-01-01\n  sluice backfill daily_sales_etl --from 2024-01-01 --to 2024-01-07 --parallel 2\n\nExit codes: 0 success, 1 a run failed or check found problems, 2 usage or configuration error."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// The project folder (default: the current folder).
+    #[arg(long, global = true, value_name = "DIR", env = "SLUICE_PROJECT")]
+    pub project: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+impl Global {
+    pub fn project_dir(&self) -> PathBuf {
+        self.project.clone().unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a project with a working demo pipeline and sample data.
+    #[command(
+        after_help = "Example:\n  sluice init demo && sluice run daily_sales_etl --project demo --date 2024-01-01"
+    )]
+    Init {
+        /// The folder to create (must be empty or not exist).
+        dir: PathBuf,
+    },
+    /// Parse and validate every pipeline; report problems as file:line:col.
+    #[command(
+        after_help = "Example:\n  sluice check --project demo\n\nExit code 1 when any problem is found."
+    )]
+    Check {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Execute (or resume) one run of a pipeline.
+    #[command(
+        after_help = "Examples:\n  sluice run daily_sales_etl --date 2024-01-01\n  sluice run daily_sales_etl            # the latest complete interval\n\nRunning the same command again resumes an interrupted run; finished tasks are not repeated."
+    )]
+    Run(runs::RunArgs),
+    /// Execute every run whose logical date falls in a range.
+    #[command(
+        after_help = "Examples:\n  sluice backfill daily_sales_etl --from 2024-01-01 --to 2024-01-31 --parallel 4\n  sluice backfill daily_sales_etl --from 2024-01-01 --to 2024-01-31 --dry-run"
+    )]
+    Backfill(runs::BackfillArgs),
+    /// List the latest runs of a pipeline with their task states.
+    #[command(after_help = "Example:\n  sluice runs daily_sales_etl --limit 5")]
+    Runs(runs::RunsArgs),
+    /// Print the log of a task try.
+    #[command(
+        after_help = "Example:\n  sluice logs daily_sales_etl --date 2024-01-01 --task load_to_staging --try 2"
+    )]
+    Logs(runs::LogsArgs),
+    /// Make tasks of a run runnable again (then `sluice run` executes them).
+    #[command(
+        after_help = "Examples:\n  sluice clear daily_sales_etl --date 2024-01-01 --task transform_data --downstream\n  sluice clear daily_sales_etl --date 2024-01-01          # every task"
+    )]
+    Clear(runs::ClearArgs),
+    /// Print shell completions.
+    #[command(after_help = "Example:\n  sluice completions bash > /etc/bash_completion.d/sluice")]
+    Completions { shell: clap_complete::Shell },
+}
+
+fn init_tracing(global: &Global) {
+    let default = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.global);
+    let result = match cli.command {
+        Command::Init { dir } => init::run(&dir),
+        Command::Check { json } => check::run(&cli.global, json),
+        Command::Run(args) => runs::run(&cli.global, args),
+        Command::Backfill(args) => runs::backfill(&cli.global, args),
+        Command::Runs(args) => runs::list(&cli.global, args),
+        Command::Logs(args) => runs::logs(&cli.global, args),
+        Command::Clear(args) => runs::clear(&cli.global, args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(exit::USAGE)
+            } else {
+                ExitCode::from(exit::FAILED)
+            }
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The local executor: runs one pipeline run's tasks as soon as their upstream tasks allow.
+//!
+//! Event-driven: every try and every retry timer is a future in one `JoinSet`; the loop wakes
+//! when one of them finishes, records the outcome, and evaluates the finished task's downstream
+//! tasks at once. Nothing polls, nothing sleeps except retry delays.
+//!
+//! **Invariant:** the store is written before the executor acts on a transition (a try is
+//! recorded as started before its work begins, and as ended before its dependents are
+//! evaluated), so a killed process leaves a record the next invocation resumes from.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sluice_core::template::TemplateContext;
+use sluice_core::{
+    DataInterval, Pipeline, ProjectPaths, RunState, TaskError, TaskLog, TaskOutput, TaskRun,
+    TaskState,
+};
+use sluice_store::{RunRecord, RunType, Store, StoreError, TryEnd};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long a task that was told to stop (timeout, Ctrl-C) may take to wind down before its
+/// work is abandoned (its processes are then killed and its query interrupted).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the run of `{pipeline}` for {logical_date} is being executed by another sluice process\n  hint: wait for it to finish, or stop it; the lock is {lock}"
+    )]
+    Busy {
+        pipeline: String,
+        logical_date: String,
+        lock: String,
+    },
+    #[error("cannot use {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What the executor reports while it works (progress bars, logs).
+pub trait Progress: Send + Sync {
+    fn run_started(&self, _run: &RunRecord, _tasks: usize, _already_done: usize) {}
+    fn task_started(&self, _run: &RunRecord, _task: &str, _try_number: u32) {}
+    fn task_finished(
+        &self,
+        _run: &RunRecord,
+        _task: &str,
+        _state: TaskState,
+        _error: Option<&str>,
+    ) {
+    }
+}
+
+/// Reports nothing.
+pub struct Silent;
+impl Progress for Silent {}
+
+pub struct Executor {
+    pub store: Arc<Store>,
+    pub paths: Arc<ProjectPaths>,
+    /// Tasks of one run that may run at the same time (also bounded by the pipeline's
+    /// `max_active_tasks`).
+    pub parallelism: usize,
+}
+
+pub struct RunRequest<'a> {
+    pub pipeline: &'a Pipeline,
+    pub interval: DataInterval,
+    pub run_type: RunType,
+    /// Clear failed and upstream_failed tasks first, so they run again.
+    pub rerun_failed: bool,
+}
+
+/// How a `run` call ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run: RunRecord,
+    /// The run had already finished: nothing was executed.
+    pub already_finished: bool,
+    /// Ctrl-C (or the caller) stopped the run; it resumes on the next invocation.
+    pub interrupted: bool,
+}
+
+enum Event {
+    TryDone {
+        task: usize,
+        try_number: u32,
+        started: Instant,
+        result: TryResult,
+    },
+    RetryDue {
+        task: usize,
+    },
+}
+
+enum TryResult {
+    Done(Result<TaskOutput, TaskError>),
+    TimedOut(Duration),
+    Interrupted,
+}
+
+/// One run's tasks as the executor tracks them.
+struct Tracker {
+    states: Vec<TaskState>,
+    tries: Vec<u32>,
+    max_tries: Vec<u32>,
+}
+
+impl Executor {
+    /// Executes (or resumes) the run of `req.pipeline` for `req.interval`.
+    pub async fn run(
+        &self,
+        req: RunRequest<'_>,
+        progress: &dyn Progress,
+        cancel: CancellationToken,
+    ) -> Result<RunOutcome, EngineError> {
+        let pipeline = req.pipeline;
+        let task_specs: Vec<(&str, u32)> = pipeline
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.retry.retries + 1))
+            .collect();
+        let (run, _) =
+            self.store
+                .ensure_run(&pipeline.id, &req.interval, req.run_type, &task_specs)?;
+        let _lock = self.lock_run(&run)?;
+
+        // Resume: tries left `running` by a process that died are closed as interrupted.
+        let mut st = Tracker {
+            states: vec![TaskState::None; pipeline.tasks.len()],
+            tries: vec![0; pipeline.tasks.len()],
+            max_tries: task_specs.iter().map(|(_, m)| *m).collect(),
+        };
+        let mut retry_at = Vec::new();
+        for ti in self.store.task_instances(run.id)? {
+            let Some(i) = pipeline.task_index(&ti.task) else {
+                continue; // a task removed from the pipeline since the run was created
+            };
+            st.tries[i] = ti.tries;
+            st.max_tries[i] = ti.max_tries;
+            st.states[i] = match ti.state {
+                TaskState::Running | TaskState::Queued => {
+                    self.store.interrupt_try(
+                        run.id,
+                        &ti.task,
+                        ti.tries,
+                        "interrupted: the sluice process running this try stopped before it finished",
+                    )?;
+                    st.max_tries[i] += 1;
+                    TaskState::None
+                }
+                TaskState::Scheduled => TaskState::None,
+                TaskState::Failed | TaskState::UpstreamFailed if req.rerun_failed => {
+                    let retries = pipeline.tasks[i].retry.retries;
+                    self.store.clear(run.id, &[(ti.task.as_str(), retries)])?;
+                    st.max_tries[i] = ti.tries + retries + 1;
+                    TaskState::None
+                }
+                TaskState::UpForRetry => {
+                    retry_at.push((i, ti.next_retry_at));
+                    TaskState::UpForRetry
+                }
+                other => other,
+            };
+        }
+
+        if st.states.iter().all(|s| s.is_finished()) {
+            let state = outcome(pipeline, &st.states);
+            if run.state != state {
+                self.store.set_run_state(run.id, state)?;
+            }
+            return Ok(RunOutcome {
+                run: self.store.run(run.id)?,
+                already_finished: true,
+                interrupted: false,
+            });
+        }
+
+        self.store.set_run_state(run.id, RunState::Running)?;
+        let run = self.store.run(run.id)?;
+        let done = st.states.iter().filter(|s| s.is_finished()).count();
+        progress.run_started(&run, pipeline.tasks.len(), done);
+
+        let limit = self
+            .parallelism
+            .min(pipeline.max_active_tasks as usize)
+            .max(1);
+        let prev = pipeline.timetable.prev(&req.interval);
+        let next = pipeline.timetable.next(&req.interval);
+        let mut pending: JoinSet<Event> = JoinSet::new();
+        let mut ready: VecDeque<usize> = VecDeque::new();
+        let mut running = 0usize;
+
+        for (i, at) in retry_at {
+            let wait = at
+                .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+                .unwrap_or_default();
+            pending.spawn(async move {
+                tokio::time::sleep(wait).await;
+                Event::RetryDue { task: i }
+            });
+        }
+        for i in 0..pipeline.tasks.len() {
+            self.evaluate(pipeline, &run, i, &mut st, &mut ready, progress)?;
+        }
+
+        let mut interrupted = false;
+        loop {
+            while running < limit && !interrupted {
+                let Some(i) = ready.pop_front() else { break };
+                running += 1;
+                st.tries[i] += 1;
+                let try_number = st.tries[i];
+                let task = &pipeline.tasks[i];
+                let log_path = self.log_path(&run, &task.id, try_number);
+                self.store.start_try(
+                    run.id,
+                    &task.id,
+                    try_number,
+                    &log_path.to_string_lossy(),
+                    std::process::id(),
+                )?;
+                st.states[i] = TaskState::Running;
+                progress.task_started(&run, &task.id, try_number);
+                let template = TemplateContext::new(
+                    &pipeline.id,
+                    &task.id,
+                    &run.run_id,
+                    try_number,
+                    &req.interval,
+                    prev.as_ref(),
+                    next.as_ref(),
+                    pipeline.params.clone(),
+                    pipeline.item.clone(),
+                )
+                .with_project(&self.paths);
+                let action = task.action.clone();
+                let timeout = task.timeout;
+                let project = self.paths.clone();
+                let stop = cancel.child_token();
+                pending.spawn(async move {
+                    let started = Instant::now();
+                    let result = match TaskLog::create(log_path.clone()) {
+                        Ok(log) => {
+                            let try_run = TaskRun {
+                                project,
+                                template,
+                                log,
+                                cancel: stop,
+                            };
+                            execute(action.as_ref(), &try_run, timeout).await
+                        }
+                        Err(e) => TryResult::Done(Err(TaskError::failed(format!(
+                            "cannot create the log file {}: {e}",
+                            log_path.display()
+                        )))),
+                    };
+                    Event::TryDone {
+                        task: i,
+                        try_number,
+                        started,
+                        result,
+                    }
+                });
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let event = tokio::select! {
+                joined = pending.join_next() => match joined {
+                    Some(Ok(event)) => event,
+                    Some(Err(e)) => panic!("a task future panicked: {e}; this is a bug in Sluice, please report it"),
+                    None => break,
+                },
+                _ = cancel.cancelled(), if !interrupted => {
+                    // Running tries see the same token and stop; retry timers are dropped, and
+                    // the tasks waiting on them resume from the store next time.
+                    interrupted = true;
+                    ready.clear();
+                    continue;
+                }
+            };
+            match event {
+                Event::RetryDue { task } => {
+                    if interrupted || st.states[task] != TaskState::UpForRetry {
+                        continue;
+                    }
+                    st.states[task] = TaskState::Scheduled;
+                    ready.push_back(task);
+                }
+                Event::TryDone {
+                    task: i,
+                    try_number,
+                    started,
+                    result,
+                } => {
+                    running -= 1;
+                    let task = &pipeline.tasks[i];
+                    let (outcome, error, rows, retryable) = match &result {
+                        TryResult::Done(Ok(out)) => ("success", None, out.rows, false),
+                        TryResult::Done(Err(e)) => {
+                            ("failed", Some(e.message.clone()), None, e.retryable)
+                        }
+                        TryResult::TimedOut(after) => (
+                            "timed_out",
+                            Some(format!(
+                                "timed out after {} (timeout: {})",
+                                secs(started.elapsed()),
+                                secs(*after)
+                            )),
+                            None,
+                            true,
+                        ),
+                        TryResult::Interrupted => {
+                            self.store.interrupt_try(
+                                run.id,
+                                &task.id,
+                                try_number,
+                                "interrupted: sluice was stopped (Ctrl-C) while this try ran",
+                            )?;
+                            st.max_tries[i] += 1;
+                            st.states[i] = TaskState::None;
+                            progress.task_finished(
+                                &run,
+                                &task.id,
+                                TaskState::None,
+                                Some("interrupted"),
+                            );
+                            continue;
+                        }
+                    };
+                    let next_state = if outcome == "success" {
+                        TaskState::Success
+                    } else if retryable && try_number < st.max_tries[i] && !interrupted {
+                        TaskState::UpForRetry
+                    } else {
+                        TaskState::Failed
+                    };
+                    let delay = (next_state == TaskState::UpForRetry).then(|| {
+                        task.retry.delay_after(
+                            try_number,
+                            &format!("{}.{}.{}", pipeline.id, task.id, run.run_id),
+                        )
+                    });
+                    self.store.finish_try(
+                        run.id,
+                        &task.id,
+                        try_number,
+                        &TryEnd {
+                            outcome,
+                            error: error.as_deref(),
+                            rows,
+                            next_state,
+                            next_retry_at: delay.map(|d| {
+                                Utc::now() + chrono::Duration::from_std(d).unwrap_or_default()
+                            }),
+                        },
+                    )?;
+                    if let Some(e) = &error
+                        && let Ok(log) = TaskLog::create(self.log_path(&run, &task.id, try_number))
+                    {
+                        log.line(format!("try {try_number} {outcome}: {e}"));
+                        if let Some(d) = delay {
+                            log.line(format!("retrying in {}", secs(d)));
+                        }
+                    }
+                    st.states[i] = next_state;
+                    progress.task_finished(&run, &task.id, next_state, error.as_deref());
+                    if let Some(d) = delay {
+                        pending.spawn(async move {
+                            tokio::time::sleep(d).await;
+                            Event::RetryDue { task: i }
+                        });
+                    }
+                    if next_state.is_finished() {
+                        for d in task.downstream.clone() {
+                            self.evaluate(pipeline, &run, d, &mut st, &mut ready, progress)?;
+                        }
+                    }
+                }
+            }
+        }
+
+        if interrupted {
+            self.store.set_run_state(run.id, RunState::Queued)?;
+        } else {
+            self.store
+                .set_run_state(run.id, outcome(pipeline, &st.states))?;
+        }
+        Ok(RunOutcome {
+            run: self.store.run(run.id)?,
+            already_finished: false,
+            interrupted,
+        })
+    }
+
+    /// Applies task `i`'s trigger rule if it is waiting; a task that is skipped or marked
+    /// upstream_failed passes the evaluation on to its own downstream tasks.
+    fn evaluate(
+        &self,
+        pipeline: &Pipeline,
+        run: &RunRecord,
+        i: usize,
+        st: &mut Tracker,
+        ready: &mut VecDeque<usize>,
+        progress: &dyn Progress,
+    ) -> Result<(), EngineError> {
+        let mut stack = vec![i];
+        while let Some(i) = stack.pop() {
+            if st.states[i] != TaskState::None {
+                continue;
+            }
+            let task = &pipeline.tasks[i];
+            let upstream: Vec<TaskState> = task.upstream.iter().map(|&u| st.states[u]).collect();
+            let state = match task.trigger_rule.evaluate(&upstream) {
+                sluice_core::state::Decision::Wait => continue,
+                sluice_core::state::Decision::Run => {
+                    st.states[i] = TaskState::Scheduled;
+                    ready.push_back(i);
+                    continue;
+                }
+                sluice_core::state::Decision::Skip => TaskState::Skipped,
+                sluice_core::state::Decision::UpstreamFailed => TaskState::UpstreamFailed,
+            };
+            self.store.set_task_state(run.id, &task.id, state)?;
+            st.states[i] = state;
+            progress.task_finished(run, &task.id, state, None);
+            stack.extend(task.downstream.iter().rev());
+        }
+        Ok(())
+    }
+
+    fn log_path(&self, run: &RunRecord, task: &str, try_number: u32) -> PathBuf {
+        self.paths
+            .logs()
+            .join(&run.pipeline)
+            .join(run.logical_date.format("%Y-%m-%dT%H%M%SZ").to_string())
+            .join(task)
+            .join(format!("{try_number}.log"))
+    }
+
+    /// One process at a time executes a run: an advisory lock that the kernel releases when
+    /// the process dies, however it dies.
+    fn lock_run(&self, run: &RunRecord) -> Result<File, EngineError> {
+        let dir = self.paths.locks().join(&run.pipeline);
+        std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join(format!(
+            "{}.lock",
+            run.logical_date.format("%Y-%m-%dT%H%M%SZ")
+        ));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| EngineError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Busy {
+                pipeline: run.pipeline.clone(),
+                logical_date: run.logical_date.to_rfc3339(),
+                lock: path.display().to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(EngineError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Runs one try, enforcing the timeout: when it expires the task is told to stop, given a grace
+/// period, then abandoned (dropping the future kills its processes and interrupts its query).
+async fn execute(
+    action: &dyn sluice_core::TaskAction,
+    run: &TaskRun,
+    timeout: Option<Duration>,
+) -> TryResult {
+    let mut work = action.run(run);
+    let limit = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = &mut work => {
+            if run.cancel.is_cancelled() { TryResult::Interrupted } else { TryResult::Done(r) }
+        }
+        _ = limit => {
+            run.cancel.cancel();
+            let _ = tokio::time::timeout(STOP_GRACE, &mut work).await;
+            TryResult::TimedOut(timeout.unwrap_or_default())
+        }
+        _ = run.cancel.cancelled() => {
+            let _ = tokio::time::timeout(STOP_GRACE, &mut work).await;
+            TryResult::Interrupted
+        }
+    }
+}
+
+/// A run fails when any of its leaf tasks failed or could not run because an upstream failed.
+fn outcome(pipeline: &Pipeline, states: &[TaskState]) -> RunState {
+    let failed = pipeline
+        .leaves()
+        .any(|i| matches!(states[i], TaskState::Failed | TaskState::UpstreamFailed));
+    if failed {
+        RunState::Failed
+    } else {
+        RunState::Success
+    }
+}
+
+fn secs(d: Duration) -> String {
+    if d.as_secs() >= 1 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

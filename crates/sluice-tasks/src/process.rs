@@ -1,0 +1,122 @@
+//! Child processes for `shell` and `python` tasks: one process group per try, output into the
+//! try's log, and the whole group stopped when the try is cancelled or abandoned.
+
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use sluice_core::{TaskError, TaskRun};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// How long a process group has to exit after SIGTERM before it gets SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
+/// Kills the process group when dropped while armed: a try whose future is dropped never leaves
+/// processes behind.
+struct GroupGuard {
+    pgid: Option<i32>,
+}
+
+impl GroupGuard {
+    fn signal(&self, sig: i32) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+            unsafe {
+                libc::kill(-pgid, sig);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+}
+
+/// Runs `cmd` to completion with stdout and stderr appended to the try's log. On cancellation,
+/// the process group gets SIGTERM, then SIGKILL after a grace period.
+pub async fn run(
+    mut cmd: Command,
+    run: &TaskRun,
+    stdin: Option<Vec<u8>>,
+) -> Result<ExitStatus, TaskError> {
+    let out = run
+        .log
+        .file_handle()
+        .map_err(|e| TaskError::failed(format!("cannot open the task log: {e}")))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| TaskError::failed(format!("cannot open the task log: {e}")))?;
+    cmd.process_group(0)
+        .stdout(out)
+        .stderr(err)
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| TaskError::failed(format!("cannot start the process: {e}")))?;
+    let mut guard = GroupGuard {
+        pgid: child.id().map(|id| id as i32),
+    };
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(&bytes)
+            .await
+            .map_err(|e| TaskError::failed(format!("cannot write to the process's input: {e}")))?;
+        drop(pipe);
+    }
+    tokio::select! {
+        status = child.wait() => {
+            let status = status.map_err(|e| TaskError::failed(format!("lost the process: {e}")))?;
+            guard.pgid = None;
+            Ok(status)
+        }
+        _ = run.cancel.cancelled() => {
+            run.log.line("stopping: sending SIGTERM to the task's processes");
+            guard.signal(libc::SIGTERM);
+            if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+                run.log.line(format!("still running after {}s: sending SIGKILL", TERM_GRACE.as_secs()));
+            }
+            drop(guard);
+            Err(TaskError::failed("stopped"))
+        }
+    }
+}
+
+/// `exit status 3` / `killed by signal 9`.
+pub fn describe_status(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "an unknown status".into(),
+    }
+}
+
+/// The environment every process task gets, so scripts can read the run's context without
+/// templating (Airflow sets `AIRFLOW_CTX_*` the same way).
+pub fn context_env(run: &TaskRun) -> Vec<(String, String)> {
+    let t = &run.template;
+    vec![
+        ("SLUICE_PIPELINE".into(), t.pipeline.clone()),
+        ("SLUICE_TASK".into(), t.task.clone()),
+        ("SLUICE_RUN_ID".into(), t.run_id.clone()),
+        ("SLUICE_TRY_NUMBER".into(), t.try_number.to_string()),
+        ("SLUICE_DS".into(), t.ds.clone()),
+        ("SLUICE_LOGICAL_DATE".into(), t.logical_date.clone()),
+        (
+            "SLUICE_DATA_INTERVAL_START".into(),
+            t.data_interval_start.clone(),
+        ),
+        (
+            "SLUICE_DATA_INTERVAL_END".into(),
+            t.data_interval_end.clone(),
+        ),
+        ("SLUICE_PROJECT_DIR".into(), t.project_dir.clone()),
+        ("SLUICE_LAKE_ROOT".into(), t.lake_root.clone()),
+    ]
+}

@@ -1,0 +1,157 @@
+//! `sql`: run templated SQL on the project's embedded DuckDB warehouse, every statement of the
+//! task in one transaction.
+//!
+//! ```yaml
+//! transform_data: { sql: { file: sql/transform_orders.sql } }
+//! quick_check:    { sql: "select count(*) from staging.orders" }
+//! ```
+//!
+//! Values reach the SQL only through the `sql` (literal) and `ident` (identifier) filters.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sluice_core::decode::Fields;
+use sluice_core::task::CompileContext;
+use sluice_core::yaml::{Node, Span};
+use sluice_core::{Diagnostic, TaskAction, TaskError, TaskKind, TaskOutput, TaskRun};
+use sluice_warehouse::{QueryGuard, Warehouse, WarehouseError, execute_in_transaction};
+
+pub struct SqlKind {
+    pub warehouse: Arc<Warehouse>,
+}
+
+#[derive(Debug)]
+struct SqlAction {
+    warehouse: Arc<WarehouseRef>,
+    sql: String,
+    origin: String,
+}
+
+/// `Warehouse` holds a DuckDB connection, which is not `Debug`.
+struct WarehouseRef(Arc<Warehouse>);
+
+impl std::fmt::Debug for WarehouseRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Warehouse({})", self.0.path().display())
+    }
+}
+
+impl TaskKind for SqlKind {
+    fn name(&self) -> &'static str {
+        "sql"
+    }
+
+    fn compile(&self, config: &Node, cx: &mut CompileContext<'_>) -> Option<Arc<dyn TaskAction>> {
+        let (sql, origin, ok) = if let Some(text) = config.as_str() {
+            let ok = cx.check_template(config, text);
+            (text.to_string(), "inline SQL".to_string(), ok)
+        } else {
+            let fields = Fields::new(config, "`sql`", &["query", "file", "on"], cx.diags)?;
+            if let Some(on) = fields.get("on")
+                && on.as_str() != Some("warehouse")
+            {
+                cx.diags.push(
+                    Diagnostic::new(
+                        &on.span,
+                        format!(
+                            "unknown connection `{}` for a sql task",
+                            on.scalar_text().unwrap_or_default()
+                        ),
+                    )
+                    .hint("sql tasks run on `warehouse`, the project's DuckDB warehouse"),
+                );
+                return None;
+            }
+            match (fields.get("query"), fields.get("file")) {
+                (Some(q), None) => {
+                    let text = q.as_str().unwrap_or_default().to_string();
+                    let ok = cx.check_template(q, &text);
+                    (text, "inline SQL".to_string(), ok)
+                }
+                (None, Some(f)) => {
+                    let rel = f.as_str().unwrap_or_default();
+                    let path = cx.project.root.join(rel);
+                    let text = match std::fs::read_to_string(&path) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            cx.diags.push(
+                                Diagnostic::new(&f.content_span(), format!("cannot read SQL file `{rel}`: {e}"))
+                                    .hint("paths are relative to the project folder, e.g. sql/transform_orders.sql"),
+                            );
+                            return None;
+                        }
+                    };
+                    let ok = cx.check_template_at(&Span::new(rel.into(), 1, 1), &text);
+                    (text, rel.to_string(), ok)
+                }
+                (Some(_), Some(f)) => {
+                    cx.diags.push(Diagnostic::new(
+                        &f.span,
+                        "`sql` takes `query` or `file`, not both",
+                    ));
+                    return None;
+                }
+                (None, None) => {
+                    cx.diags.push(
+                        Diagnostic::new(&config.span, "`sql` needs `query` or `file`")
+                            .hint("e.g. `sql: { file: sql/transform.sql }` or `sql: \"select 1\"`"),
+                    );
+                    return None;
+                }
+            }
+        };
+        if sql.trim().is_empty() {
+            cx.diags
+                .push(Diagnostic::new(&config.span, "the SQL is empty"));
+            return None;
+        }
+        ok.then(|| {
+            Arc::new(SqlAction {
+                warehouse: Arc::new(WarehouseRef(self.warehouse.clone())),
+                sql,
+                origin,
+            }) as Arc<dyn TaskAction>
+        })
+    }
+}
+
+impl TaskAction for SqlAction {
+    fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
+        Box::pin(async move {
+            let sql = run.render(&self.sql)?;
+            run.log
+                .line(format!("running {} on the warehouse:\n{sql}", self.origin));
+            let warehouse = self.warehouse.0.clone();
+            let mut conn = warehouse
+                .connect()
+                .map_err(|e| TaskError::failed(e.to_string()))?;
+            let guard = QueryGuard::new(&conn);
+            let cancel = run.cancel.clone();
+            let interrupt = conn.interrupt_handle();
+            // The query runs on a blocking thread; cancellation interrupts it from here.
+            let work = tokio::task::spawn_blocking(move || execute_in_transaction(&mut conn, &sql));
+            let result = tokio::select! {
+                r = work => r.map_err(|e| TaskError::failed(format!("the query thread failed: {e}")))?,
+                _ = cancel.cancelled() => {
+                    interrupt.interrupt();
+                    Err(WarehouseError::Interrupted)
+                }
+            };
+            guard.disarm();
+            match result {
+                Ok(()) => {
+                    run.log.line("committed");
+                    Ok(TaskOutput::default())
+                }
+                Err(WarehouseError::Interrupted) => {
+                    Err(TaskError::failed("the query was interrupted"))
+                }
+                Err(e) => {
+                    run.log.line(format!("rolled back: {e}"));
+                    Err(TaskError::failed(e.to_string()))
+                }
+            }
+        })
+    }
+}

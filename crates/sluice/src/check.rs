@@ -1,0 +1,61 @@
+//! `sluice check`: every problem in every pipeline file, as file:line:col with a hint.
+
+use crate::workspace::Workspace;
+use crate::{Global, exit};
+
+pub fn run(global: &Global, json: bool) -> anyhow::Result<u8> {
+    let ws = Workspace::load(global)?;
+    let project = &ws.project;
+    let ok = project.diagnostics.is_empty();
+    if json {
+        let pipelines: Vec<serde_json::Value> = project
+            .pipelines
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "pipeline": p.id,
+                    "file": p.file,
+                    "schedule": p.timetable.schedule.describe(),
+                    "tasks": p.tasks.iter().map(|t| &t.id).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "ok": ok,
+            "pipelines": pipelines,
+            "problems": project.diagnostics,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for d in &project.diagnostics {
+            println!("{d}");
+        }
+        let files = project
+            .files
+            .values()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if ok {
+            println!(
+                "ok: {} pipeline{} in {} file{}, no problems",
+                project.pipelines.len(),
+                plural(project.pipelines.len()),
+                files,
+                plural(files)
+            );
+        } else {
+            println!(
+                "{} problem{} found; {} pipeline{} valid",
+                project.diagnostics.len(),
+                plural(project.diagnostics.len()),
+                project.pipelines.len(),
+                plural(project.pipelines.len())
+            );
+        }
+    }
+    Ok(if ok { exit::OK } else { exit::FAILED })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,491 @@
+//! `run`, `backfill`, `runs`, `logs` and `clear`.
+
+use std::sync::Arc;
+
+use clap::Args;
+use futures::StreamExt;
+use sluice_core::diag::did_you_mean;
+use sluice_core::{DataInterval, Pipeline, RunState};
+use sluice_engine::{Executor, RunOutcome, RunRequest};
+use sluice_store::{RunType, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::output::{LiveProgress, RunView, print_table};
+use crate::workspace::{Workspace, parse_date};
+use crate::{Global, exit, usage};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The pipeline id.
+    pipeline: String,
+    /// The logical date (YYYY-MM-DD, in the pipeline's time zone); default: the latest complete interval.
+    #[arg(long)]
+    date: Option<String>,
+    /// Run failed and upstream_failed tasks of this run again.
+    #[arg(long)]
+    rerun_failed: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct BackfillArgs {
+    pipeline: String,
+    /// First logical date (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    from: String,
+    /// Last logical date (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    to: String,
+    /// Runs executed at the same time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    parallel: u32,
+    /// List the intervals; run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run failed and upstream_failed tasks of existing runs again.
+    #[arg(long)]
+    rerun_failed: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct RunsArgs {
+    pipeline: String,
+    /// How many runs, newest first.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    pipeline: String,
+    #[arg(long)]
+    date: String,
+    #[arg(long)]
+    task: String,
+    /// The try number (default: the latest).
+    #[arg(long = "try")]
+    try_number: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct ClearArgs {
+    pipeline: String,
+    #[arg(long)]
+    date: String,
+    /// Tasks to clear (repeatable); default: every task.
+    #[arg(long = "task")]
+    tasks: Vec<String>,
+    /// Also clear every task downstream of the named ones.
+    #[arg(long)]
+    downstream: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Cancelled on Ctrl-C or SIGTERM: running tasks are stopped and the run can be resumed.
+fn stop_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+        eprintln!(
+            "stopping: waiting for running tasks to stop (run the same command again to resume)"
+        );
+        t.cancel();
+    });
+    token
+}
+
+fn order(p: &Pipeline) -> Vec<String> {
+    p.tasks.iter().map(|t| t.id.clone()).collect()
+}
+
+fn interval_for(p: &Pipeline, date: Option<&str>) -> anyhow::Result<DataInterval> {
+    match date {
+        Some(d) => {
+            let day = parse_date(d)?;
+            p.timetable.interval_for_date(day).or_else(|e| {
+                usage(format!(
+                    "{e}\n  hint: pick a date on which `{}` has a scheduled interval",
+                    p.id
+                ))
+            })
+        }
+        None => match p.timetable.latest_complete(chrono::Utc::now()) {
+            Some(i) => Ok(i),
+            None => usage(format!(
+                "`{}` has no complete interval yet ({})\n  hint: pass --date YYYY-MM-DD",
+                p.id,
+                p.timetable.schedule.describe()
+            )),
+        },
+    }
+}
+
+fn executor(ws: &Workspace, store: Arc<Store>) -> Executor {
+    Executor {
+        store,
+        paths: ws.project.paths.clone(),
+        parallelism: ws.project.settings.parallelism,
+    }
+}
+
+pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
+    let ws = Workspace::load(global)?;
+    let pipeline = ws.pipeline(&args.pipeline)?;
+    let interval = interval_for(pipeline, args.date.as_deref())?;
+    let store = ws.store()?;
+    let exec = executor(&ws, store.clone());
+    let progress = LiveProgress::new(pipeline.tasks.len() as u64, global.quiet, args.json);
+    let outcome = runtime()?.block_on(async {
+        let stop = stop_signal();
+        exec.run(
+            RunRequest {
+                pipeline,
+                interval,
+                run_type: RunType::Manual,
+                rerun_failed: args.rerun_failed,
+            },
+            &progress,
+            stop,
+        )
+        .await
+    });
+    progress.finish();
+    let outcome = outcome?;
+    let view = RunView::load(&store, &outcome.run, &order(pipeline))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        report(&outcome, &view, &args.pipeline);
+    }
+    Ok(code(&outcome))
+}
+
+fn report(outcome: &RunOutcome, view: &RunView, pipeline: &str) {
+    view.print(10);
+    let date = outcome.run.logical_date.format("%Y-%m-%d");
+    if outcome.interrupted {
+        println!("\ninterrupted: run `sluice run {pipeline} --date {date}` to resume");
+    } else if outcome.already_finished {
+        println!(
+            "\nthis run had already finished; nothing was executed (use --rerun-failed, or `sluice clear {pipeline} --date {date}` to run tasks again)"
+        );
+    }
+}
+
+fn code(outcome: &RunOutcome) -> u8 {
+    if outcome.run.state == RunState::Success && !outcome.interrupted {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
+}
+
+pub fn backfill(global: &Global, args: BackfillArgs) -> anyhow::Result<u8> {
+    let ws = Workspace::load(global)?;
+    let pipeline = ws.pipeline(&args.pipeline)?;
+    let (from, to) = (parse_date(&args.from)?, parse_date(&args.to)?);
+    if from > to {
+        return usage(format!("--from {from} is after --to {to}"));
+    }
+    let intervals = pipeline.timetable.intervals_between(from, to);
+    if intervals.is_empty() {
+        return usage(format!(
+            "`{}` has no interval with a logical date between {from} and {to} ({}, start_date {})",
+            pipeline.id,
+            pipeline.timetable.schedule.describe(),
+            pipeline.timetable.start.format("%Y-%m-%d")
+        ));
+    }
+    if args.dry_run {
+        if args.json {
+            let list: Vec<_> = intervals
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "pipeline": pipeline.id,
+                        "logical_date": sluice_core::template::iso(i.start),
+                        "data_interval_start": sluice_core::template::iso(i.start),
+                        "data_interval_end": sluice_core::template::iso(i.end),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        } else {
+            println!(
+                "{} runs of {} would be executed:",
+                intervals.len(),
+                pipeline.id
+            );
+            for i in &intervals {
+                println!(
+                    "  {}  [{}, {})",
+                    i.start
+                        .with_timezone(&pipeline.timetable.tz)
+                        .format("%Y-%m-%d %H:%M %Z"),
+                    sluice_core::template::iso(i.start),
+                    sluice_core::template::iso(i.end)
+                );
+            }
+        }
+        return Ok(exit::OK);
+    }
+    let store = ws.store()?;
+    let exec = executor(&ws, store.clone());
+    let progress = LiveProgress::new(
+        (intervals.len() * pipeline.tasks.len()) as u64,
+        global.quiet,
+        args.json,
+    );
+    let results: Vec<anyhow::Result<RunOutcome>> = runtime()?.block_on(async {
+        let stop = stop_signal();
+        futures::stream::iter(intervals.iter().copied())
+            .map(|interval| {
+                let exec = &exec;
+                let progress = &progress;
+                let stop = stop.clone();
+                async move {
+                    if stop.is_cancelled() {
+                        anyhow::bail!("not started: stopped");
+                    }
+                    Ok(exec
+                        .run(
+                            RunRequest {
+                                pipeline,
+                                interval,
+                                run_type: RunType::Backfill,
+                                rerun_failed: args.rerun_failed,
+                            },
+                            progress,
+                            stop,
+                        )
+                        .await?)
+                }
+            })
+            .buffered(args.parallel as usize)
+            .collect()
+            .await
+    });
+    progress.finish();
+    let mut views = Vec::new();
+    let mut all_ok = true;
+    let mut table = Vec::new();
+    for (interval, result) in intervals.iter().zip(results) {
+        match result {
+            Ok(outcome) => {
+                all_ok &= code(&outcome) == exit::OK;
+                let view = RunView::load(&store, &outcome.run, &order(pipeline))?;
+                let failed: Vec<&str> = view
+                    .tasks
+                    .iter()
+                    .filter(|t| t.state == "failed")
+                    .map(|t| t.task.as_str())
+                    .collect();
+                table.push(vec![
+                    format!("  {}", view.logical_date),
+                    if outcome.interrupted {
+                        "interrupted".into()
+                    } else {
+                        view.state.clone()
+                    },
+                    view.duration_s
+                        .map(|d| format!("{d:.1}s"))
+                        .unwrap_or_default(),
+                    if failed.is_empty() {
+                        String::new()
+                    } else {
+                        format!("failed: {}", failed.join(", "))
+                    },
+                ]);
+                views.push(view);
+            }
+            Err(e) => {
+                all_ok = false;
+                table.push(vec![
+                    format!("  {}", sluice_core::template::iso(interval.start)),
+                    "error".into(),
+                    String::new(),
+                    format!("{e:#}"),
+                ]);
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else {
+        let ok = views.iter().filter(|v| v.state == "success").count();
+        println!(
+            "backfill of {} from {from} to {to}: {ok} of {} runs succeeded",
+            pipeline.id,
+            intervals.len()
+        );
+        print_table(&table);
+        if !all_ok {
+            println!(
+                "\ninspect failures with `sluice runs {}` and `sluice logs {} --date D --task T`",
+                pipeline.id, pipeline.id
+            );
+        }
+    }
+    Ok(if all_ok { exit::OK } else { exit::FAILED })
+}
+
+pub fn list(global: &Global, args: RunsArgs) -> anyhow::Result<u8> {
+    let ws = Workspace::load(global)?;
+    let order = match ws.project.pipeline(&args.pipeline) {
+        Some(p) => order(p),
+        None => {
+            // A pipeline whose file is broken still has a history worth reading.
+            if !ws.project.files.contains_key(&args.pipeline) {
+                ws.pipeline(&args.pipeline)?;
+            }
+            Vec::new()
+        }
+    };
+    let store = ws.store()?;
+    let runs = store.runs(&args.pipeline, args.limit)?;
+    let views: Vec<RunView> = runs
+        .iter()
+        .map(|r| RunView::load(&store, r, &order))
+        .collect::<anyhow::Result<_>>()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else if views.is_empty() {
+        println!(
+            "no runs of {} yet; start one with `sluice run {}`",
+            args.pipeline, args.pipeline
+        );
+    } else {
+        for (n, v) in views.iter().enumerate() {
+            if n > 0 {
+                println!();
+            }
+            v.print(5);
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn find_run(
+    ws: &Workspace,
+    store: &Store,
+    pipeline: &str,
+    date: &str,
+) -> anyhow::Result<sluice_store::RunRecord> {
+    let p = ws.pipeline(pipeline)?;
+    let interval = interval_for(p, Some(date))?;
+    match store.find_run(pipeline, interval.logical_date())? {
+        Some(run) => Ok(run),
+        None => usage(format!(
+            "`{pipeline}` has no run for {date}\n  hint: `sluice runs {pipeline}` lists its runs"
+        )),
+    }
+}
+
+fn task_name<'a>(p: &'a Pipeline, name: &str) -> anyhow::Result<&'a str> {
+    match p.task_index(name) {
+        Some(i) => Ok(&p.tasks[i].id),
+        None => {
+            let hint = did_you_mean(name, p.tasks.iter().map(|t| t.id.as_str()))
+                .unwrap_or_else(|| format!("tasks: {}", order(p).join(", ")));
+            usage(format!("`{}` has no task `{name}`\n  hint: {hint}", p.id))
+        }
+    }
+}
+
+pub fn logs(global: &Global, args: LogsArgs) -> anyhow::Result<u8> {
+    let ws = Workspace::load(global)?;
+    let store = ws.store()?;
+    let run = find_run(&ws, &store, &args.pipeline, &args.date)?;
+    let task = task_name(ws.pipeline(&args.pipeline)?, &args.task)?;
+    let tries = store.tries(run.id, task)?;
+    let chosen = match args.try_number {
+        Some(n) => tries.iter().find(|t| t.try_number == n),
+        None => tries.last(),
+    };
+    let Some(t) = chosen else {
+        return if tries.is_empty() {
+            usage(format!("task `{task}` has not run yet in this run"))
+        } else {
+            usage(format!(
+                "task `{task}` has tries 1 to {} in this run",
+                tries.len()
+            ))
+        };
+    };
+    println!(
+        "# {} {} try {} ({}) started {}",
+        args.pipeline,
+        task,
+        t.try_number,
+        t.outcome,
+        sluice_core::template::iso(t.started_at)
+    );
+    if let Some(e) = &t.error {
+        println!("# error: {e}");
+    }
+    match t.log_path.as_deref().map(std::fs::read_to_string) {
+        Some(Ok(text)) => print!("{text}"),
+        Some(Err(e)) => println!(
+            "# the log file {} cannot be read: {e}",
+            t.log_path.as_deref().unwrap_or_default()
+        ),
+        None => println!("# no log was recorded"),
+    }
+    Ok(exit::OK)
+}
+
+pub fn clear(global: &Global, args: ClearArgs) -> anyhow::Result<u8> {
+    let ws = Workspace::load(global)?;
+    let store = ws.store()?;
+    let run = find_run(&ws, &store, &args.pipeline, &args.date)?;
+    let p = ws.pipeline(&args.pipeline)?;
+    let mut chosen: Vec<usize> = if args.tasks.is_empty() {
+        (0..p.tasks.len()).collect()
+    } else {
+        args.tasks
+            .iter()
+            .map(|t| task_name(p, t).map(|name| p.task_index(name).expect("exists")))
+            .collect::<anyhow::Result<_>>()?
+    };
+    if args.downstream {
+        chosen = chosen.iter().flat_map(|&i| p.with_downstream(i)).collect();
+    }
+    chosen.sort_unstable();
+    chosen.dedup();
+    let specs: Vec<(&str, u32)> = chosen
+        .iter()
+        .map(|&i| (p.tasks[i].id.as_str(), p.tasks[i].retry.retries))
+        .collect();
+    store.clear(run.id, &specs)?;
+    let names: Vec<&str> = specs.iter().map(|(n, _)| *n).collect();
+    println!(
+        "cleared {} task{} of {} {}: {}",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        p.id,
+        args.date,
+        names.join(", ")
+    );
+    println!(
+        "run `sluice run {} --date {}` to execute them",
+        p.id, args.date
+    );
+    Ok(exit::OK)
+}

@@ -1,0 +1,77 @@
+//! The project a command works on: settings, pipelines, task kinds, store and warehouse.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use sluice_core::diag::did_you_mean;
+use sluice_core::{Pipeline, Project};
+use sluice_store::Store;
+use sluice_warehouse::Warehouse;
+
+use crate::{Global, UsageError, usage};
+
+pub struct Workspace {
+    pub project: Project,
+}
+
+impl Workspace {
+    /// Loads the project; unusable settings are a usage error (exit 2).
+    pub fn load(global: &Global) -> anyhow::Result<Workspace> {
+        let dir = global.project_dir();
+        let project = Project::load(&dir, |settings| {
+            let warehouse = Arc::new(Warehouse::new(settings.paths.warehouse.clone()));
+            sluice_tasks::registry(warehouse, &settings.python)
+        })
+        .map_err(|diags| {
+            let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            UsageError(text.join("\n"))
+        })?;
+        Ok(Workspace { project })
+    }
+
+    pub fn store(&self) -> anyhow::Result<Arc<Store>> {
+        let path = &self.project.paths.metadata;
+        Ok(Arc::new(Store::open(path).with_context(|| {
+            format!("opening the metadata database {}", path.display())
+        })?))
+    }
+
+    /// The named pipeline; a broken file or an unknown name is a usage error.
+    pub fn pipeline(&self, id: &str) -> anyhow::Result<&Pipeline> {
+        if let Some(p) = self.project.pipeline(id) {
+            return Ok(p);
+        }
+        if let Some(file) = self.project.files.get(id) {
+            let file = self.project.paths.display(file).into_owned();
+            let problems: Vec<String> = self
+                .project
+                .diagnostics
+                .iter()
+                .filter(|d| d.file == file)
+                .map(ToString::to_string)
+                .collect();
+            return usage(format!(
+                "pipeline `{id}` cannot run: its file has problems\n{}",
+                problems.join("\n")
+            ));
+        }
+        let known: Vec<&str> = self
+            .project
+            .pipelines
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        let hint = did_you_mean(id, known.iter().copied())
+            .unwrap_or_else(|| format!("pipelines in this project: {}", known.join(", ")));
+        usage(format!("unknown pipeline `{id}`\n  hint: {hint}"))
+    }
+}
+
+pub fn parse_date(text: &str) -> anyhow::Result<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").or_else(|_| {
+        usage(format!(
+            "`{text}` is not a date\n  hint: write dates as YYYY-MM-DD, e.g. 2024-01-01"
+        ))
+    })
+}

@@ -1,0 +1,3 @@
+select *
+from t
+where day = {{ ds_nodahs | sql }}
