@@ -17,6 +17,13 @@ use sluice_core::yaml::{Node, Span};
 use sluice_core::{Diagnostic, TaskAction, TaskError, TaskKind, TaskOutput, TaskRun};
 use sluice_warehouse::{QueryGuard, Warehouse, WarehouseError, execute_in_transaction};
 
+/// Attempts of one transaction that loses write-write conflicts to concurrent tasks.
+const CONFLICT_ATTEMPTS: u32 = 6;
+
+fn is_conflict(message: &str) -> bool {
+    message.contains("write-write conflict") || message.contains("Conflict on")
+}
+
 pub struct SqlKind {
     pub warehouse: Arc<Warehouse>,
 }
@@ -130,7 +137,24 @@ impl TaskAction for SqlAction {
             let cancel = run.cancel.clone();
             let interrupt = conn.interrupt_handle();
             // The query runs on a blocking thread; cancellation interrupts it from here.
-            let work = tokio::task::spawn_blocking(move || execute_in_transaction(&mut conn, &sql));
+            let log = run.log.clone();
+            let work = tokio::task::spawn_blocking(move || {
+                // DuckDB's concurrency control is optimistic: two transactions that touch the
+                // same catalog entry or rows conflict, and the loser can simply go again.
+                let mut attempt = 1;
+                loop {
+                    match execute_in_transaction(&mut conn, &sql) {
+                        Err(WarehouseError::Sql(msg))
+                            if is_conflict(&msg) && attempt < CONFLICT_ATTEMPTS =>
+                        {
+                            log.line(format!("transaction conflict, trying again: {msg}"));
+                            std::thread::sleep(std::time::Duration::from_millis(10 << attempt));
+                            attempt += 1;
+                        }
+                        other => return other,
+                    }
+                }
+            });
             let result = tokio::select! {
                 r = work => r.map_err(|e| TaskError::failed(format!("the query thread failed: {e}")))?,
                 _ = cancel.cancelled() => {

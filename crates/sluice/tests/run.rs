@@ -646,3 +646,26 @@ fn demo_project_runs_end_to_end_and_is_idempotent() {
     let dynamic = run(&["run", "etl_api_products", "--date", "2024-01-05", "--json"]);
     assert_eq!(dynamic.code, 0, "{}", dynamic.explain());
 }
+
+#[test]
+fn concurrent_warehouse_tasks_survive_transaction_conflicts() {
+    // Eight tasks create the same schema and table at once and insert into it. DuckDB lets all
+    // but one of the racing transactions fail with a write-write conflict; the sql kind tries
+    // the loser again, so no task fails (retries: 0) and every row lands exactly once.
+    let mut yaml = String::from("pipeline: p\ndefaults: { retries: 0 }\ntasks:\n");
+    for i in 0..8 {
+        yaml.push_str(&format!(
+            "  t{i}: {{ sql: \"create schema if not exists s; create table if not exists s.t (x int); insert into s.t values ({i})\" }}\n"
+        ));
+    }
+    let p = project_with(&yaml);
+    let out = p.sluice(&["run", "p", "--date", "2024-01-01"]);
+    assert_eq!(out.code, 0, "{}", out.explain());
+    let db = sluice_warehouse::duckdb::Connection::open(p.path().join("warehouse.duckdb")).unwrap();
+    let (n, distinct): (i64, i64) = db
+        .query_row("select count(*), count(distinct x) from s.t", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((n, distinct), (8, 8));
+}
