@@ -18,7 +18,7 @@ use sluice_core::{Diagnostic, TaskAction, TaskError, TaskKind, TaskOutput, TaskR
 use sluice_warehouse::{QueryGuard, Warehouse, WarehouseError, execute_in_transaction};
 
 /// Attempts of one transaction that loses write-write conflicts to concurrent tasks.
-const CONFLICT_ATTEMPTS: u32 = 6;
+const CONFLICT_ATTEMPTS: u32 = 12;
 
 fn is_conflict(message: &str) -> bool {
     message.contains("write-write conflict") || message.contains("Conflict on")
@@ -148,7 +148,12 @@ impl TaskAction for SqlAction {
                             if is_conflict(&msg) && attempt < CONFLICT_ATTEMPTS =>
                         {
                             log.line(format!("transaction conflict, trying again: {msg}"));
-                            std::thread::sleep(std::time::Duration::from_millis(10 << attempt));
+                            // Exponential, capped, with jitter so that racing tasks drift apart.
+                            let jitter = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| u64::from(d.subsec_nanos()) % 20);
+                            let wait = (10u64 << attempt.min(6)).min(400) + jitter;
+                            std::thread::sleep(std::time::Duration::from_millis(wait));
                             attempt += 1;
                         }
                         other => return other,
