@@ -99,6 +99,22 @@ tasks:
     );
 }
 
+/// Runs `p`'s single task, which must time out, stop promptly, and fail the run.
+fn run_that_times_out(p: &TestProject) -> serde_json::Value {
+    let started = Instant::now();
+    let out = p.sluice(&["run", "p", "--date", "2024-01-01", "--json"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timeout did not stop the task:\n{}",
+        out.explain()
+    );
+    assert_eq!(out.code, 1, "{}", out.explain());
+    let run = out.json();
+    let error = run["tasks"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("timed out"), "{run}");
+    run
+}
+
 #[test]
 fn timeout_kills_the_process_group() {
     let p = project_with(
@@ -110,22 +126,8 @@ tasks:
     shell: "sh -c 'echo $$ > child.pid; sleep 60' & wait"
 "#,
     );
-    let started = Instant::now();
-    let out = p.sluice(&["run", "p", "--date", "2024-01-01", "--json"]);
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "the timeout did not stop the task"
-    );
-    assert_eq!(out.code, 1, "{}", out.explain());
-    let run = out.json();
+    let run = run_that_times_out(&p);
     assert_eq!(state_of(&run, "slow"), ("failed".into(), 1));
-    assert!(
-        run["tasks"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("timed out"),
-        "{run}"
-    );
     let pid: i32 = p
         .read("child.pid")
         .trim()
@@ -148,19 +150,7 @@ tasks:
     sql: "select count(*) from range(1000000000000) a"
 "#,
     );
-    let started = Instant::now();
-    let out = p.sluice(&["run", "p", "--date", "2024-01-01", "--json"]);
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "the query was not interrupted"
-    );
-    assert_eq!(out.code, 1, "{}", out.explain());
-    assert!(
-        out.json()["tasks"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("timed out")
-    );
+    run_that_times_out(&p);
 }
 
 #[test]
