@@ -56,11 +56,6 @@ impl Diagnostics {
         self.0.push(d);
     }
 
-    pub fn error(&mut self, span: &Span, message: impl Into<String>) -> &mut Diagnostic {
-        self.0.push(Diagnostic::new(span, message));
-        self.0.last_mut().expect("just pushed")
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

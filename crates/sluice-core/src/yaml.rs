@@ -22,7 +22,8 @@ impl Span {
         Span { file, line, col }
     }
 
-    /// The position `chars` characters to the right on the same line.
+    /// The position `lines` lines down (at column `col`), or `col` characters to the right
+    /// on the same line when `lines` is 0.
     pub fn shifted(&self, lines: usize, col: usize) -> Span {
         if lines == 0 {
             Span::new(self.file.clone(), self.line, self.col + col)

@@ -61,10 +61,6 @@ pub trait Progress: Send + Sync {
     }
 }
 
-/// Reports nothing.
-pub struct Silent;
-impl Progress for Silent {}
-
 pub struct Executor {
     pub store: Arc<Store>,
     pub paths: Arc<ProjectPaths>,

@@ -2,4 +2,4 @@
 
 pub mod executor;
 
-pub use executor::{EngineError, Executor, Progress, RunOutcome, RunRequest, Silent};
+pub use executor::{EngineError, Executor, Progress, RunOutcome, RunRequest};

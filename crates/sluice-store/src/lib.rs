@@ -73,15 +73,6 @@ pub struct RunRecord {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
-impl RunRecord {
-    pub fn interval(&self) -> DataInterval {
-        DataInterval {
-            start: self.data_interval_start,
-            end: self.data_interval_end,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskInstanceRecord {
     pub task: String,
