@@ -185,6 +185,7 @@ impl Executor {
         self.store.set_run_state(run.id, RunState::Running)?;
         let run = self.store.run(run.id)?;
         let done = st.states.iter().filter(|s| s.is_finished()).count();
+        tracing::info!(pipeline = %pipeline.id, run_id = %run.run_id, tasks = pipeline.tasks.len(), already_done = done, "run started");
         progress.run_started(&run, pipeline.tasks.len(), done);
 
         let limit = self
@@ -227,6 +228,7 @@ impl Executor {
                     std::process::id(),
                 )?;
                 st.states[i] = TaskState::Running;
+                tracing::debug!(pipeline = %pipeline.id, task = %task.id, try_number, log = %log_path.display(), "try started");
                 progress.task_started(&run, &task.id, try_number);
                 let template = TemplateContext::new(
                     &pipeline.id,
@@ -326,6 +328,9 @@ impl Executor {
                             )?;
                             st.max_tries[i] += 1;
                             st.states[i] = TaskState::None;
+                            // The try may report before the loop sees the cancellation itself.
+                            interrupted = true;
+                            ready.clear();
                             progress.task_finished(
                                 &run,
                                 &task.id,
@@ -371,6 +376,14 @@ impl Executor {
                         }
                     }
                     st.states[i] = next_state;
+                    match &error {
+                        Some(e) => {
+                            tracing::warn!(pipeline = %pipeline.id, task = %task.id, try_number, state = %next_state, error = %e, "try {outcome}")
+                        }
+                        None => {
+                            tracing::debug!(pipeline = %pipeline.id, task = %task.id, try_number, rows, "try succeeded")
+                        }
+                    }
                     progress.task_finished(&run, &task.id, next_state, error.as_deref());
                     if let Some(d) = delay {
                         pending.spawn(async move {

@@ -93,15 +93,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Cancelled on Ctrl-C or SIGTERM: running tasks are stopped and the run can be resumed.
+/// The handlers are installed before this returns, so no signal slips through before the run.
 fn stop_signal() -> CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; Ctrl-C will not stop tasks cleanly");
+        return token;
+    };
     let t = token.clone();
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
         eprintln!(
             "stopping: waiting for running tasks to stop (run the same command again to resume)"

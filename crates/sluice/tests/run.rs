@@ -659,3 +659,60 @@ fn concurrent_warehouse_tasks_survive_transaction_conflicts() {
         .unwrap();
     assert_eq!((n, distinct), (8, 8));
 }
+
+#[test]
+fn ctrl_c_stops_running_tasks_and_the_run_resumes_later() {
+    let p = project_with(
+        r#"
+pipeline: p
+tasks:
+  long:
+    shell: "echo $$ > long.pid; if [ -f block ]; then sleep 60; fi; echo done >> trace"
+  next: { after: [long], shell: "echo next >> trace" }
+"#,
+    );
+    p.write("block", "");
+    let child = p
+        .command(&["run", "p", "--date", "2024-01-01", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.read("long.pid").trim().is_empty() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shell_pid: i32 = p.read("long.pid").trim().parse().unwrap();
+    let stopped_at = Instant::now();
+    // SAFETY: plain signal delivery to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = common::outcome(&["run (interrupted)"], child.wait_with_output().unwrap());
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(15),
+        "{}",
+        out.explain()
+    );
+    assert_eq!(out.code, 1, "{}", out.explain());
+    let run = out.json();
+    assert_eq!(
+        run["state"], "queued",
+        "an interrupted run waits to be resumed: {run}"
+    );
+    assert_eq!(state_of(&run, "long"), ("none".into(), 1));
+    assert!(
+        !common::process_alive(shell_pid),
+        "the task's process survived Ctrl-C"
+    );
+    assert_eq!(
+        p.read("trace"),
+        "",
+        "nothing after the interrupted task ran"
+    );
+
+    std::fs::remove_file(p.path().join("block")).unwrap();
+    let resumed = p.sluice(&["run", "p", "--date", "2024-01-01", "--json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.explain());
+    assert_eq!(p.read("trace"), "done\nnext\n");
+    assert_eq!(state_of(&resumed.json(), "long"), ("success".into(), 2));
+}
