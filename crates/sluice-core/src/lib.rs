@@ -3,6 +3,7 @@
 //!
 //! This crate does no I/O beyond reading project files, and knows no database.
 
+pub mod connections;
 pub mod decode;
 pub mod diag;
 pub mod pipeline;

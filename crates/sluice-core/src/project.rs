@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::connections::{Connections, WAREHOUSE};
 use crate::decode::Fields;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::pipeline::{self, Pipeline};
@@ -148,6 +149,7 @@ impl Settings {
 pub struct Project {
     pub settings: Settings,
     pub paths: Arc<ProjectPaths>,
+    pub connections: Connections,
     pub pipelines: Vec<Pipeline>,
     pub diagnostics: Vec<Diagnostic>,
     /// Pipeline ids per file, including files that had problems (so `sluice run` can tell a
@@ -156,20 +158,35 @@ pub struct Project {
 }
 
 impl Project {
-    /// Loads the settings and every pipeline file, with the task kinds `kinds` builds from the
-    /// settings. Fails only when the settings are unusable.
+    /// Loads the settings, the connections and every pipeline file, with the task kinds
+    /// `kinds` builds from them. Fails only when the settings are unusable.
     pub fn load(
         root: &Path,
-        kinds: impl FnOnce(&Settings) -> KindRegistry,
+        kinds: impl FnOnce(&Settings, &Connections) -> KindRegistry,
     ) -> Result<Project, Vec<Diagnostic>> {
         let mut diags = Diagnostics::default();
-        let Some(settings) = Settings::load(root, &mut diags) else {
+        let Some(mut settings) = Settings::load(root, &mut diags) else {
             return Err(diags.0);
         };
         if !diags.is_empty() {
             return Err(diags.0);
         }
-        let kinds = kinds(&settings);
+        let connections = Connections::load(&settings.paths.root, std::env::vars(), &mut diags);
+        // A `warehouse` connection replaces the settings' warehouse.
+        if let Some(w) = connections.get(WAREHOUSE) {
+            match w.duckdb_path(&settings.paths.root) {
+                Some(path) => settings.paths.warehouse = path,
+                None => diags.push(
+                    w.origin
+                        .diagnostic(format!(
+                            "the `warehouse` connection is {}; the embedded warehouse is DuckDB",
+                            w.kind.name()
+                        ))
+                        .hint("point `warehouse` at a duckdb:// URI, or give this connection another name"),
+                ),
+            }
+        }
+        let kinds = kinds(&settings, &connections);
         let kinds = &kinds;
         let paths = Arc::new(settings.paths.clone());
         let dir = paths.root.join(PIPELINES_DIR);
@@ -233,6 +250,7 @@ impl Project {
         Ok(Project {
             settings,
             paths,
+            connections,
             pipelines,
             diagnostics: diags.0,
             files: ids,

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::Redactor;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::project::ProjectPaths;
 use crate::template::{self, TemplateContext, TemplateError};
@@ -139,10 +140,12 @@ impl TaskError {
 pub struct TaskLog {
     path: PathBuf,
     file: Arc<Mutex<File>>,
+    redactor: Arc<Redactor>,
 }
 
 impl TaskLog {
-    pub fn create(path: PathBuf) -> std::io::Result<TaskLog> {
+    /// Opens (appending) a try's log; every line written through it has secrets masked.
+    pub fn create(path: PathBuf, redactor: Arc<Redactor>) -> std::io::Result<TaskLog> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -150,6 +153,7 @@ impl TaskLog {
         Ok(TaskLog {
             path,
             file: Arc::new(Mutex::new(file)),
+            redactor,
         })
     }
 
@@ -161,7 +165,7 @@ impl TaskLog {
         let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
         if let Ok(mut f) = self.file.lock() {
             // A log write that fails must not fail the task; the outcome is recorded elsewhere.
-            let _ = writeln!(f, "[{stamp}] {}", text.as_ref());
+            let _ = writeln!(f, "[{stamp}] {}", self.redactor.redact(text.as_ref()));
         }
     }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use sluice_core::connections::Redactor;
 use sluice_core::template::TemplateContext;
 use sluice_core::{
     DataInterval, Pipeline, ProjectPaths, RunState, TaskError, TaskLog, TaskOutput, TaskRun,
@@ -67,6 +68,8 @@ pub struct Executor {
     /// Tasks of one run that may run at the same time (also bounded by the pipeline's
     /// `max_active_tasks`).
     pub parallelism: usize,
+    /// Masks connection secrets in errors and log lines.
+    pub redactor: Arc<Redactor>,
 }
 
 pub struct RunRequest<'a> {
@@ -246,9 +249,10 @@ impl Executor {
                 let timeout = task.timeout;
                 let project = self.paths.clone();
                 let stop = cancel.child_token();
+                let redactor = self.redactor.clone();
                 pending.spawn(async move {
                     let started = Instant::now();
-                    let result = match TaskLog::create(log_path.clone()) {
+                    let result = match TaskLog::create(log_path.clone(), redactor) {
                         Ok(log) => {
                             let try_run = TaskRun {
                                 project,
@@ -306,9 +310,12 @@ impl Executor {
                     let task = &pipeline.tasks[i];
                     let (outcome, error, rows, retryable) = match &result {
                         TryResult::Done(Ok(out)) => ("success", None, out.rows, false),
-                        TryResult::Done(Err(e)) => {
-                            ("failed", Some(e.message.clone()), None, e.retryable)
-                        }
+                        TryResult::Done(Err(e)) => (
+                            "failed",
+                            Some(self.redactor.redact(&e.message)),
+                            None,
+                            e.retryable,
+                        ),
                         TryResult::TimedOut(after) => (
                             "timed_out",
                             Some(format!(
@@ -368,7 +375,10 @@ impl Executor {
                         },
                     )?;
                     if let Some(e) = &error
-                        && let Ok(log) = TaskLog::create(self.log_path(&run, &task.id, try_number))
+                        && let Ok(log) = TaskLog::create(
+                            self.log_path(&run, &task.id, try_number),
+                            self.redactor.clone(),
+                        )
                     {
                         log.line(format!("try {try_number} {outcome}: {e}"));
                         if let Some(d) = delay {

@@ -6,16 +6,21 @@
 //! quick_check:    { sql: "select count(*) from staging.orders" }
 //! ```
 //!
-//! Values reach the SQL only through the `sql` (literal) and `ident` (identifier) filters.
+//! `on:` names the DuckDB database: `warehouse` (the default: the project's warehouse) or a
+//! duckdb:// connection. Values reach the SQL only through the `sql` (literal) and `ident`
+//! (identifier) filters.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use sluice_core::connections::{CONNECTIONS_FILE, Connections, ENV_PREFIX, WAREHOUSE};
 use sluice_core::decode::Fields;
+use sluice_core::diag::did_you_mean;
 use sluice_core::task::CompileContext;
 use sluice_core::yaml::{Node, Span};
 use sluice_core::{Diagnostic, TaskAction, TaskError, TaskKind, TaskOutput, TaskRun};
-use sluice_warehouse::{QueryGuard, Warehouse, WarehouseError, execute_in_transaction};
+use sluice_warehouse::{QueryGuard, Warehouse, WarehouseError, Warehouses, execute_in_transaction};
 
 /// Attempts of one transaction that loses write-write conflicts to concurrent tasks.
 const CONFLICT_ATTEMPTS: u32 = 12;
@@ -25,23 +30,59 @@ fn is_conflict(message: &str) -> bool {
 }
 
 pub struct SqlKind {
-    pub warehouse: Arc<Warehouse>,
+    pub warehouses: Arc<Warehouses>,
+    /// The project's warehouse: what `on: warehouse` (or no `on:`) means.
+    pub default_warehouse: PathBuf,
+    pub connections: Connections,
+}
+
+impl SqlKind {
+    /// The DuckDB database `on: NAME` names, or a diagnostic.
+    fn resolve(&self, on: &Node, cx: &mut CompileContext<'_>) -> Option<Arc<Warehouse>> {
+        let name = on.scalar_text().unwrap_or_default();
+        if name == WAREHOUSE {
+            return Some(self.warehouses.get(&self.default_warehouse));
+        }
+        let Some(conn) = self.connections.get(&name) else {
+            let names = self
+                .connections
+                .iter()
+                .map(|c| c.name.as_str())
+                .chain([WAREHOUSE]);
+            let hint = did_you_mean(&name, names).unwrap_or_else(|| {
+                format!(
+                    "define it in {CONNECTIONS_FILE} or as {ENV_PREFIX}{}",
+                    name.to_ascii_uppercase()
+                )
+            });
+            cx.diags
+                .push(Diagnostic::new(&on.span, format!("unknown connection `{name}`")).hint(hint));
+            return None;
+        };
+        match conn.duckdb_path(&cx.project.root) {
+            Some(path) => Some(self.warehouses.get(&path)),
+            None => {
+                cx.diags.push(
+                    Diagnostic::new(
+                        &on.span,
+                        format!(
+                            "`{name}` is a {} connection; sql tasks run on DuckDB connections",
+                            conn.kind.name()
+                        ),
+                    )
+                    .hint("use `on: warehouse` or a duckdb:// connection"),
+                );
+                None
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 struct SqlAction {
-    warehouse: Arc<WarehouseRef>,
+    warehouse: Arc<Warehouse>,
     sql: String,
     origin: String,
-}
-
-/// `Warehouse` holds a DuckDB connection, which is not `Debug`.
-struct WarehouseRef(Arc<Warehouse>);
-
-impl std::fmt::Debug for WarehouseRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Warehouse({})", self.0.path().display())
-    }
 }
 
 impl TaskKind for SqlKind {
@@ -50,25 +91,14 @@ impl TaskKind for SqlKind {
     }
 
     fn compile(&self, config: &Node, cx: &mut CompileContext<'_>) -> Option<Arc<dyn TaskAction>> {
+        let mut warehouse = None;
         let (sql, origin, ok) = if let Some(text) = config.as_str() {
             let ok = cx.check_template(config, text);
             (text.to_string(), "inline SQL".to_string(), ok)
         } else {
             let fields = Fields::new(config, "`sql`", &["query", "file", "on"], cx.diags)?;
-            if let Some(on) = fields.get("on")
-                && on.as_str() != Some("warehouse")
-            {
-                cx.diags.push(
-                    Diagnostic::new(
-                        &on.span,
-                        format!(
-                            "unknown connection `{}` for a sql task",
-                            on.scalar_text().unwrap_or_default()
-                        ),
-                    )
-                    .hint("sql tasks run on `warehouse`, the project's DuckDB warehouse"),
-                );
-                return None;
+            if let Some(on) = fields.get("on") {
+                warehouse = Some(self.resolve(on, cx)?);
             }
             match (fields.get("query"), fields.get("file")) {
                 (Some(q), None) => {
@@ -114,8 +144,10 @@ impl TaskKind for SqlKind {
             return None;
         }
         ok.then(|| {
+            let warehouse =
+                warehouse.unwrap_or_else(|| self.warehouses.get(&self.default_warehouse));
             Arc::new(SqlAction {
-                warehouse: Arc::new(WarehouseRef(self.warehouse.clone())),
+                warehouse,
                 sql,
                 origin,
             }) as Arc<dyn TaskAction>
@@ -127,9 +159,12 @@ impl TaskAction for SqlAction {
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(async move {
             let sql = run.render(&self.sql)?;
-            run.log
-                .line(format!("running {} on the warehouse:\n{sql}", self.origin));
-            let warehouse = self.warehouse.0.clone();
+            run.log.line(format!(
+                "running {} on {}:\n{sql}",
+                self.origin,
+                self.warehouse.path().display()
+            ));
+            let warehouse = self.warehouse.clone();
             let mut conn = warehouse
                 .connect()
                 .map_err(|e| TaskError::failed(e.to_string()))?;

@@ -4,6 +4,7 @@
 //! that process. The database is opened once, lazily (a project whose pipelines never touch the
 //! warehouse never opens it), and every task gets its own connection cloned from that one.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,12 @@ pub enum WarehouseError {
 pub struct Warehouse {
     path: PathBuf,
     base: Mutex<Option<Connection>>,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Warehouse({})", self.path.display())
+    }
 }
 
 impl Warehouse {
@@ -67,6 +74,21 @@ impl Warehouse {
             .expect("opened above")
             .try_clone()
             .map_err(|e| WarehouseError::Sql(e.to_string()))
+    }
+}
+
+/// The DuckDB databases a process uses, each opened once whichever tasks name it.
+#[derive(Default)]
+pub struct Warehouses {
+    by_path: Mutex<HashMap<PathBuf, Arc<Warehouse>>>,
+}
+
+impl Warehouses {
+    pub fn get(&self, path: &Path) -> Arc<Warehouse> {
+        let mut map = self.by_path.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(path.to_path_buf())
+            .or_insert_with(|| Arc::new(Warehouse::new(path)))
+            .clone()
     }
 }
 

@@ -149,6 +149,7 @@ fn executor(ws: &Workspace, store: Arc<Store>) -> Executor {
         store,
         paths: ws.project.paths.clone(),
         parallelism: ws.project.settings.parallelism,
+        redactor: Arc::new(ws.project.connections.redactor()),
     }
 }
 

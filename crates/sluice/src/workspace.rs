@@ -7,7 +7,6 @@ use chrono::NaiveDate;
 use sluice_core::diag::did_you_mean;
 use sluice_core::{Pipeline, Project};
 use sluice_store::Store;
-use sluice_warehouse::Warehouse;
 
 use crate::{Global, UsageError, usage};
 
@@ -19,11 +18,7 @@ impl Workspace {
     /// Loads the project; unusable settings are a usage error (exit 2).
     pub fn load(global: &Global) -> anyhow::Result<Workspace> {
         let dir = global.project_dir();
-        let project = Project::load(&dir, |settings| {
-            let warehouse = Arc::new(Warehouse::new(settings.paths.warehouse.clone()));
-            sluice_tasks::registry(warehouse, &settings.python)
-        })
-        .map_err(|diags| {
+        let project = Project::load(&dir, sluice_tasks::registry).map_err(|diags| {
             let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
             UsageError(text.join("\n"))
         })?;

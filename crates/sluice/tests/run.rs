@@ -716,3 +716,51 @@ tasks:
     assert_eq!(p.read("trace"), "done\nnext\n");
     assert_eq!(state_of(&resumed.json(), "long"), ("success".into(), 2));
 }
+
+#[test]
+fn sql_tasks_run_on_named_duckdb_connections_and_secrets_are_masked() {
+    let p = project_with(
+        r#"
+pipeline: p
+tasks:
+  to_marts:
+    sql: { on: marts, query: "create table t as select 42 as answer" }
+  leaky:
+    retries: 0
+    sql: "select error('upstream rejected Hunter2-secret')"
+"#,
+    );
+    // The file names another database for `marts`; the environment wins.
+    p.write(
+        "connections.yaml",
+        "api: https://svc:Hunter2-secret@api.example.com/v1\nmarts: duckdb://elsewhere.duckdb\n",
+    );
+    let out = p
+        .command(&["run", "p", "--date", "2024-01-01", "--json"])
+        .env("SLUICE_CONN_MARTS", "duckdb://marts.duckdb")
+        .output()
+        .unwrap();
+    let out = common::outcome(&["run"], out);
+    assert_eq!(out.code, 1, "{}", out.explain());
+    assert_eq!(state_of(&out.json(), "to_marts").0, "success");
+    let db = sluice_warehouse::duckdb::Connection::open(p.path().join("marts.duckdb")).unwrap();
+    let answer: i64 = db
+        .query_row("select answer from t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(answer, 42);
+    assert!(
+        !p.path().join("elsewhere.duckdb").exists(),
+        "the file won over the environment"
+    );
+    // The secret appears in neither the error, `sluice runs`, nor the log.
+    let runs = p.sluice(&["runs", "p"]);
+    let logs = p.sluice(&["logs", "p", "--date", "2024-01-01", "--task", "leaky"]);
+    for text in [&out.stdout, &out.stderr, &runs.stdout, &logs.stdout] {
+        assert!(!text.contains("Hunter2"), "a secret was printed:\n{text}");
+    }
+    assert!(
+        runs.stdout.contains("upstream rejected ***"),
+        "{}",
+        runs.explain()
+    );
+}
