@@ -13,6 +13,15 @@ fn project_with(pipeline: &str) -> TestProject {
     p
 }
 
+/// A pipeline of `n` tasks without dependencies; `task(i)` is the body of task `t{i}`.
+fn independent_tasks(header: &str, n: usize, task: impl Fn(usize) -> String) -> TestProject {
+    let mut yaml = format!("pipeline: p\n{header}tasks:\n");
+    for i in 0..n {
+        yaml.push_str(&format!("  t{i}: {{ {} }}\n", task(i)));
+    }
+    project_with(&yaml)
+}
+
 #[test]
 fn retries_with_exponential_backoff_until_success() {
     // Fails on tries 1 and 2, succeeds on try 3; the delays are 200ms and 400ms (+ jitter).
@@ -200,13 +209,11 @@ tasks:
 #[test]
 fn independent_tasks_run_concurrently() {
     // Four tasks that each wait for the others to have started would deadlock if run one by one.
-    let mut yaml = String::from("pipeline: p\ntasks:\n");
-    for i in 0..4 {
-        yaml.push_str(&format!(
-            "  t{i}: {{ timeout: 20s, shell: \"touch started_{i}; for n in $(seq 100); do [ $(ls started_* | wc -l) -ge 4 ] && exit 0; sleep 0.1; done; exit 1\" }}\n"
-        ));
-    }
-    let p = project_with(&yaml);
+    let p = independent_tasks("", 4, |i| {
+        format!(
+            "timeout: 20s, shell: \"touch started_{i}; for n in $(seq 100); do [ $(ls started_* | wc -l) -ge 4 ] && exit 0; sleep 0.1; done; exit 1\""
+        )
+    });
     let out = p.sluice(&["run", "p", "--date", "2024-01-01"]);
     assert_eq!(out.code, 0, "{}", out.explain());
 }
@@ -642,13 +649,11 @@ fn concurrent_warehouse_tasks_survive_transaction_conflicts() {
     // Eight tasks create the same schema and table at once and insert into it. DuckDB lets all
     // but one of the racing transactions fail with a write-write conflict; the sql kind tries
     // the loser again, so no task fails (retries: 0) and every row lands exactly once.
-    let mut yaml = String::from("pipeline: p\ndefaults: { retries: 0 }\ntasks:\n");
-    for i in 0..8 {
-        yaml.push_str(&format!(
-            "  t{i}: {{ sql: \"create schema if not exists s; create table if not exists s.t (x int); insert into s.t values ({i})\" }}\n"
-        ));
-    }
-    let p = project_with(&yaml);
+    let p = independent_tasks("defaults: { retries: 0 }\n", 8, |i| {
+        format!(
+            "sql: \"create schema if not exists s; create table if not exists s.t (x int); insert into s.t values ({i})\""
+        )
+    });
     let out = p.sluice(&["run", "p", "--date", "2024-01-01"]);
     assert_eq!(out.code, 0, "{}", out.explain());
     let db = sluice_warehouse::duckdb::Connection::open(p.path().join("warehouse.duckdb")).unwrap();
