@@ -82,15 +82,6 @@ impl Origin {
     }
 }
 
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::File { line, col } => write!(f, "{CONNECTIONS_FILE}:{line}:{col}"),
-            Origin::Env(var) => write!(f, "${var}"),
-        }
-    }
-}
-
 /// A named connection. Its `Debug` and `Display` show the URI with secrets masked.
 #[derive(Clone)]
 pub struct Connection {
@@ -118,6 +109,10 @@ const SECRET_PARAMS: &[&str] = &[
     "signature",
 ];
 
+fn is_secret_param(name: &str) -> bool {
+    SECRET_PARAMS.contains(&name.to_ascii_lowercase().as_str())
+}
+
 impl Connection {
     /// Parses a connection URI; the error says what is wrong without repeating the URI (it
     /// may hold a password).
@@ -139,13 +134,10 @@ impl Connection {
             }
         }
         for (k, v) in url.query_pairs() {
-            if SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str()) && !v.is_empty() {
+            if is_secret_param(&k) && !v.is_empty() {
                 secrets.push(v.into_owned());
             }
         }
-        secrets.retain(|s| !s.is_empty());
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
         Ok(Connection {
             name: name.to_string(),
             kind,
@@ -174,7 +166,7 @@ impl Connection {
             let pairs: Vec<(String, String)> = shown
                 .query_pairs()
                 .map(|(k, v)| {
-                    let secret = SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str());
+                    let secret = is_secret_param(&k);
                     (
                         k.into_owned(),
                         if secret {

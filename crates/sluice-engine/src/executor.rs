@@ -96,6 +96,8 @@ enum Event {
         try_number: u32,
         started: Instant,
         result: TryResult,
+        /// The try's log, for the executor's own closing lines.
+        log: Option<TaskLog>,
     },
     RetryDue {
         task: usize,
@@ -252,7 +254,7 @@ impl Executor {
                 let redactor = self.redactor.clone();
                 pending.spawn(async move {
                     let started = Instant::now();
-                    let result = match TaskLog::create(log_path.clone(), redactor) {
+                    let (result, log) = match TaskLog::create(log_path.clone(), redactor) {
                         Ok(log) => {
                             let try_run = TaskRun {
                                 project,
@@ -260,18 +262,23 @@ impl Executor {
                                 log,
                                 cancel: stop,
                             };
-                            execute(action.as_ref(), &try_run, timeout).await
+                            let result = execute(action.as_ref(), &try_run, timeout).await;
+                            (result, Some(try_run.log))
                         }
-                        Err(e) => TryResult::Done(Err(TaskError::failed(format!(
-                            "cannot create the log file {}: {e}",
-                            log_path.display()
-                        )))),
+                        Err(e) => (
+                            TryResult::Done(Err(TaskError::failed(format!(
+                                "cannot create the log file {}: {e}",
+                                log_path.display()
+                            )))),
+                            None,
+                        ),
                     };
                     Event::TryDone {
                         task: i,
                         try_number,
                         started,
                         result,
+                        log,
                     }
                 });
             }
@@ -305,6 +312,7 @@ impl Executor {
                     try_number,
                     started,
                     result,
+                    log,
                 } => {
                     running -= 1;
                     let task = &pipeline.tasks[i];
@@ -374,12 +382,7 @@ impl Executor {
                             }),
                         },
                     )?;
-                    if let Some(e) = &error
-                        && let Ok(log) = TaskLog::create(
-                            self.log_path(&run, &task.id, try_number),
-                            self.redactor.clone(),
-                        )
-                    {
+                    if let (Some(e), Some(log)) = (&error, &log) {
                         log.line(format!("try {try_number} {outcome}: {e}"));
                         if let Some(d) = delay {
                             log.line(format!("retrying in {}", secs(d)));
@@ -388,7 +391,7 @@ impl Executor {
                     st.states[i] = next_state;
                     match &error {
                         Some(e) => {
-                            tracing::warn!(pipeline = %pipeline.id, task = %task.id, try_number, state = %next_state, error = %e, "try {outcome}")
+                            tracing::info!(pipeline = %pipeline.id, task = %task.id, try_number, state = %next_state, error = %e, "try {outcome}")
                         }
                         None => {
                             tracing::debug!(pipeline = %pipeline.id, task = %task.id, try_number, rows, "try succeeded")
