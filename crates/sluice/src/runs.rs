@@ -390,16 +390,17 @@ pub fn list(global: &Global, args: RunsArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn find_run(
-    ws: &Workspace,
+/// The pipeline and its run for a local date.
+fn find_run<'a>(
+    ws: &'a Workspace,
     store: &Store,
     pipeline: &str,
     date: &str,
-) -> anyhow::Result<sluice_store::RunRecord> {
+) -> anyhow::Result<(&'a Pipeline, sluice_store::RunRecord)> {
     let p = ws.pipeline(pipeline)?;
     let interval = interval_for(p, Some(date))?;
     match store.find_run(pipeline, interval.logical_date())? {
-        Some(run) => Ok(run),
+        Some(run) => Ok((p, run)),
         None => usage(format!(
             "`{pipeline}` has no run for {date}\n  hint: `sluice runs {pipeline}` lists its runs"
         )),
@@ -420,8 +421,8 @@ fn task_name<'a>(p: &'a Pipeline, name: &str) -> anyhow::Result<&'a str> {
 pub fn logs(global: &Global, args: LogsArgs) -> anyhow::Result<u8> {
     let ws = Workspace::load(global)?;
     let store = ws.store()?;
-    let run = find_run(&ws, &store, &args.pipeline, &args.date)?;
-    let task = task_name(ws.pipeline(&args.pipeline)?, &args.task)?;
+    let (p, run) = find_run(&ws, &store, &args.pipeline, &args.date)?;
+    let task = task_name(p, &args.task)?;
     let tries = store.tries(run.id, task)?;
     let chosen = match args.try_number {
         Some(n) => tries.iter().find(|t| t.try_number == n),
@@ -462,8 +463,7 @@ pub fn logs(global: &Global, args: LogsArgs) -> anyhow::Result<u8> {
 pub fn clear(global: &Global, args: ClearArgs) -> anyhow::Result<u8> {
     let ws = Workspace::load(global)?;
     let store = ws.store()?;
-    let run = find_run(&ws, &store, &args.pipeline, &args.date)?;
-    let p = ws.pipeline(&args.pipeline)?;
+    let (p, run) = find_run(&ws, &store, &args.pipeline, &args.date)?;
     let mut chosen: Vec<usize> = if args.tasks.is_empty() {
         (0..p.tasks.len()).collect()
     } else {
