@@ -1,0 +1,20 @@
+//! Sources and sinks: data moves between systems as streams of Arrow record batches.
+//!
+//! Every source yields a [`BatchStream`] (bounded memory: one batch at a time); every sink takes
+//! one. Sources never buffer a whole table.
+
+pub mod error;
+pub mod http;
+pub mod mysql;
+pub mod postgres;
+
+use arrow::array::RecordBatch;
+use futures::stream::BoxStream;
+
+pub use error::IoError;
+
+/// Rows per record batch that sources aim for.
+pub const BATCH_ROWS: usize = 65_536;
+
+/// A stream of record batches that all share one schema.
+pub type BatchStream = BoxStream<'static, Result<RecordBatch, IoError>>;
