@@ -19,4 +19,7 @@ pub use pipeline::{Pipeline, Task};
 pub use project::{Project, ProjectPaths, Settings};
 pub use schedule::{DataInterval, Schedule, Timetable};
 pub use state::{RunState, TaskState, TriggerRule};
-pub use task::{KindRegistry, TaskAction, TaskError, TaskKind, TaskLog, TaskOutput, TaskRun};
+pub use task::{
+    DeadLetter, KindRegistry, Ledger, SchemaChange, TaskAction, TaskError, TaskKind, TaskLog,
+    TaskOutput, TaskRun,
+};

@@ -94,6 +94,56 @@ pub struct TaskRun {
     pub template: TemplateContext,
     pub log: TaskLog,
     pub cancel: CancellationToken,
+    /// The task's high-water mark as of the last successful run (incremental extraction).
+    pub watermark: Option<String>,
+    /// Where the try records bad records and schema changes as they happen.
+    pub ledger: Arc<dyn Ledger>,
+}
+
+/// Records of a try that must outlive it even when it fails: bad records (the dead-letter
+/// store) and schema changes applied to a target.
+pub trait Ledger: Send + Sync {
+    fn dead_letters(&self, records: &[DeadLetter]) -> Result<(), String>;
+    fn schema_changes(&self, changes: &[SchemaChange]) -> Result<(), String>;
+}
+
+/// A record that could not be parsed or cast, with where it came from and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The file or URL it was read from.
+    pub source: String,
+    /// 1-based line in the file, when the format has lines.
+    pub line: Option<u64>,
+    /// 1-based record number within the source.
+    pub row: Option<u64>,
+    pub reason: String,
+    /// The record as read (raw text).
+    pub record: String,
+}
+
+/// One change applied to a target table's schema on purpose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaChange {
+    /// `connection:schema.table`.
+    pub target: String,
+    /// `add_column` or `widen_column`.
+    pub change: String,
+    pub column: String,
+    pub from_type: Option<String>,
+    pub to_type: String,
+}
+
+/// A ledger that keeps nothing, for tries outside a run (tests, `sluice check`).
+#[derive(Debug, Default)]
+pub struct NoLedger;
+
+impl Ledger for NoLedger {
+    fn dead_letters(&self, _: &[DeadLetter]) -> Result<(), String> {
+        Ok(())
+    }
+    fn schema_changes(&self, _: &[SchemaChange]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl TaskRun {
@@ -106,6 +156,9 @@ impl TaskRun {
 pub struct TaskOutput {
     /// Rows the task processed, when it knows.
     pub rows: Option<u64>,
+    /// The new high-water mark; committed only when the whole run succeeds, so a failed run
+    /// re-reads the same rows next time.
+    pub watermark: Option<String>,
 }
 
 /// Why a try failed, and whether trying again can help.

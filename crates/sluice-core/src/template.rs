@@ -84,6 +84,9 @@ pub struct TemplateContext {
     pub lake_root: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<serde_json::Value>,
+    /// `{column, last_value}` for tasks that extract incrementally.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<serde_json::Value>,
 }
 
 /// Airflow's rendering of an instant: `2024-01-01T06:00:00+00:00`.
@@ -126,6 +129,7 @@ impl TemplateContext {
             project_dir: String::new(),
             lake_root: String::new(),
             item,
+            incremental: None,
         }
     }
 

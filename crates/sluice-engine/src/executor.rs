@@ -18,8 +18,8 @@ use chrono::Utc;
 use sluice_core::connections::Redactor;
 use sluice_core::template::TemplateContext;
 use sluice_core::{
-    DataInterval, Pipeline, ProjectPaths, RunState, TaskError, TaskLog, TaskOutput, TaskRun,
-    TaskState,
+    DataInterval, DeadLetter, Ledger, Pipeline, ProjectPaths, RunState, SchemaChange, TaskError,
+    TaskLog, TaskOutput, TaskRun, TaskState,
 };
 use sluice_store::{RunRecord, RunType, Store, StoreError, TryEnd};
 use tokio::task::JoinSet;
@@ -252,6 +252,13 @@ impl Executor {
                 let project = self.paths.clone();
                 let stop = cancel.child_token();
                 let redactor = self.redactor.clone();
+                let watermark = self.store.watermark(&pipeline.id, &task.id)?;
+                let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger {
+                    store: self.store.clone(),
+                    run: run.id,
+                    task: task.id.clone(),
+                    try_number,
+                });
                 pending.spawn(async move {
                     let started = Instant::now();
                     let (result, log) = match TaskLog::create(log_path.clone(), redactor) {
@@ -261,6 +268,8 @@ impl Executor {
                                 template,
                                 log,
                                 cancel: stop,
+                                watermark,
+                                ledger,
                             };
                             let result = execute(action.as_ref(), &try_run, timeout).await;
                             (result, Some(try_run.log))
@@ -316,8 +325,12 @@ impl Executor {
                 } => {
                     running -= 1;
                     let task = &pipeline.tasks[i];
+                    let mut watermark = None;
                     let (outcome, error, rows, retryable) = match &result {
-                        TryResult::Done(Ok(out)) => ("success", None, out.rows, false),
+                        TryResult::Done(Ok(out)) => {
+                            watermark = out.watermark.clone();
+                            ("success", None, out.rows, false)
+                        }
                         TryResult::Done(Err(e)) => (
                             "failed",
                             Some(self.redactor.redact(&e.message)),
@@ -376,6 +389,7 @@ impl Executor {
                             outcome,
                             error: error.as_deref(),
                             rows,
+                            watermark: watermark.as_deref(),
                             next_state,
                             next_retry_at: delay.map(|d| {
                                 Utc::now() + chrono::Duration::from_std(d).unwrap_or_default()
@@ -554,5 +568,28 @@ fn secs(d: Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+/// The try's ledger: bad records and schema changes go to the metadata store at once, so they
+/// survive the try failing.
+struct StoreLedger {
+    store: Arc<Store>,
+    run: i64,
+    task: String,
+    try_number: u32,
+}
+
+impl Ledger for StoreLedger {
+    fn dead_letters(&self, records: &[DeadLetter]) -> Result<(), String> {
+        self.store
+            .add_dead_letters(self.run, &self.task, self.try_number, records)
+            .map_err(|e| e.to_string())
+    }
+
+    fn schema_changes(&self, changes: &[SchemaChange]) -> Result<(), String> {
+        self.store
+            .add_schema_changes(self.run, &self.task, self.try_number, changes)
+            .map_err(|e| e.to_string())
     }
 }

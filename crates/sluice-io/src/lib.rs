@@ -3,10 +3,15 @@
 //! Every source yields a [`BatchStream`] (bounded memory: one batch at a time); every sink takes
 //! one. Sources never buffer a whole table.
 
+pub mod bad;
 pub mod error;
+pub mod files;
 pub mod http;
+pub mod lake;
 pub mod mysql;
 pub mod postgres;
+pub mod rows;
+pub mod schema;
 
 use arrow::array::RecordBatch;
 use futures::stream::BoxStream;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-use sluice_core::{DataInterval, RunState, TaskState};
+use sluice_core::{DataInterval, DeadLetter, RunState, SchemaChange, TaskState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -106,6 +106,8 @@ pub struct TryEnd<'a> {
     pub outcome: &'a str,
     pub error: Option<&'a str>,
     pub rows: Option<u64>,
+    /// A high-water mark to commit when the run succeeds.
+    pub watermark: Option<&'a str>,
     /// The task's state afterwards.
     pub next_state: TaskState,
     pub next_retry_at: Option<DateTime<Utc>>,
@@ -153,7 +155,71 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, task, try_number)
      );
      CREATE INDEX runs_by_pipeline ON runs (pipeline, logical_date);",
+    // 2: incremental high-water marks, the dead-letter store, applied schema changes.
+    "ALTER TABLE task_tries ADD COLUMN watermark TEXT;
+     CREATE TABLE watermarks (
+        pipeline TEXT NOT NULL,
+        task TEXT NOT NULL,
+        value TEXT NOT NULL,
+        run INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (pipeline, task)
+     );
+     CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        task TEXT NOT NULL,
+        try_number INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        line INTEGER,
+        row_number INTEGER,
+        reason TEXT NOT NULL,
+        record TEXT NOT NULL,
+        created_at TEXT NOT NULL
+     );
+     CREATE INDEX dead_letters_by_run ON dead_letters (run, task);
+     CREATE TABLE schema_changes (
+        id INTEGER PRIMARY KEY,
+        run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        task TEXT NOT NULL,
+        try_number INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        change TEXT NOT NULL,
+        column_name TEXT NOT NULL,
+        from_type TEXT,
+        to_type TEXT NOT NULL,
+        applied_at TEXT NOT NULL
+     );",
 ];
+
+/// A bad record in the dead-letter store.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterRecord {
+    pub id: i64,
+    pub pipeline: String,
+    pub run_id: String,
+    pub task: String,
+    pub try_number: u32,
+    pub source: String,
+    pub line: Option<i64>,
+    pub row: Option<i64>,
+    pub reason: String,
+    pub record: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A schema change applied to a target, as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaChangeRecord {
+    pub task: String,
+    pub try_number: u32,
+    pub target: String,
+    pub change: String,
+    pub column: String,
+    pub from_type: Option<String>,
+    pub to_type: String,
+    pub applied_at: DateTime<Utc>,
+}
 
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -313,23 +379,40 @@ impl Store {
         ids.into_iter().map(|id| read_run(&conn, id)).collect()
     }
 
+    /// Sets a run's state. A run that succeeds commits its tasks' pending high-water marks in
+    /// the same transaction: a mark advances only when everything downstream of it loaded.
     pub fn set_run_state(&self, run: i64, state: RunState) -> Result<()> {
         let now = ts(Utc::now());
-        let conn = self.conn();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
         match state {
-            RunState::Running => conn.execute(
+            RunState::Running => tx.execute(
                 "UPDATE runs SET state = ?2, started_at = COALESCE(started_at, ?3), ended_at = NULL WHERE id = ?1",
                 params![run, state.as_str(), now],
             )?,
-            RunState::Success | RunState::Failed => conn.execute(
+            RunState::Success | RunState::Failed => tx.execute(
                 "UPDATE runs SET state = ?2, ended_at = ?3 WHERE id = ?1",
                 params![run, state.as_str(), now],
             )?,
-            RunState::Queued => conn.execute(
+            RunState::Queued => tx.execute(
                 "UPDATE runs SET state = ?2, ended_at = NULL WHERE id = ?1",
                 params![run, state.as_str()],
             )?,
         };
+        if state == RunState::Success {
+            tx.execute(
+                "INSERT INTO watermarks (pipeline, task, value, run, updated_at)
+                 SELECT r.pipeline, t.task, t.watermark, r.id, ?2
+                 FROM task_tries t JOIN runs r ON r.id = t.run
+                 WHERE t.run = ?1 AND t.outcome = 'success' AND t.watermark IS NOT NULL
+                   AND t.try_number = (SELECT MAX(try_number) FROM task_tries l
+                                       WHERE l.run = t.run AND l.task = t.task AND l.outcome = 'success')
+                 ON CONFLICT (pipeline, task) DO UPDATE SET value = excluded.value, run = excluded.run,
+                    updated_at = excluded.updated_at",
+                params![run, now],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -415,7 +498,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.prepare_cached(
-            "UPDATE task_tries SET outcome = ?4, ended_at = ?5, error = ?6, rows = ?7,
+            "UPDATE task_tries SET outcome = ?4, ended_at = ?5, error = ?6, rows = ?7, watermark = ?8,
                     duration_ms = CAST(ROUND((julianday(?5) - julianday(started_at)) * 86400000) AS INTEGER)
              WHERE run = ?1 AND task = ?2 AND try_number = ?3",
         )?
@@ -426,7 +509,8 @@ impl Store {
             end.outcome,
             ts(now),
             end.error,
-            end.rows.map(|r| r as i64)
+            end.rows.map(|r| r as i64),
+            end.watermark
         ])?;
         tx.prepare_cached(
             "UPDATE task_instances SET state = ?3, next_retry_at = ?4, ended_at = ?5 WHERE run = ?1 AND task = ?2",
@@ -440,6 +524,152 @@ impl Store {
         ])?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The committed high-water mark of a task.
+    pub fn watermark(&self, pipeline: &str, task: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT value FROM watermarks WHERE pipeline = ?1 AND task = ?2")?
+            .query_row(params![pipeline, task], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn add_dead_letters(
+        &self,
+        run: i64,
+        task: &str,
+        try_number: u32,
+        records: &[DeadLetter],
+    ) -> Result<()> {
+        let now = ts(Utc::now());
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO dead_letters (run, task, try_number, source, line, row_number, reason, record, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for d in records {
+                stmt.execute(params![
+                    run,
+                    task,
+                    try_number,
+                    d.source,
+                    d.line.map(|v| v as i64),
+                    d.row.map(|v| v as i64),
+                    d.reason,
+                    d.record,
+                    now
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Bad records, newest first, optionally of one pipeline (and one of its tasks).
+    pub fn dead_letters(
+        &self,
+        pipeline: Option<&str>,
+        task: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.id, r.pipeline, r.run_id, d.task, d.try_number, d.source, d.line, d.row_number,
+                    d.reason, d.record, d.created_at
+             FROM dead_letters d JOIN runs r ON r.id = d.run
+             WHERE (?1 IS NULL OR r.pipeline = ?1) AND (?2 IS NULL OR d.task = ?2)
+             ORDER BY d.id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![pipeline, task, limit as i64], |r| {
+            Ok((
+                DeadLetterRecord {
+                    id: r.get(0)?,
+                    pipeline: r.get(1)?,
+                    run_id: r.get(2)?,
+                    task: r.get(3)?,
+                    try_number: r.get(4)?,
+                    source: r.get(5)?,
+                    line: r.get(6)?,
+                    row: r.get(7)?,
+                    reason: r.get(8)?,
+                    record: r.get(9)?,
+                    created_at: Utc::now(),
+                },
+                r.get::<_, String>(10)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut d, created) = row?;
+            d.created_at = parse_ts(&created)?;
+            Ok(d)
+        })
+        .collect()
+    }
+
+    pub fn add_schema_changes(
+        &self,
+        run: i64,
+        task: &str,
+        try_number: u32,
+        changes: &[SchemaChange],
+    ) -> Result<()> {
+        let now = ts(Utc::now());
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO schema_changes (run, task, try_number, target, change, column_name, from_type, to_type, applied_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for c in changes {
+                stmt.execute(params![
+                    run,
+                    task,
+                    try_number,
+                    c.target,
+                    c.change,
+                    c.column,
+                    c.from_type,
+                    c.to_type,
+                    now
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Schema changes applied during a run, in the order they were applied.
+    pub fn schema_changes(&self, run: i64) -> Result<Vec<SchemaChangeRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT task, try_number, target, change, column_name, from_type, to_type, applied_at
+             FROM schema_changes WHERE run = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![run], |r| {
+            Ok((
+                SchemaChangeRecord {
+                    task: r.get(0)?,
+                    try_number: r.get(1)?,
+                    target: r.get(2)?,
+                    change: r.get(3)?,
+                    column: r.get(4)?,
+                    from_type: r.get(5)?,
+                    to_type: r.get(6)?,
+                    applied_at: Utc::now(),
+                },
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut c, applied) = row?;
+            c.applied_at = parse_ts(&applied)?;
+            Ok(c)
+        })
+        .collect()
     }
 
     /// Tries of a task, oldest first.
@@ -595,6 +825,7 @@ mod tests {
                     outcome: "success",
                     error: None,
                     rows: Some(5),
+                    watermark: Some("2024-01-01 10:00:00"),
                     next_state: TaskState::Success,
                     next_retry_at: None,
                 },
@@ -640,5 +871,93 @@ mod tests {
         let ti = &store.task_instances(run.id).unwrap()[0];
         assert_eq!(ti.max_tries, 1 + 3);
         assert_eq!(store.run(run.id).unwrap().state, RunState::Queued);
+    }
+
+    fn finish(store: &Store, run: i64, task: &str, try_number: u32, outcome: &str, mark: &str) {
+        store.start_try(run, task, try_number, "log", 1).unwrap();
+        store
+            .finish_try(
+                run,
+                task,
+                try_number,
+                &TryEnd {
+                    outcome,
+                    error: None,
+                    rows: None,
+                    watermark: Some(mark),
+                    next_state: TaskState::Success,
+                    next_retry_at: None,
+                },
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn watermarks_advance_only_when_the_run_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).unwrap();
+        let (r1, _) = store
+            .ensure_run("p", &interval(1), RunType::Manual, &[("x", 1)])
+            .unwrap();
+        finish(&store, r1.id, "x", 1, "success", "10");
+        store.set_run_state(r1.id, RunState::Failed).unwrap();
+        assert_eq!(store.watermark("p", "x").unwrap(), None);
+        store.set_run_state(r1.id, RunState::Success).unwrap();
+        assert_eq!(store.watermark("p", "x").unwrap().as_deref(), Some("10"));
+
+        // The last successful try's mark wins; a failed try's mark is never committed.
+        let (r2, _) = store
+            .ensure_run("p", &interval(2), RunType::Manual, &[("x", 2)])
+            .unwrap();
+        finish(&store, r2.id, "x", 1, "success", "20");
+        finish(&store, r2.id, "x", 2, "failed", "99");
+        store.set_run_state(r2.id, RunState::Success).unwrap();
+        assert_eq!(store.watermark("p", "x").unwrap().as_deref(), Some("20"));
+    }
+
+    #[test]
+    fn dead_letters_and_schema_changes_are_kept_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).unwrap();
+        let (run, _) = store
+            .ensure_run("p", &interval(1), RunType::Manual, &[("load", 1)])
+            .unwrap();
+        let bad = DeadLetter {
+            source: "raw/a.csv".into(),
+            line: Some(7),
+            row: Some(6),
+            reason: "column amount: `x` is not a number".into(),
+            record: "1,x".into(),
+        };
+        store
+            .add_dead_letters(run.id, "load", 1, &[bad.clone()])
+            .unwrap();
+        let got = store.dead_letters(Some("p"), None, 10).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].line, got[0].row), (Some(7), Some(6)));
+        assert_eq!(got[0].reason, bad.reason);
+        assert!(
+            store
+                .dead_letters(Some("other"), None, 10)
+                .unwrap()
+                .is_empty()
+        );
+
+        let change = SchemaChange {
+            target: "warehouse:staging.orders".into(),
+            change: "add_column".into(),
+            column: "coupon".into(),
+            from_type: None,
+            to_type: "VARCHAR".into(),
+        };
+        store
+            .add_schema_changes(run.id, "load", 1, &[change])
+            .unwrap();
+        let changes = store.schema_changes(run.id).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            (changes[0].column.as_str(), changes[0].to_type.as_str()),
+            ("coupon", "VARCHAR")
+        );
     }
 }

@@ -223,7 +223,10 @@ impl TaskAction for PythonAction {
                 .as_ref()
                 .and_then(|v| v.get("rows"))
                 .and_then(|r| r.as_u64());
-            Ok(TaskOutput { rows })
+            Ok(TaskOutput {
+                rows,
+                ..Default::default()
+            })
         })
     }
 }
