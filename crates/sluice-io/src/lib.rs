@@ -8,6 +8,7 @@ pub mod error;
 pub mod files;
 pub mod http;
 pub mod lake;
+pub mod load;
 pub mod mysql;
 pub mod postgres;
 pub mod rows;
@@ -23,3 +24,6 @@ pub const BATCH_ROWS: usize = 65_536;
 
 /// A stream of record batches that all share one schema.
 pub type BatchStream = BoxStream<'static, Result<RecordBatch, IoError>>;
+
+pub use arrow;
+pub use reqwest;

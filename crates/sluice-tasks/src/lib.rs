@@ -1,6 +1,11 @@
-//! The task kinds of this scope: `sql` on the embedded warehouse, `shell` and `python`.
+//! The task kinds: `extract` and `load` (between databases, APIs and the lake), `sql` on DuckDB,
+//! `shell` and `python`.
 //! [`registry`] is the one place kinds are registered.
 
+mod duck;
+pub mod extract;
+mod io;
+pub mod load;
 mod process;
 pub mod python;
 pub mod shell;
@@ -15,9 +20,24 @@ use sluice_warehouse::Warehouses;
 /// Every task kind, wired to the project's warehouse, connections and Python interpreter.
 pub fn registry(settings: &Settings, connections: &Connections) -> KindRegistry {
     let python = &settings.python;
+    let warehouses = Arc::new(Warehouses::default());
+    let lake = io::open_lake(&settings.paths.lake, &settings.paths.root, connections);
     let mut kinds = KindRegistry::default();
+    kinds.register(Arc::new(extract::ExtractKind {
+        connections: connections.clone(),
+        default_warehouse: settings.paths.warehouse.clone(),
+        warehouses: warehouses.clone(),
+        lake: lake.clone(),
+        http: sluice_io::reqwest::Client::new(),
+    }));
+    kinds.register(Arc::new(load::LoadKind {
+        connections: connections.clone(),
+        default_warehouse: settings.paths.warehouse.clone(),
+        warehouses: warehouses.clone(),
+        lake,
+    }));
     kinds.register(Arc::new(sql::SqlKind {
-        warehouses: Arc::new(Warehouses::default()),
+        warehouses,
         default_warehouse: settings.paths.warehouse.clone(),
         connections: connections.clone(),
     }));

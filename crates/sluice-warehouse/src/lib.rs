@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub mod load;
+
 pub use duckdb;
 use duckdb::{Connection, InterruptHandle};
 

@@ -1,0 +1,451 @@
+//! `load`: lake files (Parquet, CSV, JSON) into a DuckDB or PostgreSQL table, in one
+//! transaction, so that running it twice leaves the same rows and a failure leaves the table as
+//! it was.
+//!
+//! ```yaml
+//! load_to_staging:
+//!   load:
+//!     from: lake://orders/{{ ds }}/data.parquet
+//!     into: staging.orders                   # or { connection: analytics_pg, table: staging.orders }
+//!     mode: replace_partition                # append | replace | replace_partition | merge
+//!     partition: { column: order_date, value: "{{ ds }}" }
+//!     schema_evolution: add_columns          # fail (default) | add_columns | ignore_extra
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sluice_core::connections::{Connections, WAREHOUSE};
+use sluice_core::decode::Fields;
+use sluice_core::task::CompileContext;
+use sluice_core::yaml::{Node, Value};
+use sluice_core::{Diagnostic, TaskAction, TaskError, TaskKind, TaskOutput, TaskRun};
+use sluice_io::bad::BadRecords;
+use sluice_io::files::{self, FileRead, Format};
+use sluice_io::load::LoadMode;
+use sluice_io::schema::{self, Policy};
+use sluice_warehouse::Warehouses;
+
+use crate::duck::{self, DuckLoad};
+use crate::io::{self, Endpoint, FILE_KEYS, FilesSource, LakeHandle, task_error};
+
+pub struct LoadKind {
+    pub connections: Connections,
+    pub default_warehouse: PathBuf,
+    pub warehouses: Arc<Warehouses>,
+    pub lake: LakeHandle,
+}
+
+#[derive(Debug)]
+enum ModeConfig {
+    Append,
+    Replace,
+    /// Values are templates.
+    ReplacePartition {
+        column: String,
+        values: Vec<String>,
+    },
+    Merge {
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Debug)]
+struct LoadAction {
+    source: FilesSource,
+    target: Endpoint,
+    schema: String,
+    table: String,
+    mode: ModeConfig,
+    policy: Policy,
+    max_bad_records: u64,
+    lake: LakeHandle,
+    warehouses: Arc<Warehouses>,
+}
+
+const KEYS: &[&str] = &[
+    "from",
+    "into",
+    "mode",
+    "partition",
+    "keys",
+    "schema_evolution",
+    "max_bad_records",
+];
+
+impl TaskKind for LoadKind {
+    fn name(&self) -> &'static str {
+        "load"
+    }
+
+    fn compile(&self, config: &Node, cx: &mut CompileContext<'_>) -> Option<Arc<dyn TaskAction>> {
+        let fields = Fields::new(config, "`load`", KEYS, cx.diags)?;
+        let from = fields.required("from", "`load`", cx.diags)?;
+        let source = if from.as_str().is_some() {
+            let text = from.as_str().unwrap_or_default().to_string();
+            let ok = cx.check_template(from, &text);
+            if Format::from_name(&text).is_none() {
+                cx.diags.push(
+                    Diagnostic::new(
+                        &from.content_span(),
+                        format!("cannot tell the format of `{text}` from its extension"),
+                    )
+                    .hint("write `from: { files: …, format: csv }`"),
+                );
+                return None;
+            }
+            ok.then_some(FilesSource {
+                path: text,
+                format: None,
+                schema: None,
+            })
+        } else {
+            let f = Fields::new(from, "`from`", FILE_KEYS, cx.diags)?;
+            let path = f.required("files", "`from`", cx.diags)?;
+            io::files_source(&f, path, cx)
+        };
+
+        let into = fields.required("into", "`load`", cx.diags)?;
+        let (target, table_name) = match &into.value {
+            Value::Map(_) => {
+                let f = Fields::new(into, "`into`", &["connection", "table"], cx.diags)?;
+                let conn = f.required("connection", "`into`", cx.diags)?;
+                let table = f
+                    .required("table", "`into`", cx.diags)?
+                    .scalar_text()
+                    .unwrap_or_default();
+                (
+                    io::endpoint(&self.connections, &self.default_warehouse, conn, cx)?,
+                    table,
+                )
+            }
+            _ => (
+                Endpoint::DuckDb(self.default_warehouse.clone()),
+                into.scalar_text().unwrap_or_default(),
+            ),
+        };
+        let default_schema = match &target {
+            Endpoint::DuckDb(_) => "main",
+            Endpoint::Postgres(_) => "public",
+            other => {
+                cx.diags.push(
+                    Diagnostic::new(&into.span, format!("cannot load into {}", other.describe()))
+                        .hint(format!(
+                            "load into `{WAREHOUSE}`, a duckdb:// or a postgres:// connection"
+                        )),
+                );
+                return None;
+            }
+        };
+        if table_name.is_empty() || table_name.split('.').count() > 2 {
+            cx.diags.push(
+                Diagnostic::new(&into.span, format!("`{table_name}` is not a table name"))
+                    .hint("write `table` or `schema.table`"),
+            );
+            return None;
+        }
+        let (schema, table) = io::split_table(&table_name, default_schema);
+
+        let mode_node = fields.get("mode");
+        let mode_name = mode_node.and_then(Node::scalar_text);
+        let mode = match mode_name.as_deref() {
+            Some("append") => ModeConfig::Append,
+            Some("replace") => ModeConfig::Replace,
+            Some("replace_partition") => {
+                let Some(p) = fields.get("partition") else {
+                    cx.diags.push(
+                        Diagnostic::new(
+                            &mode_node.expect("present").span,
+                            "replace_partition needs `partition`",
+                        )
+                        .hint("e.g. `partition: { column: order_date, value: \"{{ ds }}\" }`"),
+                    );
+                    return None;
+                };
+                let pf = Fields::new(p, "`partition`", &["column", "value", "values"], cx.diags)?;
+                let column = pf
+                    .required("column", "`partition`", cx.diags)?
+                    .scalar_text()
+                    .unwrap_or_default();
+                let mut values: Vec<(String, &Node)> = pf.string_list("values", cx.diags);
+                if let Some(v) = pf.get("value") {
+                    values.push((v.scalar_text().unwrap_or_default(), v));
+                }
+                if values.is_empty() {
+                    cx.diags.push(Diagnostic::new(
+                        &p.span,
+                        "`partition` needs `value` or `values`",
+                    ));
+                    return None;
+                }
+                let mut ok = true;
+                for (text, node) in &values {
+                    ok &= cx.check_template(node, text);
+                }
+                if !ok {
+                    return None;
+                }
+                ModeConfig::ReplacePartition {
+                    column,
+                    values: values.into_iter().map(|(t, _)| t).collect(),
+                }
+            }
+            Some("merge") => {
+                let keys: Vec<String> = fields
+                    .string_list("keys", cx.diags)
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect();
+                if keys.is_empty() {
+                    cx.diags.push(
+                        Diagnostic::new(
+                            &mode_node.expect("present").span,
+                            "merge needs `keys`, the columns that identify a row",
+                        )
+                        .hint("e.g. `keys: [order_id]`"),
+                    );
+                    return None;
+                }
+                ModeConfig::Merge { keys }
+            }
+            Some(other) => {
+                let hint = sluice_core::diag::did_you_mean(other, LoadMode::NAMES.iter().copied())
+                    .unwrap_or_else(|| format!("use one of {}", LoadMode::NAMES.join(", ")));
+                cx.diags.push(
+                    Diagnostic::new(
+                        &mode_node.expect("present").span,
+                        format!("unknown load mode `{other}`"),
+                    )
+                    .hint(hint),
+                );
+                return None;
+            }
+            None => {
+                cx.diags.push(
+                    Diagnostic::new(&config.span, "`load` needs `mode`")
+                        .hint("append, replace, replace_partition or merge: say how a rerun treats the rows already loaded"),
+                );
+                return None;
+            }
+        };
+        let policy = match fields.get("schema_evolution") {
+            None => Policy::Fail,
+            Some(n) => {
+                let name = n.scalar_text().unwrap_or_default();
+                match Policy::parse(&name) {
+                    Some(p) => p,
+                    None => {
+                        cx.diags.push(
+                            Diagnostic::new(&n.span, format!("unknown schema_evolution `{name}`"))
+                                .hint(format!("use one of {}", Policy::NAMES.join(", "))),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let max_bad_records = u64::from(fields.uint("max_bad_records", cx.diags).unwrap_or(0));
+        Some(Arc::new(LoadAction {
+            source: source?,
+            target,
+            schema,
+            table,
+            mode,
+            policy,
+            max_bad_records,
+            lake: self.lake.clone(),
+            warehouses: self.warehouses.clone(),
+        }))
+    }
+}
+
+impl TaskAction for LoadAction {
+    fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
+        Box::pin(async move {
+            tokio::select! {
+                r = self.load(run) => r,
+                _ = run.cancel.cancelled() => Err(TaskError::failed("the load was interrupted; the table is unchanged")),
+            }
+        })
+    }
+}
+
+impl LoadAction {
+    fn shown_target(&self) -> String {
+        let system = match &self.target {
+            Endpoint::DuckDb(p) => p
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Endpoint::Postgres(c) => c.name.clone(),
+            _ => String::new(),
+        };
+        format!("{system}:{}.{}", self.schema, self.table)
+    }
+
+    async fn load(&self, run: &TaskRun) -> Result<TaskOutput, TaskError> {
+        let lake = io::lake(&self.lake)?;
+        let files = io::resolve_files(run, lake, &self.source).await?;
+        let format = io::format_of(&self.source, &files[0].shown)?;
+        let shown_target = self.shown_target();
+        run.log.line(format!(
+            "loading {} file(s) into {shown_target}: {}",
+            files.len(),
+            files
+                .iter()
+                .map(|f| f.shown.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let locals: Option<Vec<PathBuf>> = files.iter().map(|f| f.local.clone()).collect();
+        let bad = Arc::new(BadRecords::new(run.ledger.clone(), self.max_bad_records));
+        let (incoming, stream) = files::read(
+            files,
+            FileRead {
+                format,
+                schema: self.source.schema.clone(),
+                bad: bad.clone(),
+            },
+        )
+        .await
+        .map_err(task_error)?;
+
+        let existing = match &self.target {
+            Endpoint::DuckDb(path) => {
+                duck::table_fields(
+                    self.warehouses.get(path),
+                    self.schema.clone(),
+                    self.table.clone(),
+                )
+                .await
+            }
+            Endpoint::Postgres(c) => {
+                let client = sluice_io::postgres::connect(c.expose_uri())
+                    .await
+                    .map_err(task_error)?;
+                sluice_io::postgres::table_fields(&client, &self.schema, &self.table).await
+            }
+            _ => unreachable!("checked at compile time"),
+        }
+        .map_err(task_error)?;
+        let plan = schema::plan(existing.as_deref(), &incoming, self.policy, &shown_target)
+            .map_err(task_error)?;
+        let mode = match &self.mode {
+            ModeConfig::Append => LoadMode::Append,
+            ModeConfig::Replace => LoadMode::Replace,
+            ModeConfig::ReplacePartition { column, values } => LoadMode::ReplacePartition {
+                column: column.clone(),
+                values: values
+                    .iter()
+                    .map(|v| run.render(v))
+                    .collect::<Result<_, _>>()?,
+            },
+            ModeConfig::Merge { keys } => LoadMode::Merge { keys: keys.clone() },
+        };
+        let needed: Vec<&String> = match &mode {
+            LoadMode::ReplacePartition { column, .. } => vec![column],
+            LoadMode::Merge { keys } => keys.iter().collect(),
+            _ => Vec::new(),
+        };
+        for column in needed {
+            if !plan.insert.contains(column) {
+                return Err(TaskError::config(format!(
+                    "`{column}` is not among the loaded columns ({}); a {} load needs it",
+                    files::describe(&incoming),
+                    if matches!(mode, LoadMode::Merge { .. }) {
+                        "merge"
+                    } else {
+                        "replace_partition"
+                    }
+                )));
+            }
+        }
+        let incoming_columns: Vec<String> =
+            incoming.fields().iter().map(|f| f.name().clone()).collect();
+        let rows = match &self.target {
+            Endpoint::DuckDb(path) => {
+                // DuckDB scans local Parquet files itself, its fastest path; everything else
+                // arrives as batches.
+                let parquet = if format == Format::Parquet {
+                    locals
+                } else {
+                    None
+                };
+                let spec = DuckLoad {
+                    schema: self.schema.clone(),
+                    table: self.table.clone(),
+                    plan: plan.clone(),
+                    mode,
+                    incoming: incoming_columns,
+                };
+                let (_, stream) = sluice_io::load::project(&incoming, &plan.insert, stream)
+                    .map_err(task_error)?;
+                duck::load(self.warehouses.get(path), spec, parquet, stream).await
+            }
+            Endpoint::Postgres(c) => {
+                let (_, stream) = sluice_io::load::project(&incoming, &plan.insert, stream)
+                    .map_err(task_error)?;
+                sluice_io::load::load_postgres(
+                    c.expose_uri(),
+                    &self.schema,
+                    &self.table,
+                    &plan,
+                    &mode,
+                    stream,
+                )
+                .await
+            }
+            _ => unreachable!("checked at compile time"),
+        };
+        // Bad records are kept whether the load succeeded or not.
+        let flushed = bad.flush();
+        let rows = rows.map_err(|e| {
+            run.log.line("rolled back: the table is unchanged");
+            task_error(e)
+        })?;
+        flushed.map_err(task_error)?;
+        let type_of = |dt: &sluice_io::arrow::datatypes::DataType| match &self.target {
+            Endpoint::Postgres(_) => {
+                sluice_io::postgres::pg_type(dt).unwrap_or_else(|_| dt.to_string())
+            }
+            _ => sluice_warehouse::load::duck_type(dt).unwrap_or_else(|_| dt.to_string()),
+        };
+        let changes = plan.changes(&shown_target, type_of);
+        if plan.create.is_some() {
+            run.log.line(format!(
+                "created {shown_target} ({})",
+                files::describe(&incoming)
+            ));
+        }
+        for c in &changes {
+            run.log.line(format!(
+                "schema change on {shown_target}: {} `{}` {}{}",
+                c.change,
+                c.column,
+                c.from_type
+                    .as_ref()
+                    .map(|f| format!("{f} → "))
+                    .unwrap_or_default(),
+                c.to_type
+            ));
+        }
+        if !changes.is_empty() {
+            run.ledger
+                .schema_changes(&changes)
+                .map_err(TaskError::failed)?;
+        }
+        if bad.seen() > 0 {
+            run.log.line(format!(
+                "{} bad record(s) went to the dead-letter store (`sluice dlq list`)",
+                bad.seen()
+            ));
+        }
+        run.log
+            .line(format!("loaded {rows} rows into {shown_target}; committed"));
+        Ok(TaskOutput {
+            rows: Some(rows),
+            ..Default::default()
+        })
+    }
+}
