@@ -185,6 +185,9 @@ struct TextParser {
     tx: mpsc::Sender<Result<RecordBatch, IoError>>,
 }
 
+/// An NDJSON line read ahead (for inference): line number, record number, text, parsed record.
+type PendingLine = (u64, u64, String, Result<Map<String, Value>, String>);
+
 /// Why the consumer went away: stop quietly.
 struct Closed;
 
@@ -403,7 +406,7 @@ impl TextParser {
         let mut lines = BufReader::new(input).lines();
         let mut row = 0u64;
         let mut line_no = 0u64;
-        let mut pending: Vec<(u64, u64, String, Result<Map<String, Value>, String>)> = Vec::new();
+        let mut pending: Vec<PendingLine> = Vec::new();
         loop {
             let next = lines.next();
             let finished = next.is_none();

@@ -459,6 +459,53 @@ fn check_nullable(field: &Field, cell: &Cell) -> Result<(), String> {
     Ok(())
 }
 
+/// JSON records arriving page by page (an HTTP API) as record batches. Types are declared or
+/// inferred from the first page; a record that does not fit is a bad record numbered by its
+/// position in the whole read.
+pub async fn batches_from_pages(
+    mut pages: futures::stream::BoxStream<'static, Result<Vec<Value>, IoError>>,
+    schema: Option<SchemaRef>,
+    bad: Arc<crate::bad::BadRecords>,
+    source: String,
+) -> Result<(SchemaRef, crate::BatchStream), IoError> {
+    use futures::StreamExt;
+    let first = pages.next().await.transpose()?.unwrap_or_default();
+    let schema = match schema {
+        Some(s) => s,
+        None => Arc::new(infer_json(
+            first.iter().take(INFER_ROWS).filter_map(Value::as_object),
+        )),
+    };
+    let mut builder = RowBuilder::new(schema.clone())?;
+    let mut seen = 0u64;
+    let mut convert = move |page: Vec<Value>| -> Result<RecordBatch, IoError> {
+        for record in page {
+            seen += 1;
+            let result = match &record {
+                Value::Object(map) => builder.push_json(map),
+                other => Err(format!("expected a JSON object, found {other}")),
+            };
+            if let Err(reason) = result {
+                bad.record(sluice_core::DeadLetter {
+                    source: source.clone(),
+                    line: None,
+                    row: Some(seen),
+                    reason,
+                    record: record.to_string(),
+                })?;
+            }
+        }
+        bad.flush()?;
+        builder.finish()
+    };
+    let first_batch = convert(first);
+    let rest = pages.map(move |page| convert(page?));
+    let stream = futures::stream::once(async move { first_batch })
+        .chain(rest)
+        .filter(|b| futures::future::ready(!matches!(b, Ok(b) if b.num_rows() == 0)));
+    Ok((schema, stream.boxed()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,51 +624,4 @@ mod tests {
                 .contains("unknown type `money`")
         );
     }
-}
-
-/// JSON records arriving page by page (an HTTP API) as record batches. Types are declared or
-/// inferred from the first page; a record that does not fit is a bad record numbered by its
-/// position in the whole read.
-pub async fn batches_from_pages(
-    mut pages: futures::stream::BoxStream<'static, Result<Vec<Value>, IoError>>,
-    schema: Option<SchemaRef>,
-    bad: Arc<crate::bad::BadRecords>,
-    source: String,
-) -> Result<(SchemaRef, crate::BatchStream), IoError> {
-    use futures::StreamExt;
-    let first = pages.next().await.transpose()?.unwrap_or_default();
-    let schema = match schema {
-        Some(s) => s,
-        None => Arc::new(infer_json(
-            first.iter().take(INFER_ROWS).filter_map(Value::as_object),
-        )),
-    };
-    let mut builder = RowBuilder::new(schema.clone())?;
-    let mut seen = 0u64;
-    let mut convert = move |page: Vec<Value>| -> Result<RecordBatch, IoError> {
-        for record in page {
-            seen += 1;
-            let result = match &record {
-                Value::Object(map) => builder.push_json(map),
-                other => Err(format!("expected a JSON object, found {other}")),
-            };
-            if let Err(reason) = result {
-                bad.record(sluice_core::DeadLetter {
-                    source: source.clone(),
-                    line: None,
-                    row: Some(seen),
-                    reason,
-                    record: record.to_string(),
-                })?;
-            }
-        }
-        bad.flush()?;
-        builder.finish()
-    };
-    let first_batch = convert(first);
-    let rest = pages.map(move |page| convert(page?));
-    let stream = futures::stream::once(async move { first_batch })
-        .chain(rest)
-        .filter(|b| futures::future::ready(!matches!(b, Ok(b) if b.num_rows() == 0)));
-    Ok((schema, stream.boxed()))
 }

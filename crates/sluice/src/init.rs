@@ -19,16 +19,8 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../scaffold/pipelines/dynamic_source_etl.yaml"),
     ),
     (
-        "sql/extract_orders.sql",
-        include_str!("../scaffold/sql/extract_orders.sql"),
-    ),
-    (
         "sql/validate_orders.sql",
         include_str!("../scaffold/sql/validate_orders.sql"),
-    ),
-    (
-        "sql/load_orders_to_staging.sql",
-        include_str!("../scaffold/sql/load_orders_to_staging.sql"),
     ),
     (
         "sql/transform_orders.sql",
@@ -117,7 +109,7 @@ fn sample_orders(day: NaiveDate, day_index: u64) -> String {
     const STATUSES: [&str; 4] = ["completed", "completed", "completed", "refunded"];
     let mut rng = Rng(0x5EED ^ day_index);
     let mut out =
-        String::from("order_id,customer_id,total,created_at,status,email,product_category\n");
+        String::from("order_id,customer_id,total,created_at,order_date,status,email,product_category\n");
     for n in 0..ORDERS_PER_DAY {
         let order_id = day_index * 100_000 + n + 1;
         let customer = 1 + rng.below(5_000);
@@ -131,7 +123,7 @@ fn sample_orders(day: NaiveDate, day_index: u64) -> String {
         let secs = rng.below(86_400);
         let _ = writeln!(
             out,
-            "{order_id},{customer},{}.{:02},{day} {:02}:{:02}:{:02},{},customer{customer}@example.com,{}",
+            "{order_id},{customer},{}.{:02},{day} {:02}:{:02}:{:02},{day},{},customer{customer}@example.com,{}",
             cents / 100,
             cents % 100,
             secs / 3600,
@@ -139,6 +131,15 @@ fn sample_orders(day: NaiveDate, day_index: u64) -> String {
             secs % 60,
             STATUSES[rng.below(4) as usize],
             CATEGORIES[rng.below(5) as usize],
+        );
+    }
+    // Real exports have bad rows: every tenth day has one, which the extract sends to the
+    // dead-letter store (`sluice dlq list`).
+    if day_index % 10 == 0 {
+        let _ = writeln!(
+            out,
+            "{},17,n/a,{day} 12:00:00,{day},completed,customer17@example.com,books",
+            day_index * 100_000 + ORDERS_PER_DAY + 1
         );
     }
     out

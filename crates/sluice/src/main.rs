@@ -111,6 +111,14 @@ enum Command {
         after_help = "Examples:\n  sluice clear daily_sales_etl --date 2024-01-01 --task transform_data --downstream\n  sluice clear daily_sales_etl --date 2024-01-01          # every task"
     )]
     Clear(runs::ClearArgs),
+    /// Read the dead-letter store: records that could not be parsed or loaded, with their reason.
+    #[command(
+        after_help = "Examples:\n  sluice dlq list\n  sluice dlq list daily_sales_etl --task extract_orders --limit 50 --json"
+    )]
+    Dlq {
+        #[command(subcommand)]
+        command: runs::DlqCommand,
+    },
     /// Print shell completions.
     #[command(after_help = "Example:\n  sluice completions bash > /etc/bash_completion.d/sluice")]
     Completions { shell: clap_complete::Shell },
@@ -143,6 +151,7 @@ fn main() -> ExitCode {
         Command::Runs(args) => runs::list(&cli.global, args),
         Command::Logs(args) => runs::logs(&cli.global, args),
         Command::Clear(args) => runs::clear(&cli.global, args),
+        Command::Dlq { command } => runs::dlq(&cli.global, command),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
             Ok(exit::OK)

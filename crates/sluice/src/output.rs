@@ -128,6 +128,8 @@ pub struct RunView {
     pub ended_at: Option<String>,
     pub duration_s: Option<f64>,
     pub tasks: Vec<TaskView>,
+    /// Schema changes loads applied during the run.
+    pub schema_changes: Vec<sluice_store::SchemaChangeRecord>,
 }
 
 #[derive(Serialize)]
@@ -188,6 +190,7 @@ impl RunView {
                 .zip(run.ended_at)
                 .map(|(s, e)| (e - s).num_milliseconds() as f64 / 1000.0),
             tasks,
+            schema_changes: store.schema_changes(run.id)?,
         })
     }
 
@@ -220,6 +223,21 @@ impl RunView {
             })
             .collect();
         print_table(&rows);
+        for c in &self.schema_changes {
+            println!(
+                "  schema change by {} (try {}): {} `{}` on {}: {}{}",
+                c.task,
+                c.try_number,
+                c.change,
+                c.column,
+                c.target,
+                c.from_type
+                    .as_ref()
+                    .map(|f| format!("{f} → "))
+                    .unwrap_or_default(),
+                c.to_type
+            );
+        }
         for t in self.tasks.iter().filter(|t| t.error.is_some()) {
             println!(
                 "\n  {} failed: {}",

@@ -354,6 +354,62 @@ pub fn backfill(global: &Global, args: BackfillArgs) -> anyhow::Result<u8> {
     Ok(if all_ok { exit::OK } else { exit::FAILED })
 }
 
+#[derive(clap::Subcommand)]
+pub enum DlqCommand {
+    /// List bad records, newest first.
+    List(DlqListArgs),
+}
+
+#[derive(Args)]
+pub struct DlqListArgs {
+    /// Only this pipeline's records.
+    pipeline: Option<String>,
+    /// Only this task's records.
+    #[arg(long, requires = "pipeline")]
+    task: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn dlq(global: &Global, command: DlqCommand) -> anyhow::Result<u8> {
+    let DlqCommand::List(args) = command;
+    let ws = Workspace::load(global)?;
+    let store = ws.store()?;
+    let records = store.dead_letters(args.pipeline.as_deref(), args.task.as_deref(), args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+        return Ok(exit::OK);
+    }
+    if records.is_empty() {
+        println!(
+            "the dead-letter store is empty{}",
+            args.pipeline
+                .map(|p| format!(" for {p}"))
+                .unwrap_or_default()
+        );
+        return Ok(exit::OK);
+    }
+    for r in &records {
+        let at = match (r.line, r.row) {
+            (Some(line), _) => format!("{}:{line}", r.source),
+            (None, Some(row)) => format!("{} record {row}", r.source),
+            _ => r.source.clone(),
+        };
+        println!("{at}: {}", r.reason);
+        println!(
+            "  {} / {} / {} try {}",
+            r.pipeline, r.run_id, r.task, r.try_number
+        );
+        if !r.record.is_empty() {
+            let shown: String = r.record.chars().take(200).collect();
+            println!("  | {shown}");
+        }
+    }
+    Ok(exit::OK)
+}
+
 pub fn list(global: &Global, args: RunsArgs) -> anyhow::Result<u8> {
     let ws = Workspace::load(global)?;
     let order = match ws.project.pipeline(&args.pipeline) {

@@ -11,4 +11,4 @@ SELECT CASE
         THEN error((count(*) - count(DISTINCT order_id)) || ' duplicate order_id values')
     ELSE 'ok'
 END AS verdict
-FROM read_parquet({{ (lake_root ~ '/orders/' ~ ds ~ '.parquet') | sql }});
+FROM read_parquet({{ (lake_root ~ '/orders/' ~ ds ~ '/data.parquet') | sql }});
