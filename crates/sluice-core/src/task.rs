@@ -187,8 +187,7 @@ impl TaskError {
     }
 }
 
-/// A try's log file. Actions write lines to it, and hand the file to child processes as their
-/// stdout and stderr.
+/// A try's log file. Actions (and the output of their child processes) write lines to it.
 #[derive(Clone)]
 pub struct TaskLog {
     path: PathBuf,
@@ -220,14 +219,6 @@ impl TaskLog {
             // A log write that fails must not fail the task; the outcome is recorded elsewhere.
             let _ = writeln!(f, "[{stamp}] {}", self.redactor.redact(text.as_ref()));
         }
-    }
-
-    /// A handle to the same file for a child process's output.
-    pub fn file_handle(&self) -> std::io::Result<File> {
-        self.file
-            .lock()
-            .map_err(|_| std::io::Error::other("log file lock poisoned"))?
-            .try_clone()
     }
 }
 

@@ -329,6 +329,23 @@ impl TextParser {
         }
         // Where each schema column is in this file's records.
         let schema = self.rows().schema().clone();
+        let missing: Vec<&str> = schema
+            .fields()
+            .iter()
+            .filter(|f| !headers.contains(f.name()))
+            .map(|f| f.name().as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(IoError::invalid(format!(
+                "{file}:1: the header has no column {}; it has {}",
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                headers.join(", ")
+            )));
+        }
         let positions: Vec<Option<usize>> = schema
             .fields()
             .iter()

@@ -256,6 +256,15 @@ impl ExtractKind {
                 check(cx, q, &query, sample).then_some(Source::Query { endpoint, query })
             }
             Endpoint::Http(connection) => {
+                for (key, node) in fields.keys() {
+                    if ["query", "files", "format", "delimiter"].contains(&key) {
+                        cx.diags.push(
+                            Diagnostic::new(&node.span, format!("`{key}` does not apply to an HTTP source"))
+                                .hint("an HTTP source takes path, params, headers, records, pagination, schema, max_pages and retries"),
+                        );
+                        return None;
+                    }
+                }
                 let mut ok = true;
                 let path = match fields.get("path") {
                     Some(p) => {

@@ -1,11 +1,11 @@
 //! Child processes for `shell` and `python` tasks: one process group per try, output into the
-//! try's log, and the whole group stopped when the try is cancelled or abandoned.
+//! try's log (secrets masked), and the whole group stopped when the try is cancelled or abandoned.
 
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use sluice_core::{TaskError, TaskRun};
-use tokio::io::AsyncWriteExt;
+use sluice_core::{TaskError, TaskLog, TaskRun};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 /// How long a process group has to exit after SIGTERM before it gets SIGKILL.
@@ -34,6 +34,28 @@ impl Drop for GroupGuard {
     }
 }
 
+/// Copies a child's output into the try's log line by line, through the log's redactor: a
+/// script that prints a connection URI does not leak its password into the log.
+fn copy_lines(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    log: TaskLog,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&buf);
+                    log.line(text.trim_end_matches(['\n', '\r']));
+                }
+            }
+        }
+    })
+}
+
 /// Runs `cmd` to completion with stdout and stderr appended to the try's log. On cancellation,
 /// the process group gets SIGTERM, then SIGKILL after a grace period.
 pub async fn run(
@@ -41,16 +63,9 @@ pub async fn run(
     run: &TaskRun,
     stdin: Option<Vec<u8>>,
 ) -> Result<ExitStatus, TaskError> {
-    let out = run
-        .log
-        .file_handle()
-        .map_err(|e| TaskError::failed(format!("cannot open the task log: {e}")))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| TaskError::failed(format!("cannot open the task log: {e}")))?;
     cmd.process_group(0)
-        .stdout(out)
-        .stderr(err)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .stdin(if stdin.is_some() {
             std::process::Stdio::piped()
         } else {
@@ -63,6 +78,23 @@ pub async fn run(
     let mut guard = GroupGuard {
         pgid: child.id().map(|id| id as i32),
     };
+    let readers = [
+        child.stdout.take().map(|p| copy_lines(p, run.log.clone())),
+        child.stderr.take().map(|p| copy_lines(p, run.log.clone())),
+    ];
+    // Output still in the pipes when the process exits is copied; a background process that
+    // keeps the pipes open does not hold the task.
+    let drain = || async {
+        for reader in readers.into_iter().flatten() {
+            let abort = reader.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), reader)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    };
     if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(&bytes)
             .await
@@ -73,6 +105,7 @@ pub async fn run(
         status = child.wait() => {
             let status = status.map_err(|e| TaskError::failed(format!("lost the process: {e}")))?;
             guard.pgid = None;
+            drain().await;
             Ok(status)
         }
         _ = run.cancel.cancelled() => {
@@ -82,6 +115,7 @@ pub async fn run(
                 run.log.line(format!("still running after {}s: sending SIGKILL", TERM_GRACE.as_secs()));
             }
             drop(guard);
+            drain().await;
             Err(TaskError::failed("stopped"))
         }
     }

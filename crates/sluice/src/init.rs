@@ -108,8 +108,9 @@ fn sample_orders(day: NaiveDate, day_index: u64) -> String {
     const CATEGORIES: [&str; 5] = ["books", "electronics", "garden", "grocery", "toys"];
     const STATUSES: [&str; 4] = ["completed", "completed", "completed", "refunded"];
     let mut rng = Rng(0x5EED ^ day_index);
-    let mut out =
-        String::from("order_id,customer_id,total,created_at,order_date,status,email,product_category\n");
+    let mut out = String::from(
+        "order_id,customer_id,total,created_at,order_date,status,email,product_category\n",
+    );
     for n in 0..ORDERS_PER_DAY {
         let order_id = day_index * 100_000 + n + 1;
         let customer = 1 + rng.below(5_000);
