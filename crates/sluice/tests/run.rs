@@ -617,6 +617,16 @@ fn demo_project_runs_end_to_end_and_is_idempotent() {
         (staged, agg)
     };
     assert_eq!(counts(), (400, 400));
+    // The day's one malformed row went to the dead-letter store, with its line and reason.
+    let dlq = run(&["dlq", "list", "daily_sales_etl", "--json"]).json();
+    let bad = dlq.as_array().expect("a list");
+    assert_eq!(bad.len(), 1, "{dlq}");
+    assert_eq!(bad[0]["line"], 402, "{dlq}");
+    assert_eq!(bad[0]["task"], "extract_orders", "{dlq}");
+    assert!(
+        bad[0]["reason"].as_str().unwrap().contains("column `total`: `n/a` is not a decimal(12,2)"),
+        "{dlq}"
+    );
     // Clearing and re-running the whole day leaves exactly the same rows.
     assert_eq!(
         run(&["clear", "daily_sales_etl", "--date", "2024-01-01"]).code,
