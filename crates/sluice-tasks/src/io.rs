@@ -154,11 +154,8 @@ pub fn files_source(
     }
     if let Some(d) = fields.get("delimiter") {
         let text = d.scalar_text().unwrap_or_default();
-        match (text.as_bytes(), &mut format) {
-            ([b], Some(Format::Csv { delimiter }) | None) => {
-                format = Some(Format::Csv { delimiter: *b });
-                let _ = delimiter;
-            }
+        match (text.as_bytes(), format) {
+            ([b], Some(Format::Csv { .. }) | None) => format = Some(Format::Csv { delimiter: *b }),
             _ => {
                 cx.diags.push(
                     Diagnostic::new(&d.span, "`delimiter` must be one character, for CSV files")

@@ -80,7 +80,7 @@ impl Warehouse {
 }
 
 /// The DuckDB databases a process uses, each opened once whichever tasks name it.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Warehouses {
     by_path: Mutex<HashMap<PathBuf, Arc<Warehouse>>>,
 }
