@@ -200,7 +200,7 @@ impl TemplateError {
                         None => "undefined template variable".to_string(),
                     },
                     Some(format!(
-                        "available: {} (and `item` in for_each pipelines); params must be declared under `params:`",
+                        "available: {} (`item` in for_each pipelines, `incremental` in extracts with `incremental:`); params must be declared under `params:`",
                         VARIABLES.join(", ")
                     )),
                 )
@@ -305,7 +305,9 @@ pub fn check(source: &str, sample: &TemplateContext) -> Result<(), TemplateError
         .undeclared_variables(false)
         .into_iter()
         .filter(|v| {
-            let known = VARIABLES.contains(&v.as_str()) || (v == "item" && sample.item.is_some());
+            let known = VARIABLES.contains(&v.as_str())
+                || (v == "item" && sample.item.is_some())
+                || (v == "incremental" && sample.incremental.is_some());
             !known
         })
         .collect();
@@ -316,7 +318,7 @@ pub fn check(source: &str, sample: &TemplateContext) -> Result<(), TemplateError
         let hint =
             crate::diag::did_you_mean(name, VARIABLES.iter().copied()).unwrap_or_else(|| {
                 format!(
-                    "available: {} (and `item` in for_each pipelines)",
+                    "available: {} (`item` in for_each pipelines, `incremental` in extracts with `incremental:`)",
                     VARIABLES.join(", ")
                 )
             });

@@ -195,8 +195,11 @@ pub fn plan(
         Policy::Fail => {
             "hint: set `schema_evolution: add_columns` to add new columns and widen types safely, or `ignore_extra` to load only the table's columns"
         }
-        _ => {
+        Policy::AddColumns => {
             "hint: only nullable columns may be missing, and only safe widenings (int16→int32→int64, float32→float64, larger decimals) are applied"
+        }
+        Policy::IgnoreExtra => {
+            "hint: ignore_extra never changes the table: only nullable columns may be missing and types must fit as they are; use add_columns to widen, or cast in the source"
         }
     };
     Err(IoError::invalid(format!(

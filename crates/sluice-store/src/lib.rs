@@ -930,7 +930,7 @@ mod tests {
             record: "1,x".into(),
         };
         store
-            .add_dead_letters(run.id, "load", 1, &[bad.clone()])
+            .add_dead_letters(run.id, "load", 1, std::slice::from_ref(&bad))
             .unwrap();
         let got = store.dead_letters(Some("p"), None, 10).unwrap();
         assert_eq!(got.len(), 1);

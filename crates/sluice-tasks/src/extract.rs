@@ -235,7 +235,7 @@ impl ExtractKind {
         };
         let endpoint = io::endpoint(&self.connections, &self.default_warehouse, conn_node, cx)?;
         match endpoint {
-            Endpoint::DuckDb(_) | Endpoint::Postgres(_) | Endpoint::MySql(_) => {
+            Endpoint::DuckDb { .. } | Endpoint::Postgres(_) | Endpoint::MySql(_) => {
                 let q = fields.required("query", "`from`", cx.diags)?;
                 let query = q.as_str().unwrap_or_default().to_string();
                 for (key, node) in fields.keys() {
@@ -315,7 +315,7 @@ impl ExtractKind {
             }
             Endpoint::Other(c) => {
                 cx.diags.push(
-                    Diagnostic::new(&conn_node.span, format!("cannot extract from `{}`, a {} connection", c.name, c.kind.name()))
+                    Diagnostic::new(&conn_node.span, format!("cannot extract from `{}` ({} connection)", c.name, c.kind.name()))
                         .hint("extract from postgres://, mysql://, duckdb:// or https:// connections; read files with `files:`"),
                 );
                 None
@@ -442,7 +442,7 @@ impl ExtractAction {
                     Endpoint::MySql(c) => {
                         sluice_io::mysql::extract(c.expose_uri(), &query, BATCH_ROWS).await
                     }
-                    Endpoint::DuckDb(path) => {
+                    Endpoint::DuckDb { path, .. } => {
                         crate::duck::query_batches(self.warehouses.get(path), query).await
                     }
                     _ => unreachable!("checked at compile time"),

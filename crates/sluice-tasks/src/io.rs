@@ -56,7 +56,10 @@ pub fn task_error(e: IoError) -> TaskError {
 #[derive(Debug, Clone)]
 pub enum Endpoint {
     /// A DuckDB database file (`warehouse` is the project's).
-    DuckDb(PathBuf),
+    DuckDb {
+        name: String,
+        path: PathBuf,
+    },
     Postgres(Connection),
     MySql(Connection),
     Http(Connection),
@@ -66,7 +69,7 @@ pub enum Endpoint {
 impl Endpoint {
     pub fn describe(&self) -> String {
         match self {
-            Endpoint::DuckDb(p) => format!("DuckDB {}", p.display()),
+            Endpoint::DuckDb { name, .. } => format!("DuckDB `{name}`"),
             Endpoint::Postgres(c) | Endpoint::MySql(c) | Endpoint::Http(c) | Endpoint::Other(c) => {
                 format!("{} `{}`", c.kind.name(), c.name)
             }
@@ -84,10 +87,12 @@ pub fn endpoint(
     let name = node.scalar_text().unwrap_or_default();
     if let Some(c) = connections.get(&name) {
         return Some(match c.kind {
-            ConnectionKind::DuckDb => Endpoint::DuckDb(
-                c.duckdb_path(&cx.project.root)
+            ConnectionKind::DuckDb => Endpoint::DuckDb {
+                name: name.clone(),
+                path: c
+                    .duckdb_path(&cx.project.root)
                     .expect("a DuckDB connection"),
-            ),
+            },
             ConnectionKind::Postgres => Endpoint::Postgres(c.clone()),
             ConnectionKind::MySql => Endpoint::MySql(c.clone()),
             ConnectionKind::Http => Endpoint::Http(c.clone()),
@@ -95,7 +100,10 @@ pub fn endpoint(
         });
     }
     if name == WAREHOUSE {
-        return Some(Endpoint::DuckDb(default_warehouse.to_path_buf()));
+        return Some(Endpoint::DuckDb {
+            name: WAREHOUSE.to_string(),
+            path: default_warehouse.to_path_buf(),
+        });
     }
     let names = connections
         .iter()
@@ -165,7 +173,20 @@ pub fn files_source(
             }
         }
     }
+    let parquet = format == Some(Format::Parquet)
+        || (format.is_none() && Format::from_name(&text) == Some(Format::Parquet));
     let schema = match fields.get("schema") {
+        Some(node) if parquet => {
+            cx.diags.push(
+                Diagnostic::new(
+                    &node.span,
+                    "`schema` applies to CSV and JSON files; Parquet files carry their own types",
+                )
+                .hint("remove `schema`, or cast in a later sql task"),
+            );
+            ok = false;
+            None
+        }
         Some(node) => {
             let s = declared_schema(node, cx);
             ok &= s.is_some();

@@ -121,12 +121,15 @@ impl TaskKind for LoadKind {
                 )
             }
             _ => (
-                Endpoint::DuckDb(self.default_warehouse.clone()),
+                Endpoint::DuckDb {
+                    name: WAREHOUSE.to_string(),
+                    path: self.default_warehouse.clone(),
+                },
                 into.scalar_text().unwrap_or_default(),
             ),
         };
         let default_schema = match &target {
-            Endpoint::DuckDb(_) => "main",
+            Endpoint::DuckDb { .. } => "main",
             Endpoint::Postgres(_) => "public",
             other => {
                 cx.diags.push(
@@ -274,10 +277,7 @@ impl TaskAction for LoadAction {
 impl LoadAction {
     fn shown_target(&self) -> String {
         let system = match &self.target {
-            Endpoint::DuckDb(p) => p
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            Endpoint::DuckDb { name, .. } => name.clone(),
             Endpoint::Postgres(c) => c.name.clone(),
             _ => String::new(),
         };
@@ -312,7 +312,7 @@ impl LoadAction {
         .map_err(task_error)?;
 
         let existing = match &self.target {
-            Endpoint::DuckDb(path) => {
+            Endpoint::DuckDb { path, .. } => {
                 duck::table_fields(
                     self.warehouses.get(path),
                     self.schema.clone(),
@@ -364,7 +364,7 @@ impl LoadAction {
         let incoming_columns: Vec<String> =
             incoming.fields().iter().map(|f| f.name().clone()).collect();
         let rows = match &self.target {
-            Endpoint::DuckDb(path) => {
+            Endpoint::DuckDb { path, .. } => {
                 // DuckDB scans local Parquet files itself, its fastest path; everything else
                 // arrives as batches.
                 let parquet = if format == Format::Parquet {

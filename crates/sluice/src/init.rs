@@ -136,7 +136,7 @@ fn sample_orders(day: NaiveDate, day_index: u64) -> String {
     }
     // Real exports have bad rows: every tenth day has one, which the extract sends to the
     // dead-letter store (`sluice dlq list`).
-    if day_index % 10 == 0 {
+    if day_index.is_multiple_of(10) {
         let _ = writeln!(
             out,
             "{},17,n/a,{day} 12:00:00,{day},completed,customer17@example.com,books",

@@ -624,7 +624,10 @@ fn demo_project_runs_end_to_end_and_is_idempotent() {
     assert_eq!(bad[0]["line"], 402, "{dlq}");
     assert_eq!(bad[0]["task"], "extract_orders", "{dlq}");
     assert!(
-        bad[0]["reason"].as_str().unwrap().contains("column `total`: `n/a` is not a decimal(12,2)"),
+        bad[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("column `total`: `n/a` is not a decimal(12,2)"),
         "{dlq}"
     );
     // Clearing and re-running the whole day leaves exactly the same rows.

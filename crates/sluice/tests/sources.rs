@@ -66,9 +66,12 @@ tasks:
       insert into analytics.daily select {{ ds | sql }}, count(*), sum(total) from staging.orders;
 "#;
 
+/// order_id, customer_id, total, created_at
+type Order = (i64, i64, String, String);
+
 /// Runs the chain for 2024-01-01 with `orders_db` pointing at `uri`; returns what the warehouse
 /// holds afterwards.
-fn run_chain(uri: &str) -> (Vec<(i64, i64, String, String)>, (i64, String)) {
+fn run_chain(uri: &str) -> (Vec<Order>, (i64, String)) {
     let project = TestProject::new();
     project.write("pipelines/orders_chain.yaml", CHAIN);
     let out = project
@@ -99,7 +102,7 @@ fn run_chain(uri: &str) -> (Vec<(i64, i64, String, String)>, (i64, String)) {
     (rows, agg)
 }
 
-fn expected() -> Vec<(i64, i64, String, String)> {
+fn expected() -> Vec<Order> {
     ORDERS[..3]
         .iter()
         .map(|(id, c, t, at)| (*id, *c, t.to_string(), at.to_string()))
