@@ -613,6 +613,7 @@ fn decode_tasks(
             pipeline,
             task: &task_id,
             sample: &sample,
+            tasks: entries,
             diags,
         };
         let action = kinds.get(kind).and_then(|k| k.compile(config, &mut cx));

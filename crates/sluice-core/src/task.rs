@@ -44,7 +44,32 @@ pub struct CompileContext<'a> {
     pub task: &'a str,
     /// Placeholder values to try-render templates with.
     pub sample: &'a TemplateContext,
+    /// Every task of the pipeline as written (id, body), for kinds that read a sibling's
+    /// configuration (a load from an extract's output).
+    pub tasks: &'a [(Node, Node)],
     pub diags: &'a mut Diagnostics,
+}
+
+impl<'a> CompileContext<'a> {
+    /// The value of `key` in the body of task `task`, as written.
+    pub fn task_key(&self, task: &str, key: &str) -> Option<&'a Node> {
+        let (_, body) = self
+            .tasks
+            .iter()
+            .find(|(id, _)| id.scalar_text().as_deref() == Some(task))?;
+        match &body.value {
+            crate::yaml::Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The ids of every task of the pipeline.
+    pub fn task_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.tasks.iter().filter_map(|(id, _)| id.scalar_text())
+    }
 }
 
 impl CompileContext<'_> {

@@ -5,7 +5,7 @@
 //! ```yaml
 //! load_to_staging:
 //!   load:
-//!     from: lake://orders/{{ ds }}/data.parquet
+//!     from: lake://orders/{{ ds }}/data.parquet   # or { task: extract_orders }: that extract's output
 //!     into: staging.orders                   # or { connection: analytics_pg, table: staging.orders }
 //!     mode: replace_partition                # append | replace | replace_partition | merge
 //!     partition: { column: order_date, value: "{{ ds }}" }
@@ -100,6 +100,8 @@ impl TaskKind for LoadKind {
                 format: None,
                 schema: None,
             })
+        } else if let Some(task) = from_task(from) {
+            upstream_extract(&task, from, cx)
         } else {
             let f = Fields::new(from, "`from`", FILE_KEYS, cx.diags)?;
             let path = f.required("files", "`from`", cx.diags)?;
@@ -261,6 +263,84 @@ impl TaskKind for LoadKind {
             warehouses: self.warehouses.clone(),
         }))
     }
+}
+
+/// `from: { task: extract_orders }`: the name of the upstream extract, when that is the form.
+fn from_task(from: &Node) -> Option<String> {
+    match &from.value {
+        Value::Map(entries) if entries.len() == 1 && entries[0].0.as_str() == Some("task") => {
+            Some(entries[0].1.scalar_text().unwrap_or_default())
+        }
+        _ => None,
+    }
+}
+
+/// The `after` list of a task as written.
+fn after_of(cx: &CompileContext<'_>, task: &str) -> Vec<String> {
+    match cx.task_key(task, "after").map(|n| &n.value) {
+        Some(Value::Seq(items)) => items.iter().filter_map(Node::scalar_text).collect(),
+        Some(Value::Str { text, .. }) => vec![text.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `task` runs after `upstream`, directly or through other tasks.
+fn runs_after(cx: &CompileContext<'_>, task: &str, upstream: &str) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut todo = after_of(cx, task);
+    while let Some(t) = todo.pop() {
+        if t == upstream {
+            return true;
+        }
+        if seen.insert(t.clone()) {
+            todo.extend(after_of(cx, &t));
+        }
+    }
+    false
+}
+
+/// The Parquet file an upstream `extract` writes: its `to`, rendered in this task's run.
+fn upstream_extract(task: &str, from: &Node, cx: &mut CompileContext<'_>) -> Option<FilesSource> {
+    let Some(body_kind) = cx.task_key(task, "extract") else {
+        let message = if cx.task_ids().any(|t| t == task) {
+            format!(
+                "`{task}` is not an extract task; `from: {{ task: … }}` names an upstream extract"
+            )
+        } else {
+            format!("no task `{task}` in this pipeline")
+        };
+        let hint = sluice_core::diag::did_you_mean(
+            task,
+            cx.task_ids().collect::<Vec<_>>().iter().map(String::as_str),
+        )
+        .unwrap_or_else(|| "name the extract whose output this task loads".into());
+        cx.diags
+            .push(Diagnostic::new(&from.span, message).hint(hint));
+        return None;
+    };
+    let upstream = runs_after(cx, cx.task, task);
+    if !upstream {
+        cx.diags.push(
+            Diagnostic::new(
+                &from.span,
+                format!("this load reads `{task}`'s output but does not run after it"),
+            )
+            .hint(format!("add `after: [{task}]` to this task")),
+        );
+        return None;
+    }
+    let to = match &body_kind.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("to"))
+            .and_then(|(_, v)| v.as_str()),
+        _ => None,
+    }?;
+    Some(FilesSource {
+        path: to.to_string(),
+        format: Some(Format::Parquet),
+        schema: None,
+    })
 }
 
 impl TaskAction for LoadAction {
