@@ -276,3 +276,122 @@ tasks:
     // Merged twice on `id`: the same 95 rows, not 190.
     assert_eq!((n, ids, sum), (95, 95, 1.5 * (95.0 * 96.0 / 2.0)));
 }
+
+/// A moto S3 server started by `scripts/s3-server`, stopped when dropped.
+struct S3Server {
+    port: u16,
+}
+
+impl S3Server {
+    fn start() -> S3Server {
+        let port = u16::try_from(30_000 + std::process::id() % 20_000).unwrap();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server");
+        let server = S3Server { port };
+        let out = std::process::Command::new(&script)
+            .arg(port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/s3-server: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server");
+        let _ = std::process::Command::new(script)
+            .args(["stop", &self.port.to_string()])
+            .output();
+    }
+}
+
+#[test]
+fn a_lake_in_s3_holds_the_raw_files_and_the_extracts() {
+    let s3 = S3Server::start();
+    let rt = runtime();
+    let http = reqwest_client();
+    rt.block_on(async {
+        assert!(
+            http.put(s3.url("lake"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
+        let csv = "id,amount\n1,2.5\n2,oops\n3,4.0\n";
+        let put = http
+            .put(s3.url("lake/prod/raw/2024-01-01.csv"))
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+    });
+    let secret = "Lake-S3cret-42";
+    let project = TestProject::new();
+    project.write(
+        "connections.yaml",
+        &format!(
+            "lake: s3://lake/prod?endpoint=http://127.0.0.1:{}&region=us-east-1&access_key_id=k&secret_access_key={secret}\n",
+            s3.port
+        ),
+    );
+    project.write(
+        "pipelines/s3.yaml",
+        r#"
+pipeline: s3
+schedule: "@daily"
+start_date: 2024-01-01
+tasks:
+  extract:
+    extract:
+      from: { files: "lake://raw/{{ ds }}.csv", schema: { id: int64!, amount: float64 } }
+      to: "lake://clean/{{ ds }}/data.parquet"
+      max_bad_records: 1
+  load:
+    after: [extract]
+    load: { from: { task: extract }, into: raw.amounts, mode: replace }
+"#,
+    );
+    let out = project.sluice(&["run", "s3", "--date", "2024-01-01", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.explain());
+    assert_eq!(out.json()["tasks"][1]["rows"], 2, "{}", out.explain());
+    let listing = rt.block_on(async {
+        http.get(s3.url("lake?list-type=2"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        listing.contains("<Key>prod/clean/2024-01-01/data.parquet</Key>"),
+        "{listing}"
+    );
+    let dlq = project.sluice(&["dlq", "list", "--json"]).json();
+    assert_eq!(dlq[0]["source"], "lake://raw/2024-01-01.csv");
+    assert_eq!(dlq[0]["line"], 3);
+    let logs = project
+        .sluice(&["logs", "s3", "--date", "2024-01-01", "--task", "extract"])
+        .stdout;
+    assert!(
+        !format!("{}{}{logs}", out.stdout, out.stderr).contains(secret),
+        "{logs}"
+    );
+}
+
+fn reqwest_client() -> reqwest::Client {
+    reqwest::Client::new()
+}
