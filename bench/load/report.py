@@ -123,7 +123,8 @@ measured = textwrap.fill(
     f"DuckDB {meta['duckdb']} on both sides of the DuckDB comparison. Command: "
     f"`{meta['command']}`. Data: {rows:,} rows; Parquet {size('parquet_bytes')}, CSV "
     f"{size('csv_bytes')}, binary COPY file {size('bin_bytes')}, sluice's extracted Parquet "
-    f"{size('extract_bytes')}.",
+    f"{size('extract_bytes')}. Load average (1, 5, 15 min) at the start "
+    f"{meta.get('load_start', '?')}, at the end {meta.get('load_end', '?')}.",
     width=100, break_on_hyphens=False, break_long_words=False,
 )
 block = [
