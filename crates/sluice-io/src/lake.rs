@@ -116,10 +116,6 @@ impl Lake {
         })
     }
 
-    pub fn shown(&self) -> &str {
-        &self.shown
-    }
-
     /// Resolves `lake://…`, `file:///…` or a path relative to the project folder.
     pub fn resolve(&self, uri: &str) -> Result<Location, IoError> {
         if let Some(rel) = uri.strip_prefix(LAKE_SCHEME) {
