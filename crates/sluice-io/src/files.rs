@@ -399,11 +399,8 @@ impl TextParser {
                 )?;
                 continue;
             };
-            let values: Vec<&str> = positions
-                .iter()
-                .map(|p| p.map_or("", |i| text[i]))
-                .collect();
-            let pushed = self.rows().push_text(values.into_iter());
+            let values = positions.iter().map(|p| p.map_or("", |i| text[i]));
+            let pushed = self.rows().push_text(values);
             if let Err(reason) = pushed {
                 self.bad(file, line, row, reason, raw())?;
                 continue;

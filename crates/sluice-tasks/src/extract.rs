@@ -401,12 +401,11 @@ fn pagination(node: &Node, cx: &mut CompileContext<'_>) -> Option<Pagination> {
 
 impl TaskAction for ExtractAction {
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
-        Box::pin(async move {
-            tokio::select! {
-                r = self.extract(run) => r,
-                _ = run.cancel.cancelled() => Err(TaskError::failed("the extract was interrupted")),
-            }
-        })
+        Box::pin(io::until_cancelled(
+            run,
+            "the extract was interrupted",
+            self.extract(run),
+        ))
     }
 }
 

@@ -11,7 +11,7 @@ use sluice_core::decode::Fields;
 use sluice_core::diag::did_you_mean;
 use sluice_core::task::CompileContext;
 use sluice_core::yaml::{Node, Value};
-use sluice_core::{Diagnostic, TaskError, TaskRun};
+use sluice_core::{Diagnostic, TaskError, TaskOutput, TaskRun};
 use sluice_io::IoError;
 use sluice_io::arrow::datatypes::{Field, Schema, SchemaRef};
 use sluice_io::files::Format;
@@ -52,6 +52,19 @@ pub fn task_error(e: IoError) -> TaskError {
     }
 }
 
+/// Runs `work` until it ends or the try is cancelled; dropping `work` stops its streams and
+/// rolls back its transaction.
+pub async fn until_cancelled(
+    run: &TaskRun,
+    interrupted: &str,
+    work: impl std::future::Future<Output = Result<TaskOutput, TaskError>>,
+) -> Result<TaskOutput, TaskError> {
+    tokio::select! {
+        r = work => r,
+        _ = run.cancel.cancelled() => Err(TaskError::failed(interrupted)),
+    }
+}
+
 /// What a connection name stands for.
 #[derive(Debug, Clone)]
 pub enum Endpoint {
@@ -67,13 +80,24 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub fn describe(&self) -> String {
+    /// The kind of system, as people call it.
+    pub fn kind_name(&self) -> &'static str {
         match self {
-            Endpoint::DuckDb { name, .. } => format!("DuckDB `{name}`"),
+            Endpoint::DuckDb { .. } => "DuckDB",
             Endpoint::Postgres(c) | Endpoint::MySql(c) | Endpoint::Http(c) | Endpoint::Other(c) => {
-                format!("{} `{}`", c.kind.name(), c.name)
+                c.kind.name()
             }
         }
+    }
+
+    pub fn describe(&self) -> String {
+        let name = match self {
+            Endpoint::DuckDb { name, .. } => name,
+            Endpoint::Postgres(c) | Endpoint::MySql(c) | Endpoint::Http(c) | Endpoint::Other(c) => {
+                &c.name
+            }
+        };
+        format!("{} `{name}`", self.kind_name())
     }
 }
 

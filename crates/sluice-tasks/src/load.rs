@@ -38,26 +38,13 @@ pub struct LoadKind {
 }
 
 #[derive(Debug)]
-enum ModeConfig {
-    Append,
-    Replace,
-    /// Values are templates.
-    ReplacePartition {
-        column: String,
-        values: Vec<String>,
-    },
-    Merge {
-        keys: Vec<String>,
-    },
-}
-
-#[derive(Debug)]
 struct LoadAction {
     source: FilesSource,
     target: Endpoint,
     schema: String,
     table: String,
-    mode: ModeConfig,
+    /// `replace_partition` values are templates, rendered for each run.
+    mode: LoadMode,
     policy: Policy,
     max_bad_records: u64,
     lake: LakeHandle,
@@ -155,8 +142,8 @@ impl TaskKind for LoadKind {
         let mode_node = fields.get("mode");
         let mode_name = mode_node.and_then(Node::scalar_text);
         let mode = match mode_name.as_deref() {
-            Some("append") => ModeConfig::Append,
-            Some("replace") => ModeConfig::Replace,
+            Some("append") => LoadMode::Append,
+            Some("replace") => LoadMode::Replace,
             Some("replace_partition") => {
                 let Some(p) = fields.get("partition") else {
                     cx.diags.push(
@@ -191,7 +178,7 @@ impl TaskKind for LoadKind {
                 if !ok {
                     return None;
                 }
-                ModeConfig::ReplacePartition {
+                LoadMode::ReplacePartition {
                     column,
                     values: values.into_iter().map(|(t, _)| t).collect(),
                 }
@@ -212,7 +199,7 @@ impl TaskKind for LoadKind {
                     );
                     return None;
                 }
-                ModeConfig::Merge { keys }
+                LoadMode::Merge { keys }
             }
             Some(other) => {
                 let hint = sluice_core::diag::did_you_mean(other, LoadMode::NAMES.iter().copied())
@@ -345,12 +332,11 @@ fn upstream_extract(task: &str, from: &Node, cx: &mut CompileContext<'_>) -> Opt
 
 impl TaskAction for LoadAction {
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
-        Box::pin(async move {
-            tokio::select! {
-                r = self.load(run) => r,
-                _ = run.cancel.cancelled() => Err(TaskError::failed("the load was interrupted; the table is unchanged")),
-            }
-        })
+        Box::pin(io::until_cancelled(
+            run,
+            "the load was interrupted; the table is unchanged",
+            self.load(run),
+        ))
     }
 }
 
@@ -412,16 +398,14 @@ impl LoadAction {
         let plan = schema::plan(existing.as_deref(), &incoming, self.policy, &shown_target)
             .map_err(task_error)?;
         let mode = match &self.mode {
-            ModeConfig::Append => LoadMode::Append,
-            ModeConfig::Replace => LoadMode::Replace,
-            ModeConfig::ReplacePartition { column, values } => LoadMode::ReplacePartition {
+            LoadMode::ReplacePartition { column, values } => LoadMode::ReplacePartition {
                 column: column.clone(),
                 values: values
                     .iter()
                     .map(|v| run.render(v))
                     .collect::<Result<_, _>>()?,
             },
-            ModeConfig::Merge { keys } => LoadMode::Merge { keys: keys.clone() },
+            other => other.clone(),
         };
         let needed: Vec<&String> = match &mode {
             LoadMode::ReplacePartition { column, .. } => vec![column],
@@ -443,6 +427,8 @@ impl LoadAction {
         }
         let incoming_columns: Vec<String> =
             incoming.fields().iter().map(|f| f.name().clone()).collect();
+        let (_, stream) =
+            sluice_io::load::project(&incoming, &plan.insert, stream).map_err(task_error)?;
         let rows = match &self.target {
             Endpoint::DuckDb { path, .. } => {
                 // DuckDB scans local Parquet files itself, its fastest path; everything else
@@ -459,13 +445,9 @@ impl LoadAction {
                     mode,
                     incoming: incoming_columns,
                 };
-                let (_, stream) = sluice_io::load::project(&incoming, &plan.insert, stream)
-                    .map_err(task_error)?;
                 duck::load(self.warehouses.get(path), spec, parquet, stream).await
             }
             Endpoint::Postgres(c) => {
-                let (_, stream) = sluice_io::load::project(&incoming, &plan.insert, stream)
-                    .map_err(task_error)?;
                 sluice_io::load::load_postgres(
                     c.expose_uri(),
                     &self.schema,

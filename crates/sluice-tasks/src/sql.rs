@@ -13,10 +13,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::io::{self, Endpoint};
 use futures::future::BoxFuture;
-use sluice_core::connections::{CONNECTIONS_FILE, Connections, ENV_PREFIX, WAREHOUSE};
+use sluice_core::connections::Connections;
 use sluice_core::decode::Fields;
-use sluice_core::diag::did_you_mean;
 use sluice_core::task::CompileContext;
 use sluice_core::yaml::{Node, Span};
 use sluice_core::{Diagnostic, TaskAction, TaskError, TaskKind, TaskOutput, TaskRun};
@@ -39,35 +39,16 @@ pub struct SqlKind {
 impl SqlKind {
     /// The DuckDB database `on: NAME` names, or a diagnostic.
     fn resolve(&self, on: &Node, cx: &mut CompileContext<'_>) -> Option<Arc<Warehouse>> {
-        let name = on.scalar_text().unwrap_or_default();
-        if name == WAREHOUSE {
-            return Some(self.warehouses.get(&self.default_warehouse));
-        }
-        let Some(conn) = self.connections.get(&name) else {
-            let names = self
-                .connections
-                .iter()
-                .map(|c| c.name.as_str())
-                .chain([WAREHOUSE]);
-            let hint = did_you_mean(&name, names).unwrap_or_else(|| {
-                format!(
-                    "define it in {CONNECTIONS_FILE} or as {ENV_PREFIX}{}",
-                    name.to_ascii_uppercase()
-                )
-            });
-            cx.diags
-                .push(Diagnostic::new(&on.span, format!("unknown connection `{name}`")).hint(hint));
-            return None;
-        };
-        match conn.duckdb_path(&cx.project.root) {
-            Some(path) => Some(self.warehouses.get(&path)),
-            None => {
+        match io::endpoint(&self.connections, &self.default_warehouse, on, cx)? {
+            Endpoint::DuckDb { path, .. } => Some(self.warehouses.get(&path)),
+            other => {
                 cx.diags.push(
                     Diagnostic::new(
                         &on.span,
                         format!(
-                            "`{name}` is a {} connection; sql tasks run on DuckDB connections",
-                            conn.kind.name()
+                            "`{}` is a {} connection; sql tasks run on DuckDB connections",
+                            on.scalar_text().unwrap_or_default(),
+                            other.kind_name()
                         ),
                     )
                     .hint("use `on: warehouse` or a duckdb:// connection"),

@@ -277,6 +277,10 @@ tasks:
     assert_eq!((n, ids, sum), (95, 95, 1.5 * (95.0 * 96.0 / 2.0)));
 }
 
+fn s3_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server")
+}
+
 /// A moto S3 server started by `scripts/s3-server`, stopped when dropped.
 struct S3Server {
     port: u16,
@@ -285,10 +289,8 @@ struct S3Server {
 impl S3Server {
     fn start() -> S3Server {
         let port = u16::try_from(30_000 + std::process::id() % 20_000).unwrap();
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server");
         let server = S3Server { port };
-        let out = std::process::Command::new(&script)
+        let out = std::process::Command::new(s3_script())
             .arg(port.to_string())
             .output()
             .unwrap();
@@ -307,9 +309,7 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server");
-        let _ = std::process::Command::new(script)
+        let _ = std::process::Command::new(s3_script())
             .args(["stop", &self.port.to_string()])
             .output();
     }
