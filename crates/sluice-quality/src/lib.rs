@@ -1,10 +1,49 @@
 //! Data quality with Great Expectations' semantics: suites (both file dialects) checked
-//! against the catalog of expectations Sluice evaluates.
-//!
-//! The evaluation engines (Arrow batches in one pass; SQL pushdown into DuckDB and
-//! PostgreSQL), results in GE's JSON shape and the conformance runner build on these types.
+//! against the catalog of expectations Sluice evaluates, measured by one of two engines — one
+//! pass over Arrow batches ([`scan`]) or SQL run where a table lives ([`pushdown`]) — and
+//! judged once ([`result`]) into GE's result shape.
 
 pub mod catalog;
+pub mod condition;
+mod dates;
+pub mod expect;
+pub mod result;
+pub mod scan;
 pub mod suite;
+pub mod value;
 
+use serde_json::Value as Json;
+
+pub use expect::{Check, Level, ResultFormat};
 pub use suite::{ExpectationConfig, Suite};
+
+/// A suite made ready to evaluate, with the result format every expectation reports at
+/// unless its own `result_format` says otherwise.
+pub struct Validation {
+    pub suite: String,
+    pub checks: Vec<Check>,
+}
+
+impl Validation {
+    pub fn new(suite: &Suite, format: &ResultFormat) -> Validation {
+        Validation {
+            suite: suite.name.clone(),
+            checks: suite
+                .expectations
+                .iter()
+                .map(|e| Check::new(e, format))
+                .collect(),
+        }
+    }
+
+    /// Judges what an engine observed into the whole validation result.
+    pub fn judge(&self, observed: Vec<Result<result::Observation, String>>, data: &str) -> Json {
+        let results = self
+            .checks
+            .iter()
+            .zip(observed)
+            .map(|(check, o)| result::judge(check, o))
+            .collect();
+        result::validation(&self.suite, results, data)
+    }
+}
