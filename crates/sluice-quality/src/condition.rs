@@ -311,20 +311,33 @@ impl Condition {
         })
     }
 
-    /// The condition as a SQL predicate; literals are bound through `bind`, which returns the
-    /// placeholder or quoted literal for the target database.
+    /// The condition as a SQL predicate. `quote` quotes an identifier; `literal` renders a
+    /// value for comparison with the named column (quoted, never spliced), `None` when the
+    /// value cannot compare with that column.
     pub fn sql(
         &self,
         quote: &dyn Fn(&str) -> String,
-        bind: &mut dyn FnMut(&Literal) -> String,
+        literal: &dyn Fn(&str, &Literal) -> Option<String>,
     ) -> String {
         match self {
-            Condition::Compare(c, op, v) => format!("{} {} {}", quote(c), op.sql(), bind(v)),
+            // Missing values are unequal to everything, as in pandas (and the Arrow engine).
+            Condition::Compare(c, Op::Ne, v) => match literal(c, v) {
+                Some(v) => format!("({q} <> {v} OR {q} IS NULL)", q = quote(c)),
+                None => "TRUE".into(),
+            },
+            Condition::Compare(c, op, v) => match literal(c, v) {
+                Some(v) => format!("{} {} {v}", quote(c), op.sql()),
+                None => "FALSE".into(),
+            },
             Condition::IsNull(c, true) => format!("{} IS NULL", quote(c)),
             Condition::IsNull(c, false) => format!("{} IS NOT NULL", quote(c)),
-            Condition::And(a, b) => format!("({} AND {})", a.sql(quote, bind), b.sql(quote, bind)),
-            Condition::Or(a, b) => format!("({} OR {})", a.sql(quote, bind), b.sql(quote, bind)),
-            Condition::Not(a) => format!("(NOT {})", a.sql(quote, bind)),
+            Condition::And(a, b) => {
+                format!("({} AND {})", a.sql(quote, literal), b.sql(quote, literal))
+            }
+            Condition::Or(a, b) => {
+                format!("({} OR {})", a.sql(quote, literal), b.sql(quote, literal))
+            }
+            Condition::Not(a) => format!("(NOT {})", a.sql(quote, literal)),
         }
     }
 }
@@ -370,8 +383,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pandas, ge);
-        let sql = pandas.sql(&|c| format!("\"{c}\""), &mut |v| format!("{v:?}"));
-        assert_eq!(sql, r#"("x" <> Number(1.0) AND "s" = Text("a"))"#);
+        let sql = pandas.sql(&|c| format!("\"{c}\""), &|_, v| Some(format!("{v:?}")));
+        assert_eq!(
+            sql,
+            r#"(("x" <> Number(1.0) OR "x" IS NULL) AND "s" = Text("a"))"#
+        );
         assert!(parse("x == 1", Some("bad_parser")).is_err());
         assert!(parse("x = 1", None).is_err());
     }

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod condition;
 mod dates;
 pub mod expect;
+pub mod pushdown;
 pub mod result;
 pub mod scan;
 pub mod suite;

@@ -16,7 +16,8 @@ use serde_json::{Map, Value as Json};
 use crate::condition::compare;
 use crate::expect::{Check, Kind, MapTest, MultiTest, PairTest, Stat};
 use crate::result::{
-    MapObservation, Observation, StatObservation, Unexpected, cmp_literal, ignored, same, within,
+    MapObservation, Observation, StatObservation, Unexpected, cmp_literal, ignored, order_json,
+    same, within,
 };
 use crate::value::{Column, Literal, float_json, time_json};
 
@@ -101,7 +102,7 @@ pub fn run<E: Send>(
 }
 
 /// Why a check cannot run against data of this schema, said the way GE says it.
-fn domain_problem(check: &Check, schema: &Schema) -> Option<String> {
+pub(crate) fn domain_problem(check: &Check, schema: &Schema) -> Option<String> {
     if let Kind::Invalid(message) = &check.kind {
         return Some(message.clone());
     }
@@ -413,7 +414,7 @@ const MIXED_TYPES: &str =
     "TypeError: Column values, min_value, and max_value must either be None or of the same type.";
 
 /// The "is this non-missing value unexpected" function for one column of one batch.
-fn row_test<'a>(test: &'a MapTest, col: &'a Column) -> Result<RowTest<'a>, String> {
+pub(crate) fn row_test<'a>(test: &'a MapTest, col: &'a Column) -> Result<RowTest<'a>, String> {
     let text = |what: &str| match col {
         Column::Text(a) => Ok(a),
         _ => Err(format!("Values passed to {what} must be of type string.")),
@@ -976,23 +977,10 @@ fn add_stat(
     }
     acc.integer &= matches!(col, Column::Int(_) | Column::Bool(_));
     acc.date = matches!(col, Column::Time { date: true, .. });
-    let needs_number = matches!(
-        stat,
-        Stat::Min(_)
-            | Stat::Max(_)
-            | Stat::Mean(_)
-            | Stat::Median(_)
-            | Stat::Sum(_)
-            | Stat::Stdev(_)
-            | Stat::Quantiles { .. }
-    );
-    if needs_number && matches!(col, Column::Text(_) | Column::Other(_)) {
-        return Err(format!(
-            "{}: column \"{name}\" is not numeric (its values are {}s)",
-            check.name,
-            python_type(&col)
-        ));
+    if let Some(problem) = stat_problem(check, &col) {
+        return Err(problem);
     }
+    let needs_number = needs_number(stat);
     for r in 0..col.len() {
         if selected.is_some_and(|s| !s[r]) {
             continue;
@@ -1028,6 +1016,33 @@ fn add_stat(
         }
     }
     Ok(())
+}
+
+fn needs_number(stat: &Stat) -> bool {
+    matches!(
+        stat,
+        Stat::Min(_)
+            | Stat::Max(_)
+            | Stat::Mean(_)
+            | Stat::Median(_)
+            | Stat::Sum(_)
+            | Stat::Stdev(_)
+            | Stat::Quantiles { .. }
+    )
+}
+
+/// Why a statistic cannot be taken of this column (both engines refuse alike).
+pub(crate) fn stat_problem(check: &Check, col: &Column) -> Option<String> {
+    let Kind::Stat { column, stat } = &check.kind else {
+        return None;
+    };
+    (needs_number(stat) && matches!(col, Column::Text(_) | Column::Other(_))).then(|| {
+        format!(
+            "{}: column \"{column}\" is not numeric (its values are {}s)",
+            check.name,
+            python_type(col)
+        )
+    })
 }
 
 fn merge_stat(a: &mut StatAcc, b: StatAcc) {
@@ -1145,13 +1160,12 @@ fn finish_stat(acc: StatAcc, check: &Check, schema: &Schema) -> Result<StatObser
     if let Some(counts) = acc.counts {
         o.distinct = Some(counts.len() as u64);
         let float = !acc.integer && counts.keys().any(|k| matches!(k, Key::Float(_)));
-        let mut list: Vec<(Key, u64)> = counts.into_iter().collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        o.counts = Some(
-            list.into_iter()
-                .map(|(k, c)| (k.json(float, acc.date), c))
-                .collect(),
-        );
+        let mut list: Vec<(Json, u64)> = counts
+            .into_iter()
+            .map(|(k, c)| (k.json(float, acc.date), c))
+            .collect();
+        list.sort_by(|a, b| order_json(&a.0, &b.0));
+        o.counts = Some(list);
     }
     Ok(o)
 }

@@ -1,0 +1,763 @@
+//! The SQL engine: a warehouse table is validated where it lives. Every count and statistic
+//! the suite needs comes from one aggregate query (`COUNT(*) FILTER (WHERE …)` per check);
+//! only checks that failed ask for their first unexpected rows, and the few checks SQL cannot
+//! express the same way (row order, dateutil, several-column uniqueness) read just their
+//! columns through the in-memory engine — so both engines give the same results.
+//!
+//! Values from suites are written as SQL literals through [`quote_text`] (quotes doubled, NUL
+//! refused), never spliced; identifiers are always quoted.
+
+use arrow::array::new_empty_array;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use serde_json::{Map, Value as Json};
+use std::future::Future;
+
+use crate::expect::{Check, Ignore, Kind, Level, MapTest, PairTest, Stat};
+use crate::result::{MapObservation, Observation, StatObservation, Unexpected, order_json};
+use crate::scan::{self, domain_problem, row_test, stat_problem, type_names};
+use crate::value::{Column, Literal, parse_time};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    DuckDb,
+    Postgres,
+}
+
+/// A database that answers queries with Arrow batches.
+pub trait Database: Send {
+    fn dialect(&self) -> Dialect;
+    fn query(
+        &mut self,
+        sql: String,
+    ) -> impl Future<Output = Result<(SchemaRef, Vec<RecordBatch>), String>> + Send;
+}
+
+/// Quotes an identifier: `a"b` → `"a""b"`.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes text as a SQL string literal; `None` for text SQL cannot hold (a NUL character).
+pub fn quote_text(text: &str) -> Option<String> {
+    (!text.contains('\0')).then(|| format!("'{}'", text.replace('\'', "''")))
+}
+
+/// How a column of this type is read (the same shapes the in-memory engine uses).
+fn shape(dt: &DataType) -> Column {
+    Column::new(&new_empty_array(dt))
+}
+
+fn timestamp_literal(micros: i64) -> Option<String> {
+    let t = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+    Some(format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")))
+}
+
+/// A suite value as a literal comparable with a column of type `dt`; `None` when it cannot
+/// equal any value of that column.
+fn literal(v: &Literal, dt: &DataType) -> Option<String> {
+    match (v, shape(dt)) {
+        (Literal::Number(n), Column::Int(_) | Column::Float(_)) if n.is_finite() => {
+            Some(format!("{n:?}").trim_end_matches(".0").to_string())
+        }
+        (Literal::Text(s), Column::Text(_)) => quote_text(s),
+        (Literal::Text(s), Column::Time { .. }) => parse_time(s).and_then(timestamp_literal),
+        (Literal::Time(t), Column::Time { .. }) => timestamp_literal(*t),
+        (Literal::Bool(b), Column::Bool(_)) => Some(if *b { "TRUE" } else { "FALSE" }.into()),
+        (Literal::Number(n), Column::Bool(_)) if *n == 0.0 || *n == 1.0 => {
+            Some(if *n == 1.0 { "TRUE" } else { "FALSE" }.into())
+        }
+        _ => None,
+    }
+}
+
+struct Sql<'a> {
+    dialect: Dialect,
+    relation: &'a str,
+    schema: &'a Schema,
+}
+
+impl Sql<'_> {
+    fn dtype(&self, column: &str) -> &DataType {
+        self.schema
+            .field_with_name(column)
+            .map(|f| f.data_type())
+            .unwrap_or(&DataType::Null)
+    }
+
+    /// A missing value: NULL, and NaN for real numbers.
+    fn missing(&self, column: &str) -> String {
+        let c = quote_ident(column);
+        match (self.dtype(column), self.dialect) {
+            (DataType::Float16 | DataType::Float32 | DataType::Float64, Dialect::DuckDb) => {
+                format!("({c} IS NULL OR isnan({c}))")
+            }
+            (DataType::Float16 | DataType::Float32 | DataType::Float64, Dialect::Postgres) => {
+                format!("({c} IS NULL OR {c} = 'NaN'::float8)")
+            }
+            (DataType::Decimal128(..) | DataType::Decimal256(..), Dialect::Postgres) => {
+                format!("({c} IS NULL OR {c} = 'NaN'::numeric)")
+            }
+            _ => format!("{c} IS NULL"),
+        }
+    }
+
+    fn condition(&self, check: &Check) -> String {
+        match &check.condition {
+            None => "TRUE".into(),
+            Some(c) => c.sql(&|name| quote_ident(name), &|name, v| {
+                literal(v, self.dtype(name))
+            }),
+        }
+    }
+
+    fn regex(&self, column: &str, pattern: &str) -> Option<String> {
+        let c = quote_ident(column);
+        let p = quote_text(pattern)?;
+        Some(match self.dialect {
+            Dialect::DuckDb => format!("regexp_matches(CAST({c} AS VARCHAR), {p})"),
+            Dialect::Postgres => format!("(CAST({c} AS TEXT) ~ {p})"),
+        })
+    }
+
+    fn double(&self, column: &str) -> String {
+        match self.dialect {
+            Dialect::DuckDb => format!("CAST({} AS DOUBLE)", quote_ident(column)),
+            Dialect::Postgres => format!("CAST({} AS DOUBLE PRECISION)", quote_ident(column)),
+        }
+    }
+
+    /// The predicate that makes a present value unexpected; `None` when SQL cannot say it the
+    /// way the in-memory engine does (the check then runs there).
+    fn unexpected(&self, column: &str, test: &MapTest) -> Option<String> {
+        let c = quote_ident(column);
+        let dt = self.dtype(column);
+        let bounds = |b: &crate::expect::Bounds, value: &str| -> Option<String> {
+            let mut parts = Vec::new();
+            if let Some(min) = &b.min {
+                let op = if b.strict_min { ">" } else { ">=" };
+                parts.push(format!("{value} {op} {}", bound(min, dt, value != c)?));
+            }
+            if let Some(max) = &b.max {
+                let op = if b.strict_max { "<" } else { "<=" };
+                parts.push(format!("{value} {op} {}", bound(max, dt, value != c)?));
+            }
+            Some(format!("NOT ({})", parts.join(" AND ")))
+        };
+        match test {
+            MapTest::Between(b) => bounds(b, &c),
+            MapTest::InSet(set) | MapTest::NotInSet(set) => {
+                let items: Vec<String> = set.iter().filter_map(|v| literal(v, dt)).collect();
+                let member = if items.is_empty() {
+                    "FALSE".to_string()
+                } else {
+                    format!("{c} IN ({})", items.join(", "))
+                };
+                Some(if matches!(test, MapTest::InSet(_)) {
+                    format!("NOT ({member})")
+                } else {
+                    member
+                })
+            }
+            MapTest::Regex(re) => Some(format!("NOT {}", self.regex(column, re.as_str())?)),
+            MapTest::NotRegex(re) => self.regex(column, re.as_str()),
+            MapTest::RegexList { list, any } => {
+                let each: Option<Vec<String>> = list
+                    .iter()
+                    .map(|re| self.regex(column, re.as_str()))
+                    .collect();
+                let joiner = if *any { " OR " } else { " AND " };
+                Some(format!("NOT ({})", each?.join(joiner)))
+            }
+            MapTest::NotRegexList(list) => {
+                let each: Option<Vec<String>> = list
+                    .iter()
+                    .map(|re| self.regex(column, re.as_str()))
+                    .collect();
+                Some(format!("({})", each?.join(" OR ")))
+            }
+            MapTest::LengthBetween(b) => bounds(b, &format!("length({c})")),
+            MapTest::Strftime(format) if self.dialect == Dialect::DuckDb => Some(format!(
+                "try_strptime({c}, {}) IS NULL",
+                quote_text(format)?
+            )),
+            MapTest::Json if self.dialect == Dialect::DuckDb => Some(match shape(dt) {
+                Column::Text(_) => format!("NOT json_valid({c})"),
+                _ => "TRUE".into(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A bound as a literal; numbers bound a length as numbers whatever the column's type.
+fn bound(v: &Literal, dt: &DataType, is_length: bool) -> Option<String> {
+    if is_length {
+        literal(v, &DataType::Int64)
+    } else {
+        literal(v, dt)
+    }
+}
+
+/// What a check still needs after the aggregate query.
+enum Need {
+    Done(Result<Observation, String>),
+    Rows {
+        element: usize,
+        missing: Option<usize>,
+        unexpected: usize,
+        rows_where: Option<String>,
+    },
+    Unique {
+        element: usize,
+        missing: usize,
+        present: String,
+    },
+    Scores {
+        element: usize,
+        missing: usize,
+        present: String,
+    },
+    Stat {
+        element: usize,
+        missing: usize,
+        measures: Vec<(Measure, usize)>,
+        present: String,
+    },
+    Fallback,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Measure {
+    Min,
+    Max,
+    Mean,
+    Sum,
+    Stdev,
+    Median,
+    Distinct,
+}
+
+/// Measures every check against `relation` (a quoted table name). `Err` when the relation
+/// cannot be read at all.
+pub async fn run<D: Database>(
+    checks: &[Check],
+    relation: &str,
+    db: &mut D,
+) -> Result<Vec<Result<Observation, String>>, String> {
+    let (schema, _) = db
+        .query(format!("SELECT * FROM {relation} LIMIT 0"))
+        .await?;
+    let sql = Sql {
+        dialect: db.dialect(),
+        relation,
+        schema: &schema,
+    };
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut select: Vec<String> = Vec::new();
+    let mut add = |expr: String| {
+        select.push(expr);
+        select.len() - 1
+    };
+    let mut needs = Vec::with_capacity(checks.len());
+    for check in checks {
+        if let Some(problem) = domain_problem(check, &schema) {
+            needs.push(Need::Done(Err(problem)));
+            continue;
+        }
+        let w = sql.condition(check);
+        let count = |add: &mut dyn FnMut(String) -> usize, filter: &str| {
+            add(format!("COUNT(*) FILTER (WHERE {w} AND {filter})"))
+        };
+        let need = match &check.kind {
+            Kind::RowCount(_) => Need::Rows {
+                element: count(&mut add, "TRUE"),
+                missing: None,
+                unexpected: usize::MAX,
+                rows_where: None,
+            },
+            Kind::Map { column, test, .. } => {
+                let probe = shape(sql.dtype(column));
+                let missing = sql.missing(column);
+                let present = format!("{w} AND NOT {missing}");
+                match row_test(test, &probe) {
+                    Err(e) => Need::Done(Err(e)),
+                    Ok(_) => match test {
+                        MapTest::NotNull => Need::Rows {
+                            element: count(&mut add, "TRUE"),
+                            missing: None,
+                            unexpected: count(&mut add, &missing),
+                            rows_where: Some(format!("{w} AND {missing}")),
+                        },
+                        MapTest::Null => Need::Rows {
+                            element: count(&mut add, "TRUE"),
+                            missing: None,
+                            unexpected: count(&mut add, &format!("NOT {missing}")),
+                            rows_where: Some(present),
+                        },
+                        MapTest::Unique => Need::Unique {
+                            element: count(&mut add, "TRUE"),
+                            missing: count(&mut add, &missing),
+                            present,
+                        },
+                        MapTest::ZScore { .. } => Need::Scores {
+                            element: count(&mut add, "TRUE"),
+                            missing: count(&mut add, &missing),
+                            present,
+                        },
+                        _ => match sql.unexpected(column, test) {
+                            Some(bad) => Need::Rows {
+                                element: count(&mut add, "TRUE"),
+                                missing: Some(count(&mut add, &missing)),
+                                unexpected: count(&mut add, &format!("NOT {missing} AND {bad}")),
+                                rows_where: Some(format!("{present} AND {bad}")),
+                            },
+                            None => Need::Fallback,
+                        },
+                    },
+                }
+            }
+            Kind::Pair {
+                a, b, test, ignore, ..
+            } => {
+                let (ma, mb) = (sql.missing(a), sql.missing(b));
+                let ignored = match ignore {
+                    Ignore::BothMissing | Ignore::AllMissing => format!("({ma} AND {mb})"),
+                    Ignore::EitherMissing | Ignore::AnyMissing => format!("({ma} OR {mb})"),
+                    Ignore::Never => "FALSE".into(),
+                };
+                let (qa, qb) = (quote_ident(a), quote_ident(b));
+                let both = format!("NOT {ma} AND NOT {mb}");
+                let ok = match test {
+                    PairTest::Equal => format!("({both} AND {qa} = {qb})"),
+                    PairTest::Greater { or_equal } => {
+                        let op = if *or_equal { ">=" } else { ">" };
+                        format!("({both} AND {qa} {op} {qb})")
+                    }
+                    PairTest::InSet(pairs) => {
+                        let side = |q: &str, m: &str, v: &Literal, dt: &DataType| match v {
+                            Literal::Null => Some(m.to_string()),
+                            _ => literal(v, dt).map(|l| format!("{q} = {l}")),
+                        };
+                        let alternatives: Vec<String> = pairs
+                            .iter()
+                            .filter_map(|(x, y)| {
+                                Some(format!(
+                                    "({} AND {})",
+                                    side(&qa, &ma, x, sql.dtype(a))?,
+                                    side(&qb, &mb, y, sql.dtype(b))?
+                                ))
+                            })
+                            .collect();
+                        if alternatives.is_empty() {
+                            "FALSE".into()
+                        } else {
+                            format!("({})", alternatives.join(" OR "))
+                        }
+                    }
+                };
+                let bad = format!("NOT {ignored} AND NOT COALESCE({ok}, FALSE)");
+                Need::Rows {
+                    element: count(&mut add, "TRUE"),
+                    missing: Some(count(&mut add, &ignored)),
+                    unexpected: count(&mut add, &bad),
+                    rows_where: Some(format!("{w} AND {bad}")),
+                }
+            }
+            Kind::Multi { .. } => Need::Fallback,
+            Kind::Stat { column, stat } => {
+                let probe = shape(sql.dtype(column));
+                if let Some(problem) = stat_problem(check, &probe) {
+                    Need::Done(Err(problem))
+                } else if let Stat::Type(_) = stat {
+                    Need::Done(Ok(Observation::Stat(Box::new(StatObservation {
+                        type_names: Some(type_names(sql.dtype(column))),
+                        ..StatObservation::default()
+                    }))))
+                } else {
+                    let missing = sql.missing(column);
+                    let present = format!("{w} AND NOT {missing}");
+                    let agg = |f: String| format!("{f} FILTER (WHERE {present})");
+                    let c = quote_ident(column);
+                    let x = sql.double(column);
+                    let integer = matches!(probe, Column::Int(_));
+                    let mut measures = Vec::new();
+                    let mut measure = |m: Measure, expr: String| measures.push((m, add(expr)));
+                    if stat.needs_counts() {
+                        measure(Measure::Distinct, agg(format!("COUNT(DISTINCT {c})")));
+                    } else {
+                        measure(Measure::Min, agg(format!("MIN({c})")));
+                        measure(Measure::Max, agg(format!("MAX({c})")));
+                        measure(Measure::Mean, agg(format!("AVG({x})")));
+                        measure(Measure::Stdev, agg(format!("STDDEV_SAMP({x})")));
+                        measure(
+                            Measure::Sum,
+                            if integer {
+                                format!("CAST({} AS BIGINT)", agg(format!("SUM({c})")))
+                            } else {
+                                agg(format!("SUM({x})"))
+                            },
+                        );
+                        if stat.needs_values() {
+                            measure(
+                                Measure::Median,
+                                match sql.dialect {
+                                    Dialect::DuckDb => agg(format!("quantile_cont({x}, 0.5)")),
+                                    Dialect::Postgres => agg(format!(
+                                        "percentile_cont(0.5) WITHIN GROUP (ORDER BY {x})"
+                                    )),
+                                },
+                            );
+                        }
+                    }
+                    Need::Stat {
+                        element: add(format!("COUNT(*) FILTER (WHERE {w})")),
+                        missing: add(format!("COUNT(*) FILTER (WHERE {w} AND {missing})")),
+                        measures,
+                        present,
+                    }
+                }
+            }
+            Kind::Invalid(e) => Need::Done(Err(e.clone())),
+            _ => Need::Done(Ok(Observation::Table {
+                rows: 0,
+                columns: columns.clone(),
+            })),
+        };
+        needs.push(need);
+    }
+
+    let row = if select.is_empty() {
+        None
+    } else {
+        let (_, batches) = db
+            .query(format!("SELECT {} FROM {relation}", select.join(",\n  ")))
+            .await?;
+        batches.into_iter().find(|b| b.num_rows() > 0)
+    };
+    let cell = |i: usize| -> Column {
+        Column::new(row.as_ref().expect("the aggregate query ran").column(i))
+    };
+    let int = |i: usize| cell(i).number(0).unwrap_or(0.0) as u64;
+
+    let mut out = Vec::with_capacity(checks.len());
+    let mut fallback = Vec::new();
+    for (i, (check, need)) in checks.iter().zip(needs).enumerate() {
+        let observed = match need {
+            Need::Done(o) => o,
+            Need::Fallback => {
+                fallback.push(i);
+                Err(String::new())
+            }
+            Need::Rows {
+                element,
+                unexpected: usize::MAX,
+                ..
+            } => Ok(Observation::Table {
+                rows: int(element),
+                columns: columns.clone(),
+            }),
+            Need::Rows {
+                element,
+                missing,
+                unexpected,
+                rows_where,
+            } => {
+                let mut o = MapObservation {
+                    element_count: int(element),
+                    missing_count: missing.map_or(0, int),
+                    unexpected_count: int(unexpected),
+                    unexpected: Vec::new(),
+                };
+                if let Some(filter) = rows_where
+                    && o.unexpected_count > 0
+                {
+                    o.unexpected = unexpected_rows(db, &sql, check, &filter).await?;
+                }
+                Ok(Observation::Map(o))
+            }
+            Need::Unique {
+                element,
+                missing,
+                present,
+            } => {
+                let column = quote_ident(&check.columns()[0]);
+                let dups = format!(
+                    "SELECT {column} FROM {relation} WHERE {present} GROUP BY {column} HAVING COUNT(*) > 1"
+                );
+                let (_, batches) = db
+                    .query(format!(
+                        "SELECT CAST(COUNT(*) AS BIGINT) FROM {relation} WHERE {present} AND {column} IN ({dups})"
+                    ))
+                    .await?;
+                let count = first_number(&batches) as u64;
+                let mut o = MapObservation {
+                    element_count: int(element),
+                    missing_count: int(missing),
+                    unexpected_count: count,
+                    unexpected: Vec::new(),
+                };
+                if count > 0 {
+                    let filter = format!("{present} AND {column} IN ({dups})");
+                    o.unexpected = unexpected_rows(db, &sql, check, &filter).await?;
+                }
+                Ok(Observation::Map(o))
+            }
+            Need::Scores {
+                element,
+                missing,
+                present,
+            } => {
+                let Kind::Map {
+                    column,
+                    test:
+                        MapTest::ZScore {
+                            threshold,
+                            double_sided,
+                        },
+                    ..
+                } = &check.kind
+                else {
+                    unreachable!("z-score needs come from z-score checks")
+                };
+                let x = sql.double(column);
+                let z = format!(
+                    "({x} - (SELECT AVG({x}) FROM {relation} WHERE {present})) / (SELECT STDDEV_SAMP({x}) FROM {relation} WHERE {present})"
+                );
+                let t = literal(&Literal::Number(*threshold), &DataType::Float64)
+                    .unwrap_or_else(|| "'Infinity'".into());
+                let bad = if *double_sided {
+                    format!("ABS({z}) >= {t}")
+                } else {
+                    format!("{z} >= {t}")
+                };
+                let filter = format!("{present} AND {bad}");
+                let (_, batches) = db
+                    .query(format!(
+                        "SELECT CAST(COUNT(*) AS BIGINT) FROM {relation} WHERE {filter}"
+                    ))
+                    .await?;
+                let count = first_number(&batches) as u64;
+                let mut o = MapObservation {
+                    element_count: int(element),
+                    missing_count: int(missing),
+                    unexpected_count: count,
+                    unexpected: Vec::new(),
+                };
+                if count > 0 {
+                    o.unexpected = unexpected_rows(db, &sql, check, &filter).await?;
+                }
+                Ok(Observation::Map(o))
+            }
+            Need::Stat {
+                element,
+                missing,
+                measures,
+                present,
+            } => stat(
+                db,
+                &sql,
+                check,
+                int(element),
+                int(missing),
+                &measures,
+                &cell,
+                &present,
+            )
+            .await
+            .map(|o| Observation::Stat(Box::new(o))),
+        };
+        out.push(observed);
+    }
+
+    if !fallback.is_empty() {
+        let chosen: Vec<Check> = fallback.iter().map(|&i| checks[i].clone()).collect();
+        let mut wanted: Vec<String> = Vec::new();
+        for check in &chosen {
+            let mut cols = check.columns();
+            if let Some(c) = &check.condition {
+                c.columns(&mut cols);
+            }
+            cols.extend(check.format.index_columns.iter().cloned());
+            for c in cols {
+                if !wanted.contains(&c) {
+                    wanted.push(c);
+                }
+            }
+        }
+        let list: Vec<String> = wanted.iter().map(|c| quote_ident(c)).collect();
+        let (schema, batches) = db
+            .query(format!("SELECT {} FROM {relation}", list.join(", ")))
+            .await?;
+        let observed = scan::run(
+            &chosen,
+            &schema,
+            batches.into_iter().map(Ok::<_, ()>),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )
+        .map_err(|()| "reading the table failed".to_string())?;
+        for (i, o) in fallback.into_iter().zip(observed) {
+            out[i] = o.map(without_rows);
+        }
+    }
+    Ok(out)
+}
+
+/// Tables have no row numbers; the SQL engine reports rows by their index columns only.
+fn without_rows(o: Observation) -> Observation {
+    match o {
+        Observation::Map(mut m) => {
+            for u in &mut m.unexpected {
+                u.row = None;
+            }
+            Observation::Map(m)
+        }
+        other => other,
+    }
+}
+
+fn first_number(batches: &[RecordBatch]) -> f64 {
+    batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| Column::new(b.column(0)).number(0))
+        .unwrap_or(0.0)
+}
+
+/// The first unexpected rows (as many as the result format shows) with their index columns.
+async fn unexpected_rows<D: Database>(
+    db: &mut D,
+    sql: &Sql<'_>,
+    check: &Check,
+    filter: &str,
+) -> Result<Vec<Unexpected>, String> {
+    let keep = check.format.keep();
+    if keep == 0 || check.format.level == Level::BooleanOnly {
+        return Ok(Vec::new());
+    }
+    let domain = check.columns();
+    let mut wanted = domain.clone();
+    for c in &check.format.index_columns {
+        if !wanted.contains(c) {
+            wanted.push(c.clone());
+        }
+    }
+    let list: Vec<String> = wanted.iter().map(|c| quote_ident(c)).collect();
+    let limit = if keep == usize::MAX {
+        String::new()
+    } else {
+        format!(" LIMIT {keep}")
+    };
+    let (_, batches) = db
+        .query(format!(
+            "SELECT {} FROM {} WHERE {filter}{limit}",
+            list.join(", "),
+            sql.relation
+        ))
+        .await?;
+    let mut out = Vec::new();
+    for batch in batches {
+        let cols: Vec<Column> = batch.columns().iter().map(Column::new).collect();
+        for r in 0..batch.num_rows() {
+            let value = if domain.len() == 1 {
+                cols[0].json(r)
+            } else {
+                Json::Array(cols[..domain.len()].iter().map(|c| c.json(r)).collect())
+            };
+            let index = (!check.format.index_columns.is_empty()).then(|| {
+                wanted
+                    .iter()
+                    .zip(&cols)
+                    .map(|(n, c)| (n.clone(), c.json(r)))
+                    .collect::<Map<String, Json>>()
+            });
+            out.push(Unexpected {
+                row: None,
+                value,
+                index,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stat<D: Database>(
+    db: &mut D,
+    sql: &Sql<'_>,
+    check: &Check,
+    element: u64,
+    missing: u64,
+    measures: &[(Measure, usize)],
+    cell: &dyn Fn(usize) -> Column,
+    present: &str,
+) -> Result<StatObservation, String> {
+    let Kind::Stat { column, stat } = &check.kind else {
+        unreachable!("stat needs come from stat checks")
+    };
+    let mut o = StatObservation {
+        element_count: element,
+        missing_count: missing,
+        ..StatObservation::default()
+    };
+    let nonmissing = element - missing;
+    for (measure, i) in measures {
+        let c = cell(*i);
+        let json = c.json(0);
+        if json.is_null() {
+            continue;
+        }
+        match measure {
+            Measure::Min => o.min = Some(json),
+            Measure::Max => o.max = Some(json),
+            Measure::Mean => o.mean = c.number(0),
+            Measure::Sum => o.sum = Some(json),
+            Measure::Stdev => o.stdev = c.number(0),
+            Measure::Median => o.median = c.number(0),
+            Measure::Distinct => o.distinct = c.number(0).map(|n| n as u64),
+        }
+    }
+    let q = quote_ident(column);
+    if let Stat::Quantiles { quantiles, .. } = stat
+        && nonmissing > 0
+    {
+        let mut values = Vec::new();
+        for quantile in quantiles {
+            let k = scan::nearest_rank(nonmissing as usize, *quantile);
+            let (_, batches) = db
+                .query(format!(
+                    "SELECT {q} FROM {} WHERE {present} ORDER BY {q} LIMIT 1 OFFSET {k}",
+                    sql.relation
+                ))
+                .await?;
+            let batch = batches.into_iter().find(|b| b.num_rows() > 0);
+            values.push(batch.map_or(Json::Null, |b| Column::new(b.column(0)).json(0)));
+        }
+        o.quantiles = Some(values);
+    }
+    if matches!(
+        stat,
+        Stat::MostCommon { .. }
+            | Stat::DistinctInSet(_)
+            | Stat::DistinctContain(_)
+            | Stat::DistinctEqual(_)
+    ) {
+        let (_, batches) = db
+            .query(format!(
+                "SELECT {q}, CAST(COUNT(*) AS BIGINT) FROM {} WHERE {present} GROUP BY {q}",
+                sql.relation
+            ))
+            .await?;
+        let mut counts = Vec::new();
+        for batch in batches {
+            let (values, n) = (Column::new(batch.column(0)), Column::new(batch.column(1)));
+            for r in 0..batch.num_rows() {
+                counts.push((values.json(r), n.number(r).unwrap_or(0.0) as u64));
+            }
+        }
+        counts.sort_by(|a, b| order_json(&a.0, &b.0));
+        o.distinct = Some(counts.len() as u64);
+        o.counts = Some(counts);
+    }
+    Ok(o)
+}
