@@ -21,9 +21,10 @@ use arrow::datatypes::{
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
+pub use tokio_postgres::Client;
 use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::types::{Kind, Type};
-use tokio_postgres::{Client, CopyOutStream, GenericClient, NoTls};
+use tokio_postgres::{CopyOutStream, GenericClient, NoTls};
 
 use crate::{BATCH_ROWS, BatchStream, IoError};
 
@@ -78,7 +79,7 @@ pub async fn connect(uri: &str) -> Result<Client, IoError> {
 /// Runs `query` and streams its rows as Arrow batches of about `batch_rows` rows. The schema is
 /// known before the first batch (also for zero rows); a result without rows yields no batch.
 pub async fn extract(
-    client: Client,
+    client: impl Into<Arc<Client>>,
     query: &str,
     batch_rows: usize,
 ) -> Result<(SchemaRef, BatchStream), IoError> {
@@ -122,7 +123,7 @@ pub async fn extract(
         .await
         .map_err(|e| pg_error("the query failed", e))?;
     let state = ExtractState {
-        _client: client,
+        _client: client.into(),
         stream: Box::pin(stream),
         decoder,
         finished: false,
@@ -632,7 +633,7 @@ fn trim_query(query: &str) -> &str {
 
 struct ExtractState {
     // The connection ends when the client is dropped, so the stream keeps it.
-    _client: Client,
+    _client: Arc<Client>,
     stream: std::pin::Pin<Box<CopyOutStream>>,
     decoder: CopyDecoder,
     finished: bool,

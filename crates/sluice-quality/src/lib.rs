@@ -8,6 +8,7 @@ pub mod condition;
 mod dates;
 pub mod expect;
 pub mod pushdown;
+pub mod report;
 pub mod result;
 pub mod scan;
 pub mod suite;
@@ -20,6 +21,7 @@ pub use suite::{ExpectationConfig, Suite};
 
 /// A suite made ready to evaluate, with the result format every expectation reports at
 /// unless its own `result_format` says otherwise.
+#[derive(Debug)]
 pub struct Validation {
     pub suite: String,
     pub checks: Vec<Check>,

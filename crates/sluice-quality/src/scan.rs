@@ -191,10 +191,31 @@ struct Edge {
     last: Option<f64>,
 }
 
+/// Uniqueness of whole numbers, compactly: a bitmap of the values seen (a few bytes per value
+/// for ids, which are dense) and the repeats. Used unless every unexpected row must be listed.
+#[derive(Debug, Default)]
+struct IntSeen {
+    seen: roaring::RoaringTreemap,
+    /// Value → occurrences beyond the first.
+    repeats: HashMap<i64, u64>,
+    /// The first repeated occurrences, in row order.
+    examples: Vec<Unexpected>,
+}
+
+/// Order-preserving map of i64 onto u64 for the bitmap.
+fn bitmap_key(v: i64) -> u64 {
+    (v as u64) ^ (1 << 63)
+}
+
+fn bitmap_value(k: u64) -> i64 {
+    (k ^ (1 << 63)) as i64
+}
+
 #[derive(Debug)]
 enum Extra {
     None,
     Unique(HashMap<Key, Seen>),
+    UniqueInts(Box<IntSeen>),
     Compound(HashMap<Vec<Key>, Seen>),
     Order(Vec<Edge>),
     Scores(Vec<(f64, Unexpected)>),
@@ -630,6 +651,13 @@ fn add_map(
                 first: None,
                 last: None,
             };
+            if let (Extra::Unique(seen), Column::Int(_)) = (&acc.extra, &col)
+                && seen.is_empty()
+                && check.format.level != crate::expect::Level::Complete
+                && check.format.index_columns.is_empty()
+            {
+                acc.extra = Extra::UniqueInts(Box::default());
+            }
             for (r, &state) in states.iter().enumerate() {
                 if state == SKIPPED {
                     continue;
@@ -641,6 +669,21 @@ fn add_map(
                 }
                 let row = offset + r as u64;
                 match (&mut acc.extra, test) {
+                    (Extra::UniqueInts(ints), _) => {
+                        let Column::Int(a) = &col else {
+                            return Err(format!(
+                                "{}: the column changed type between batches",
+                                check.name
+                            ));
+                        };
+                        let v = a.value(r);
+                        if !ints.seen.insert(bitmap_key(v)) {
+                            *ints.repeats.entry(v).or_default() += 1;
+                            if ints.examples.len() < acc.keep {
+                                ints.examples.push(unexpected(&col, check, batch, r, row));
+                            }
+                        }
+                    }
                     (Extra::Unique(seen), _) => {
                         note(seen, Key::of(&col, r), row, || {
                             (
@@ -870,8 +913,37 @@ fn merge_map(a: &mut MapAcc, b: MapAcc) {
     a.obs.unexpected.extend(b.obs.unexpected);
     a.obs.unexpected.sort_by_key(|u| u.row);
     a.obs.unexpected.truncate(a.keep);
+    // A worker that saw no batch still has the map it started with.
+    if matches!(&a.extra, Extra::Unique(m) if m.is_empty())
+        && matches!(b.extra, Extra::UniqueInts(_))
+    {
+        a.extra = Extra::None;
+    }
     match (&mut a.extra, b.extra) {
+        (x @ Extra::None, y @ Extra::UniqueInts(_)) => *x = y,
         (Extra::Unique(x), Extra::Unique(y)) => merge_seen(x, y),
+        (Extra::UniqueInts(x), Extra::UniqueInts(y)) => {
+            // A value both workers saw is repeated once more than either knew.
+            for k in &x.seen & &y.seen {
+                let v = bitmap_value(k);
+                *x.repeats.entry(v).or_default() += 1;
+                if x.examples.len() < a.keep {
+                    x.examples.push(Unexpected {
+                        row: None,
+                        value: v.into(),
+                        index: None,
+                    });
+                }
+            }
+            let y = *y;
+            x.seen |= y.seen;
+            for (v, n) in y.repeats {
+                *x.repeats.entry(v).or_default() += n;
+            }
+            x.examples.extend(y.examples);
+            x.examples.sort_by_key(|u| u.row);
+            x.examples.truncate(a.keep);
+        }
         (Extra::Compound(x), Extra::Compound(y)) => merge_seen(x, y),
         (Extra::Order(x), Extra::Order(y)) => x.extend(y),
         (Extra::Scores(x), Extra::Scores(y)) => x.extend(y),
@@ -899,6 +971,22 @@ fn finish_map(mut acc: MapAcc, check: &Check) -> MapObservation {
         Extra::Compound(seen) => {
             acc.keep = usize::MAX;
             duplicates(&mut acc, seen);
+        }
+        Extra::UniqueInts(ints) => {
+            acc.obs.unexpected_count += ints.repeats.values().map(|n| n + 1).sum::<u64>();
+            // The first occurrence of a value is not kept; list it beside its first repeat.
+            let mut listed = std::collections::HashSet::new();
+            for u in ints.examples {
+                if listed.insert(u.value.to_string()) {
+                    acc.obs.unexpected.push(Unexpected {
+                        row: None,
+                        ..u.clone()
+                    });
+                }
+                acc.obs.unexpected.push(u);
+            }
+            acc.obs.unexpected.truncate(check.format.keep());
+            return acc.obs;
         }
         Extra::Order(mut edges) => {
             edges.sort_by_key(|e| e.offset);
@@ -1201,4 +1289,105 @@ pub fn type_names(t: &DataType) -> (String, Vec<String>) {
     let mut all: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     all.push(t.to_string());
     (observed, all)
+}
+
+/// For quarantine: per row of `batch`, the indexes (into `checks`) of the row-wise checks the
+/// row breaks. Only checks that judge a row on its own count (not uniqueness, order or
+/// z-scores, which depend on other rows).
+pub fn row_failures(checks: &[Check], batch: &RecordBatch) -> Result<Vec<Vec<usize>>, String> {
+    let mut broken = vec![Vec::new(); batch.num_rows()];
+    for (i, check) in checks.iter().enumerate() {
+        let Kind::Map {
+            column: name, test, ..
+        } = &check.kind
+        else {
+            continue;
+        };
+        if test.is_global() || batch.column_by_name(name).is_none() {
+            continue;
+        }
+        let selected = match &check.condition {
+            Some(c) => Some(c.select(batch)?),
+            None => None,
+        };
+        let states = map_states(test, &column(batch, name), selected.as_deref())?;
+        for (row, state) in states.into_iter().enumerate() {
+            if state == UNEXPECTED {
+                broken[row].push(i);
+            }
+        }
+    }
+    Ok(broken)
+}
+
+/// Whether a check can be settled row by row (and so by quarantining rows).
+pub fn is_row_wise(check: &Check) -> bool {
+    matches!(&check.kind, Kind::Map { test, .. } if !test.is_global())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{Field, Schema};
+    use serde_json::json;
+
+    use super::*;
+    use crate::expect::{Level, ResultFormat};
+    use crate::suite::parse;
+
+    fn checks(level: Level) -> Vec<Check> {
+        let text = r#"{"name": "s", "expectations": [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}}]}"#;
+        let suite = parse("s.json", text, &mut Default::default()).unwrap();
+        suite
+            .expectations
+            .iter()
+            .map(|e| Check::new(e, &ResultFormat::new(level)))
+            .collect()
+    }
+
+    #[test]
+    fn uniqueness_of_ids_is_counted_alike_compactly_and_exactly() {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        let batch = |v: Vec<Option<i64>>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(v))]).unwrap()
+        };
+        let batches = || {
+            vec![
+                batch(vec![Some(5), Some(7), None]),
+                batch(vec![Some(5), Some(8)]),
+                batch(vec![Some(7), Some(9), Some(5)]),
+            ]
+        };
+        for level in [Level::Summary, Level::Complete] {
+            for threads in [1, 2, 3] {
+                let checks = checks(level);
+                let observed = run(
+                    &checks,
+                    &schema,
+                    batches().into_iter().map(Ok::<_, ()>),
+                    threads,
+                )
+                .unwrap();
+                let Ok(Observation::Map(o)) = &observed[0] else {
+                    panic!("{observed:?}")
+                };
+                assert_eq!(
+                    (o.element_count, o.missing_count, o.unexpected_count),
+                    (8, 1, 5)
+                );
+                // Every listed value is a duplicate; the exact path lists all five rows.
+                let values: Vec<Json> = o.unexpected.iter().map(|u| u.value.clone()).collect();
+                assert!(
+                    values.iter().all(|v| v == &json!(5) || v == &json!(7)),
+                    "{values:?}"
+                );
+                assert!(values.len() >= 4, "{level:?} {threads}: {values:?}");
+                if level == Level::Complete {
+                    assert_eq!(values.len(), 5);
+                }
+            }
+        }
+    }
 }

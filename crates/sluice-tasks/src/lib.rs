@@ -1,5 +1,5 @@
-//! The task kinds: `extract` and `load` (between databases, APIs and the lake), `sql` on DuckDB,
-//! `shell` and `python`.
+//! The task kinds: `extract` and `load` (between databases, APIs and the lake), `validate`
+//! (data quality), `sql` on DuckDB, `shell` and `python`.
 //! [`registry`] is the one place kinds are registered.
 
 mod duck;
@@ -8,10 +8,13 @@ mod io;
 pub mod load;
 mod process;
 pub mod python;
+pub mod quality;
 pub mod shell;
 pub mod sql;
 
 use std::sync::Arc;
+
+pub use io::{Endpoint, open_lake};
 
 use sluice_core::connections::Connections;
 use sluice_core::{KindRegistry, Settings};
@@ -31,6 +34,12 @@ pub fn registry(settings: &Settings, connections: &Connections) -> KindRegistry 
         http: sluice_io::reqwest::Client::new(),
     }));
     kinds.register(Arc::new(load::LoadKind {
+        connections: connections.clone(),
+        default_warehouse: settings.paths.warehouse.clone(),
+        warehouses: warehouses.clone(),
+        lake: lake.clone(),
+    }));
+    kinds.register(Arc::new(quality::ValidateKind {
         connections: connections.clone(),
         default_warehouse: settings.paths.warehouse.clone(),
         warehouses: warehouses.clone(),

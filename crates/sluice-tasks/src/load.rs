@@ -253,7 +253,7 @@ impl TaskKind for LoadKind {
 }
 
 /// `from: { task: extract_orders }`: the name of the upstream extract, when that is the form.
-fn from_task(from: &Node) -> Option<String> {
+pub(crate) fn from_task(from: &Node) -> Option<String> {
     match &from.value {
         Value::Map(entries) if entries.len() == 1 && entries[0].0.as_str() == Some("task") => {
             Some(entries[0].1.scalar_text().unwrap_or_default())
@@ -286,12 +286,20 @@ fn runs_after(cx: &CompileContext<'_>, task: &str, upstream: &str) -> bool {
     false
 }
 
-/// The Parquet file an upstream `extract` writes: its `to`, rendered in this task's run.
-fn upstream_extract(task: &str, from: &Node, cx: &mut CompileContext<'_>) -> Option<FilesSource> {
-    let Some(body_kind) = cx.task_key(task, "extract") else {
+/// The Parquet file an upstream task writes: an `extract`'s `to`, or a `validate`'s `output`
+/// (the rows that passed), rendered in this task's run.
+pub(crate) fn upstream_extract(
+    task: &str,
+    from: &Node,
+    cx: &mut CompileContext<'_>,
+) -> Option<FilesSource> {
+    let body = [("extract", "to"), ("validate", "output")]
+        .into_iter()
+        .find_map(|(kind, key)| cx.task_key(task, kind).map(|body| (body, key)));
+    let Some((body, key)) = body else {
         let message = if cx.task_ids().any(|t| t == task) {
             format!(
-                "`{task}` is not an extract task; `from: {{ task: … }}` names an upstream extract"
+                "`{task}` is not an extract or validate task; `from: {{ task: … }}` names one of those"
             )
         } else {
             format!("no task `{task}` in this pipeline")
@@ -300,31 +308,37 @@ fn upstream_extract(task: &str, from: &Node, cx: &mut CompileContext<'_>) -> Opt
             task,
             cx.task_ids().collect::<Vec<_>>().iter().map(String::as_str),
         )
-        .unwrap_or_else(|| "name the extract whose output this task loads".into());
+        .unwrap_or_else(|| "name the extract whose output this task reads".into());
         cx.diags
             .push(Diagnostic::new(&from.span, message).hint(hint));
         return None;
     };
-    let upstream = runs_after(cx, cx.task, task);
-    if !upstream {
+    if !runs_after(cx, cx.task, task) {
         cx.diags.push(
             Diagnostic::new(
                 &from.span,
-                format!("this load reads `{task}`'s output but does not run after it"),
+                format!("this task reads `{task}`'s output but does not run after it"),
             )
             .hint(format!("add `after: [{task}]` to this task")),
         );
         return None;
     }
-    let to = match &body_kind.value {
+    let path = match &body.value {
         Value::Map(entries) => entries
             .iter()
-            .find(|(k, _)| k.as_str() == Some("to"))
+            .find(|(k, _)| k.as_str() == Some(key))
             .and_then(|(_, v)| v.as_str()),
         _ => None,
-    }?;
+    };
+    let Some(path) = path else {
+        cx.diags.push(
+            Diagnostic::new(&from.span, format!("`{task}` has no `{key}` to read"))
+                .hint(format!("give `{task}` an `{key}:` lake path")),
+        );
+        return None;
+    };
     Some(FilesSource {
-        path: to.to_string(),
+        path: path.to_string(),
         format: Some(Format::Parquet),
         schema: None,
     })

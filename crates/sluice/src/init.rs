@@ -19,8 +19,8 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../scaffold/pipelines/dynamic_source_etl.yaml"),
     ),
     (
-        "sql/validate_orders.sql",
-        include_str!("../scaffold/sql/validate_orders.sql"),
+        "suites/orders_suite.json",
+        include_str!("../scaffold/suites/orders_suite.json"),
     ),
     (
         "sql/transform_orders.sql",
@@ -134,8 +134,16 @@ fn sample_orders(day: NaiveDate, day_index: u64) -> String {
             CATEGORIES[rng.below(5) as usize],
         );
     }
-    // Real exports have bad rows: every tenth day has one, which the extract sends to the
-    // dead-letter store (`sluice dlq list`).
+    // Real exports have bad rows: every tenth day has one that does not parse, which the
+    // extract sends to the dead-letter store (`sluice dlq list`), and every seventh day one
+    // with a malformed e-mail, which validation quarantines.
+    if day_index % 7 == 3 {
+        let _ = writeln!(
+            out,
+            "{},42,19.99,{day} 09:30:00,{day},completed,customer42 at example.com,toys",
+            day_index * 100_000 + ORDERS_PER_DAY + 2
+        );
+    }
     if day_index.is_multiple_of(10) {
         let _ = writeln!(
             out,

@@ -4,6 +4,7 @@ mod check;
 mod init;
 mod output;
 mod runs;
+mod validate;
 mod workspace;
 
 use std::path::PathBuf;
@@ -119,6 +120,11 @@ enum Command {
         #[command(subcommand)]
         command: runs::DlqCommand,
     },
+    /// Check data against a Great Expectations suite (files, the lake, or a table).
+    #[command(
+        after_help = "Examples:\n  sluice validate --suite suites/orders.json data/orders.csv\n  sluice validate --suite suites/orders.json 'lake://orders/*/data.parquet' --format json\n  sluice validate --suite suites/orders.json warehouse:staging.orders --result-format COMPLETE\n\nExit code 0 when the suite passes, 1 when it fails, 2 for usage or configuration errors."
+    )]
+    Validate(validate::ValidateArgs),
     /// Print shell completions.
     #[command(after_help = "Example:\n  sluice completions bash > /etc/bash_completion.d/sluice")]
     Completions { shell: clap_complete::Shell },
@@ -152,6 +158,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => runs::logs(&cli.global, args),
         Command::Clear(args) => runs::clear(&cli.global, args),
         Command::Dlq { command } => runs::dlq(&cli.global, command),
+        Command::Validate(args) => validate::run(&cli.global, args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
             Ok(exit::OK)

@@ -1,0 +1,636 @@
+//! `validate`: a Great Expectations suite run against files, the lake or a warehouse table,
+//! with a report next to the try's log, and what to do when the data fails.
+//!
+//! ```yaml
+//! validate_orders:
+//!   validate:
+//!     suite: suites/orders.json            # GE 0.x or 1.x JSON, or YAML
+//!     data: { task: extract_orders }       # a path/glob/lake:// path, or { table: staging.orders, connection: analytics }
+//!     on_failure: quarantine               # fail (default) | warn | quarantine
+//!     output: lake://orders/{{ ds }}/valid.parquet           # quarantine: the rows that passed
+//!     quarantine: lake://quarantine/orders/{{ ds }}.parquet  # and those that did not, with why
+//!   after: [extract_orders]
+//! ```
+//!
+//! The same functions back `sluice validate`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value as Json;
+use sluice_core::connections::{Connections, WAREHOUSE};
+use sluice_core::decode::Fields;
+use sluice_core::task::CompileContext;
+use sluice_core::yaml::{Node, Value};
+use sluice_core::{Diagnostic, TaskAction, TaskError, TaskKind, TaskOutput, TaskRun};
+use sluice_io::arrow::array::{ArrayRef, StringArray};
+use sluice_io::arrow::compute::filter_record_batch;
+use sluice_io::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use sluice_io::arrow::record_batch::RecordBatch;
+use sluice_io::bad::BadRecords;
+use sluice_io::files::{self, FileRead};
+use sluice_io::lake::{Lake, Location};
+use sluice_io::{BatchStream, IoError};
+use sluice_quality::pushdown::{self, Database, Dialect};
+use sluice_quality::{Level, ResultFormat, Validation, report, scan};
+use sluice_warehouse::{Warehouse, Warehouses};
+
+use crate::duck;
+use crate::io::{self, Endpoint, FilesSource, LakeHandle, task_error};
+
+/// The column of quarantined rows that names the expectations each row broke.
+pub const BROKEN_COLUMN: &str = "_failed_expectations";
+
+/// The project's DuckDB warehouse (or another DuckDB file) as a pushdown target.
+pub struct DuckDatabase(pub Arc<Warehouse>);
+
+impl Database for DuckDatabase {
+    fn dialect(&self) -> Dialect {
+        Dialect::DuckDb
+    }
+
+    async fn query(&mut self, sql: String) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+        let (schema, stream) = duck::query_batches(self.0.clone(), sql)
+            .await
+            .map_err(|e| e.to_string())?;
+        let batches = stream.try_collect().await.map_err(|e| e.to_string())?;
+        Ok((schema, batches))
+    }
+}
+
+/// A PostgreSQL database as a pushdown target.
+pub struct PgDatabase(pub Arc<sluice_io::postgres::Client>);
+
+impl Database for PgDatabase {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn query(&mut self, sql: String) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+        let (schema, stream) = sluice_io::postgres::extract(self.0.clone(), &sql, 0)
+            .await
+            .map_err(|e| e.to_string())?;
+        let batches = stream.try_collect().await.map_err(|e| e.to_string())?;
+        Ok((schema, batches))
+    }
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs the in-memory engine over a stream of batches (on blocking threads).
+pub async fn validate_stream(
+    validation: &Validation,
+    schema: SchemaRef,
+    mut stream: BatchStream,
+) -> Result<Vec<Result<sluice_quality::result::Observation, String>>, IoError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, IoError>>(4);
+    let checks = validation.checks.clone();
+    let scan = tokio::task::spawn_blocking(move || {
+        scan::run(
+            &checks,
+            &schema,
+            std::iter::from_fn(move || rx.blocking_recv()),
+            threads(),
+        )
+    });
+    while let Some(batch) = stream.next().await {
+        let failed = batch.is_err();
+        if tx.send(batch).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    scan.await
+        .map_err(|e| IoError::invalid(format!("the validation stopped: {e}")))?
+}
+
+/// Validates files (a path, glob or lake:// path already resolved to files).
+pub async fn validate_files(
+    validation: &Validation,
+    files: Vec<Location>,
+    read: FileRead,
+    shown: &str,
+) -> Result<Json, IoError> {
+    let (schema, stream) = files::read(files, read).await?;
+    let observed = validate_stream(validation, schema, stream).await?;
+    Ok(validation.judge(observed, shown))
+}
+
+/// Validates a table where it lives (`schema.table` on DuckDB or PostgreSQL).
+pub async fn validate_table(
+    validation: &Validation,
+    endpoint: &Endpoint,
+    table: &str,
+    warehouses: &Warehouses,
+) -> Result<Json, IoError> {
+    let quoted = |default: &str| {
+        let (schema, name) = io::split_table(table, default);
+        format!(
+            "{}.{}",
+            pushdown::quote_ident(&schema),
+            pushdown::quote_ident(&name)
+        )
+    };
+    let observed = match endpoint {
+        Endpoint::DuckDb { path, .. } => {
+            let mut db = DuckDatabase(warehouses.get(path));
+            pushdown::run(&validation.checks, &quoted("main"), &mut db).await
+        }
+        Endpoint::Postgres(c) => {
+            let client = sluice_io::postgres::connect(c.expose_uri()).await?;
+            let mut db = PgDatabase(Arc::new(client));
+            pushdown::run(&validation.checks, &quoted("public"), &mut db).await
+        }
+        other => {
+            return Err(IoError::invalid(format!(
+                "{} cannot be validated in place; validate DuckDB or PostgreSQL tables, or files",
+                other.describe()
+            )));
+        }
+    }
+    .map_err(IoError::invalid)?;
+    Ok(validation.judge(observed, &format!("{}:{table}", endpoint_name(endpoint))))
+}
+
+fn endpoint_name(endpoint: &Endpoint) -> &str {
+    match endpoint {
+        Endpoint::DuckDb { name, .. } => name,
+        Endpoint::Postgres(c) | Endpoint::MySql(c) | Endpoint::Http(c) | Endpoint::Other(c) => {
+            &c.name
+        }
+    }
+}
+
+/// Reads a suite file; problems are reported at their place in it.
+pub fn read_suite(
+    path: &Path,
+    shown: &str,
+    diags: &mut sluice_core::diag::Diagnostics,
+) -> Option<sluice_quality::Suite> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => sluice_quality::suite::parse(shown, &text, diags),
+        Err(e) => {
+            diags.push(Diagnostic {
+                file: shown.to_string(),
+                line: 1,
+                col: 1,
+                message: format!("cannot read the suite: {e}"),
+                hint: None,
+            });
+            None
+        }
+    }
+}
+
+/// Writes the JSON result and the HTML report beside a try's log.
+fn write_reports(log: &Path, result: &Json, shown: &str) -> std::io::Result<PathBuf> {
+    let html = log.with_extension("quality.html");
+    std::fs::write(
+        log.with_extension("quality.json"),
+        serde_json::to_vec_pretty(result)?,
+    )?;
+    std::fs::write(&html, report::html(result, shown))?;
+    Ok(html)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnFailure {
+    Fail,
+    Warn,
+    Quarantine,
+}
+
+#[derive(Debug)]
+enum Data {
+    Files(FilesSource),
+    Table { endpoint: Endpoint, table: String },
+}
+
+pub struct ValidateKind {
+    pub connections: Connections,
+    pub default_warehouse: PathBuf,
+    pub warehouses: Arc<Warehouses>,
+    pub lake: LakeHandle,
+}
+
+#[derive(Debug)]
+struct ValidateAction {
+    suite: String,
+    validation: Arc<Validation>,
+    data: Data,
+    on_failure: OnFailure,
+    output: Option<String>,
+    quarantine: Option<String>,
+    lake: LakeHandle,
+    warehouses: Arc<Warehouses>,
+}
+
+const KEYS: &[&str] = &[
+    "suite",
+    "data",
+    "on_failure",
+    "output",
+    "quarantine",
+    "result_format",
+];
+
+impl TaskKind for ValidateKind {
+    fn name(&self) -> &'static str {
+        "validate"
+    }
+
+    fn compile(&self, config: &Node, cx: &mut CompileContext<'_>) -> Option<Arc<dyn TaskAction>> {
+        let fields = Fields::new(config, "`validate`", KEYS, cx.diags)?;
+        let suite_node = fields.required("suite", "`validate`", cx.diags)?;
+        let suite_path = suite_node.scalar_text().unwrap_or_default();
+        let full = cx.project.root.join(&suite_path);
+        if !full.is_file() {
+            cx.diags.push(
+                Diagnostic::new(
+                    &suite_node.content_span(),
+                    format!("suite file `{suite_path}` not found"),
+                )
+                .hint("the path is relative to the project folder, e.g. `suites/orders.json`"),
+            );
+            return None;
+        }
+        let suite = read_suite(&full, &suite_path, cx.diags)?;
+
+        let mut level = Level::Summary;
+        if let Some(node) = fields.get("result_format") {
+            let text = node.scalar_text().unwrap_or_default();
+            match Level::parse(&text) {
+                Some(l) => level = l,
+                None => {
+                    cx.diags.push(
+                        Diagnostic::new(&node.span, format!("unknown result_format `{text}`"))
+                            .hint("use BOOLEAN_ONLY, BASIC, SUMMARY or COMPLETE"),
+                    );
+                    return None;
+                }
+            }
+        }
+        let validation = Arc::new(Validation::new(&suite, &ResultFormat::new(level)));
+        for check in &validation.checks {
+            if let sluice_quality::expect::Kind::Invalid(problem) = &check.kind {
+                let e = &suite.expectations[check.index];
+                cx.diags.push(
+                    Diagnostic::new(
+                        &e.span,
+                        format!("{suite_path}: expectations[{}]: {problem}", check.index),
+                    )
+                    .hint("fix the expectation's arguments"),
+                );
+            }
+        }
+
+        let data_node = fields.required("data", "`validate`", cx.diags)?;
+        let data = if let Some(text) = data_node.as_str() {
+            let text = text.to_string();
+            cx.check_template(data_node, &text).then_some(())?;
+            Data::Files(FilesSource {
+                path: text,
+                format: None,
+                schema: None,
+            })
+        } else if let Some(task) = crate::load::from_task(data_node) {
+            Data::Files(crate::load::upstream_extract(&task, data_node, cx)?)
+        } else {
+            let f = Fields::new(data_node, "`data`", &["table", "connection"], cx.diags)?;
+            let table = f
+                .required("table", "`data`", cx.diags)?
+                .scalar_text()
+                .unwrap_or_default();
+            let endpoint = match f.get("connection") {
+                Some(c) => io::endpoint(&self.connections, &self.default_warehouse, c, cx)?,
+                None => Endpoint::DuckDb {
+                    name: WAREHOUSE.to_string(),
+                    path: self.default_warehouse.clone(),
+                },
+            };
+            if !matches!(endpoint, Endpoint::DuckDb { .. } | Endpoint::Postgres(_)) {
+                cx.diags.push(
+                    Diagnostic::new(
+                        &data_node.span,
+                        format!(
+                            "{} tables cannot be validated in place",
+                            endpoint.describe()
+                        ),
+                    )
+                    .hint("validate a DuckDB or PostgreSQL table, or extract to the lake first"),
+                );
+                return None;
+            }
+            Data::Table { endpoint, table }
+        };
+
+        let on_failure = match fields.get("on_failure") {
+            None => OnFailure::Fail,
+            Some(node) => match node.scalar_text().unwrap_or_default().as_str() {
+                "fail" => OnFailure::Fail,
+                "warn" => OnFailure::Warn,
+                "quarantine" => OnFailure::Quarantine,
+                other => {
+                    cx.diags.push(
+                        Diagnostic::new(&node.span, format!("unknown on_failure `{other}`"))
+                            .hint("use fail, warn or quarantine"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let path_of = |key: &str, cx: &mut CompileContext<'_>| -> Option<Option<String>> {
+            match fields.get(key) {
+                None => Some(None),
+                Some(node) => {
+                    let text = node.scalar_text().unwrap_or_default();
+                    cx.check_template(node, &text).then_some(Some(text))
+                }
+            }
+        };
+        let output = path_of("output", cx)?;
+        let quarantine = path_of("quarantine", cx)?;
+        if on_failure == OnFailure::Quarantine {
+            if matches!(data, Data::Table { .. }) {
+                cx.diags.push(
+                    Diagnostic::new(
+                        &config.span,
+                        "quarantine splits files; a table is validated where it lives",
+                    )
+                    .hint(
+                        "validate the files before loading them, or use on_failure: fail or warn",
+                    ),
+                );
+                return None;
+            }
+            if output.is_none() || quarantine.is_none() {
+                cx.diags.push(
+                    Diagnostic::new(
+                        &config.span,
+                        "on_failure: quarantine needs `output` (rows that pass) and `quarantine` (rows that do not)",
+                    )
+                    .hint("e.g. output: lake://orders/{{ ds }}/valid.parquet, quarantine: lake://quarantine/orders/{{ ds }}.parquet"),
+                );
+                return None;
+            }
+        } else if let Some(node) = fields.get("output").or(fields.get("quarantine")) {
+            cx.diags.push(
+                Diagnostic::new(
+                    &node.span,
+                    "`output` and `quarantine` apply to on_failure: quarantine",
+                )
+                .hint("add `on_failure: quarantine`, or remove them"),
+            );
+            return None;
+        }
+        Some(Arc::new(ValidateAction {
+            suite: suite_path,
+            validation,
+            data,
+            on_failure,
+            output,
+            quarantine,
+            lake: self.lake.clone(),
+            warehouses: self.warehouses.clone(),
+        }))
+    }
+}
+
+impl TaskAction for ValidateAction {
+    fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
+        Box::pin(io::until_cancelled(
+            run,
+            "the validation was interrupted; nothing was written",
+            self.validate(run),
+        ))
+    }
+}
+
+impl ValidateAction {
+    async fn files(
+        &self,
+        run: &TaskRun,
+        source: &FilesSource,
+    ) -> Result<(Vec<Location>, FileRead, String), TaskError> {
+        let lake = io::lake(&self.lake)?;
+        let shown = run.render(&source.path)?;
+        let files = io::resolve_files(run, lake, source).await?;
+        let first = files.first().map(|f| f.shown.clone()).unwrap_or_default();
+        let read = FileRead {
+            format: io::format_of(source, &first)?,
+            schema: source.schema.clone(),
+            bad: Arc::new(BadRecords::new(run.ledger.clone(), 0)),
+        };
+        Ok((files, read, shown))
+    }
+
+    async fn validate(&self, run: &TaskRun) -> Result<TaskOutput, TaskError> {
+        let (result, shown, files) = match &self.data {
+            Data::Files(source) => {
+                let (files, read, shown) = self.files(run, source).await?;
+                let rows_files = files.clone();
+                let result = validate_files(&self.validation, files, read, &shown)
+                    .await
+                    .map_err(task_error)?;
+                (result, shown, Some((rows_files, source)))
+            }
+            Data::Table { endpoint, table } => {
+                let table = run.render(table)?;
+                let result = validate_table(&self.validation, endpoint, &table, &self.warehouses)
+                    .await
+                    .map_err(task_error)?;
+                let shown = format!("{}:{table}", endpoint_name(endpoint));
+                (result, shown, None)
+            }
+        };
+        for line in report::text(&result, &shown).lines() {
+            run.log.line(line);
+        }
+        match write_reports(run.log.path(), &result, &shown) {
+            Ok(path) => run.log.line(format!("report: {}", path.display())),
+            Err(e) => run
+                .log
+                .line(format!("the report could not be written: {e}")),
+        }
+        let success = result["success"].as_bool().unwrap_or(false);
+        let summary = failure_summary(&self.suite, &result);
+        match self.on_failure {
+            _ if success && self.on_failure != OnFailure::Quarantine => Ok(TaskOutput::default()),
+            OnFailure::Fail => Err(TaskError::config(summary)),
+            OnFailure::Warn => {
+                run.log
+                    .line(format!("warning (on_failure: warn): {summary}"));
+                Ok(TaskOutput::default())
+            }
+            OnFailure::Quarantine => {
+                let whole = self
+                    .validation
+                    .checks
+                    .iter()
+                    .zip(result["results"].as_array().into_iter().flatten())
+                    .filter(|(c, r)| r["success"] != Json::Bool(true) && !scan::is_row_wise(c))
+                    .map(|(c, _)| c.name)
+                    .collect::<Vec<_>>();
+                if !whole.is_empty() {
+                    return Err(TaskError::config(format!(
+                        "{summary}; {} cannot be fixed by quarantining rows",
+                        whole.join(", ")
+                    )));
+                }
+                let Some((files, source)) = files else {
+                    unreachable!("quarantine is refused for tables when the task is compiled")
+                };
+                let (_, read, _) = self.files(run, source).await?;
+                let (good, bad) = self.split(run, files, read).await?;
+                run.log.line(format!(
+                    "{good} row(s) passed and continue; {bad} row(s) quarantined with the expectations they broke"
+                ));
+                Ok(TaskOutput {
+                    rows: Some(good),
+                    watermark: None,
+                })
+            }
+        }
+    }
+
+    /// Writes the rows that pass every row-wise expectation to `output` and the others, with
+    /// the names of the expectations they broke, to `quarantine`.
+    async fn split(
+        &self,
+        run: &TaskRun,
+        files: Vec<Location>,
+        read: FileRead,
+    ) -> Result<(u64, u64), TaskError> {
+        let lake = io::lake(&self.lake)?;
+        let target = |path: &Option<String>| -> Result<Location, TaskError> {
+            let path = run.render(path.as_deref().unwrap_or_default())?;
+            lake.resolve(&path).map_err(task_error)
+        };
+        let (good_at, bad_at) = (target(&self.output)?, target(&self.quarantine)?);
+        let (schema, mut stream) = files::read(files, read).await.map_err(task_error)?;
+        let mut bad_fields: Vec<Field> =
+            schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        bad_fields.push(Field::new(BROKEN_COLUMN, DataType::Utf8, false));
+        let bad_schema: SchemaRef = Arc::new(Schema::new(bad_fields));
+        let (good_tx, good_rx) = tokio::sync::mpsc::channel(2);
+        let (bad_tx, bad_rx) = tokio::sync::mpsc::channel(2);
+        let good_writer = files::write_parquet(&good_at, schema.clone(), receiver(good_rx));
+        let bad_writer = files::write_parquet(&bad_at, bad_schema.clone(), receiver(bad_rx));
+        let checks = &self.validation.checks;
+        let feed = async move {
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let broken = scan::row_failures(checks, &batch).map_err(IoError::invalid)?;
+                let keep: Vec<bool> = broken.iter().map(Vec::is_empty).collect();
+                let good = filter_record_batch(&batch, &keep.iter().map(|&k| Some(k)).collect())?;
+                let bad = filter_record_batch(&batch, &keep.iter().map(|&k| Some(!k)).collect())?;
+                let reasons: StringArray = broken
+                    .iter()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| {
+                        Some(
+                            b.iter()
+                                .map(|&i| checks[i].name)
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        )
+                    })
+                    .collect();
+                let mut columns: Vec<ArrayRef> = bad.columns().to_vec();
+                columns.push(Arc::new(reasons));
+                let bad = RecordBatch::try_new(bad_schema.clone(), columns)?;
+                if good_tx.send(Ok(good)).await.is_err() || bad_tx.send(Ok(bad)).await.is_err() {
+                    break;
+                }
+            }
+            drop((good_tx, bad_tx));
+            Ok::<(), IoError>(())
+        };
+        let (fed, good, bad) = tokio::join!(feed, good_writer, bad_writer);
+        fed.map_err(task_error)?;
+        Ok((good.map_err(task_error)?, bad.map_err(task_error)?))
+    }
+}
+
+fn receiver(rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, IoError>>) -> BatchStream {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed()
+}
+
+/// One sentence for a failed validation: which expectations failed and how.
+pub fn failure_summary(suite: &str, result: &Json) -> String {
+    let failed: Vec<String> = report::lines(result)
+        .into_iter()
+        .filter(|l| !l.success)
+        .map(|l| format!("{}({}): {}", l.expectation, l.arguments, l.observed))
+        .collect();
+    format!(
+        "suite {suite} failed {} of {} expectations: {}",
+        failed.len(),
+        result["statistics"]["evaluated_expectations"],
+        failed.join("; ")
+    )
+}
+
+/// What `sluice validate` names on its command line, resolved against the project.
+pub enum Target {
+    /// A file, glob or lake:// path, resolved to its files.
+    Files {
+        files: Vec<Location>,
+        read: FileRead,
+    },
+    /// `CONNECTION:schema.table`.
+    Table { endpoint: Endpoint, table: String },
+}
+
+/// The connection `name` (or the project's `warehouse`) as an endpoint.
+pub fn endpoint_named(
+    connections: &Connections,
+    default_warehouse: &Path,
+    root: &Path,
+    name: &str,
+) -> Option<Endpoint> {
+    use sluice_core::connections::ConnectionKind;
+    if let Some(c) = connections.get(name) {
+        return Some(match c.kind {
+            ConnectionKind::DuckDb => Endpoint::DuckDb {
+                name: name.to_string(),
+                path: c.duckdb_path(root)?,
+            },
+            ConnectionKind::Postgres => Endpoint::Postgres(c.clone()),
+            _ => Endpoint::Other(c.clone()),
+        });
+    }
+    (name == WAREHOUSE).then(|| Endpoint::DuckDb {
+        name: WAREHOUSE.to_string(),
+        path: default_warehouse.to_path_buf(),
+    })
+}
+
+/// Resolves a file path, glob or lake:// path to the files to read (the format from the
+/// first file's extension).
+pub async fn files_target(
+    lake: &Lake,
+    path: &str,
+    ledger: Arc<dyn sluice_core::task::Ledger>,
+) -> Result<Target, IoError> {
+    let location = lake.resolve(path)?;
+    let files = lake.expand(&location).await?;
+    let first = files.first().map(|f| f.shown.clone()).unwrap_or_default();
+    let format = files::Format::from_name(&first).ok_or_else(|| {
+        IoError::invalid(format!(
+            "cannot tell the format of {first} from its extension (csv, tsv, json, ndjson, parquet)"
+        ))
+    })?;
+    Ok(Target::Files {
+        files,
+        read: FileRead {
+            format,
+            schema: None,
+            bad: Arc::new(BadRecords::new(ledger, 0)),
+        },
+    })
+}
