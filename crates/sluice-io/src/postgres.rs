@@ -83,6 +83,7 @@ pub async fn extract(
     query: &str,
     batch_rows: usize,
 ) -> Result<(SchemaRef, BatchStream), IoError> {
+    let client: Arc<Client> = client.into();
     let query = trim_query(query);
     let statement = client
         .prepare(query)
@@ -123,7 +124,7 @@ pub async fn extract(
         .await
         .map_err(|e| pg_error("the query failed", e))?;
     let state = ExtractState {
-        _client: client.into(),
+        _client: client,
         stream: Box::pin(stream),
         decoder,
         finished: false,

@@ -383,32 +383,45 @@ pub async fn run<D: Database>(
                     let integer = matches!(probe, Column::Int(_));
                     let mut measures = Vec::new();
                     let mut measure = |m: Measure, expr: String| measures.push((m, add(expr)));
-                    if stat.needs_counts() {
-                        measure(Measure::Distinct, agg(format!("COUNT(DISTINCT {c})")));
-                    } else {
-                        measure(Measure::Min, agg(format!("MIN({c})")));
-                        measure(Measure::Max, agg(format!("MAX({c})")));
-                        measure(Measure::Mean, agg(format!("AVG({x})")));
-                        measure(Measure::Stdev, agg(format!("STDDEV_SAMP({x})")));
-                        measure(
-                            Measure::Sum,
-                            if integer {
-                                format!("CAST({} AS BIGINT)", agg(format!("SUM({c})")))
-                            } else {
-                                agg(format!("SUM({x})"))
-                            },
-                        );
-                        if stat.needs_values() {
-                            measure(
-                                Measure::Median,
-                                match sql.dialect {
-                                    Dialect::DuckDb => agg(format!("quantile_cont({x}, 0.5)")),
-                                    Dialect::Postgres => agg(format!(
-                                        "percentile_cont(0.5) WITHIN GROUP (ORDER BY {x})"
-                                    )),
-                                },
-                            );
+                    // Only what this statistic needs; instants have a min and a max only.
+                    let numeric = !matches!(probe, Column::Time { .. });
+                    let stdev = match sql.dialect {
+                        // PostgreSQL's float8 algorithm rounds differently from pandas';
+                        // pandas' two passes (the mean, then squared deviations) agree.
+                        Dialect::Postgres => format!(
+                            "SQRT({} / NULLIF({} - 1, 0))",
+                            agg(format!(
+                                "SUM(POWER({x} - (SELECT AVG({x}) FROM {relation} WHERE {present}), 2))"
+                            )),
+                            agg(format!("COUNT({c})"))
+                        ),
+                        Dialect::DuckDb => agg(format!("STDDEV_SAMP({x})")),
+                    };
+                    match stat {
+                        _ if stat.needs_counts() => {
+                            measure(Measure::Distinct, agg(format!("COUNT(DISTINCT {c})")))
                         }
+                        Stat::Min(_) => measure(Measure::Min, agg(format!("MIN({c})"))),
+                        Stat::Max(_) => measure(Measure::Max, agg(format!("MAX({c})"))),
+                        Stat::Mean(_) if numeric => {
+                            measure(Measure::Mean, agg(format!("AVG({x})")))
+                        }
+                        Stat::Stdev(_) if numeric => measure(Measure::Stdev, stdev),
+                        Stat::Sum(_) if numeric && integer => measure(
+                            Measure::Sum,
+                            format!("CAST({} AS BIGINT)", agg(format!("SUM({c})"))),
+                        ),
+                        Stat::Sum(_) if numeric => measure(Measure::Sum, agg(format!("SUM({x})"))),
+                        Stat::Median(_) if numeric => measure(
+                            Measure::Median,
+                            match sql.dialect {
+                                Dialect::DuckDb => agg(format!("quantile_cont({x}, 0.5)")),
+                                Dialect::Postgres => {
+                                    agg(format!("percentile_cont(0.5) WITHIN GROUP (ORDER BY {x})"))
+                                }
+                            },
+                        ),
+                        _ => {}
                     }
                     Need::Stat {
                         element: add(format!("COUNT(*) FILTER (WHERE {w})")),
@@ -554,18 +567,21 @@ pub async fn run<D: Database>(
                 missing,
                 measures,
                 present,
-            } => stat(
-                db,
-                &sql,
-                check,
-                int(element),
-                int(missing),
-                &measures,
-                &cell,
-                &present,
-            )
-            .await
-            .map(|o| Observation::Stat(Box::new(o))),
+            } => {
+                let measured: Vec<(Measure, Column)> =
+                    measures.iter().map(|&(m, i)| (m, cell(i))).collect();
+                stat(
+                    db,
+                    &sql,
+                    check,
+                    int(element),
+                    int(missing),
+                    &measured,
+                    &present,
+                )
+                .await
+                .map(|o| Observation::Stat(Box::new(o)))
+            }
         };
         out.push(observed);
     }
@@ -688,8 +704,7 @@ async fn stat<D: Database>(
     check: &Check,
     element: u64,
     missing: u64,
-    measures: &[(Measure, usize)],
-    cell: &dyn Fn(usize) -> Column,
+    measured: &[(Measure, Column)],
     present: &str,
 ) -> Result<StatObservation, String> {
     let Kind::Stat { column, stat } = &check.kind else {
@@ -701,8 +716,7 @@ async fn stat<D: Database>(
         ..StatObservation::default()
     };
     let nonmissing = element - missing;
-    for (measure, i) in measures {
-        let c = cell(*i);
+    for (measure, c) in measured {
         let json = c.json(0);
         if json.is_null() {
             continue;

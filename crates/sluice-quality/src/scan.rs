@@ -252,6 +252,7 @@ struct StatAcc {
     counts: Option<HashMap<Key, u64>>,
     integer: bool,
     date: bool,
+    time: bool,
     error: Option<String>,
 }
 
@@ -1065,6 +1066,7 @@ fn add_stat(
     }
     acc.integer &= matches!(col, Column::Int(_) | Column::Bool(_));
     acc.date = matches!(col, Column::Time { date: true, .. });
+    acc.time = matches!(col, Column::Time { .. });
     if let Some(problem) = stat_problem(check, &col) {
         return Err(problem);
     }
@@ -1163,6 +1165,7 @@ fn merge_stat(a: &mut StatAcc, b: StatAcc) {
     }
     a.integer &= b.integer;
     a.date |= b.date;
+    a.time |= b.time;
     if let (Some(x), Some(y)) = (&mut a.values, b.values) {
         x.extend(y);
     }
@@ -1210,6 +1213,9 @@ fn finish_stat(acc: StatAcc, check: &Check, schema: &Schema) -> Result<StatObser
     if acc.count > 0 {
         o.min = acc.min.map(|m| m.1);
         o.max = acc.max.map(|m| m.1);
+    }
+    // Instants have a min and a max; means and sums of them are not statistics GE reports.
+    if acc.count > 0 && !acc.time {
         o.mean = Some(acc.mean);
         o.sum = Some(match acc.int_sum {
             Some(s) if acc.integer => {
@@ -1222,19 +1228,23 @@ fn finish_stat(acc: StatAcc, check: &Check, schema: &Schema) -> Result<StatObser
     if let Some(mut values) = acc.values {
         values.sort_by(f64::total_cmp);
         let n = values.len();
-        if n > 0 {
+        if n > 0 && !acc.time {
             o.median = Some(if n % 2 == 1 {
                 values[n / 2]
             } else {
                 (values[n / 2 - 1] + values[n / 2]) / 2.0
             });
+        }
+        if n > 0 {
             if let Stat::Quantiles { quantiles, .. } = stat {
                 o.quantiles = Some(
                     quantiles
                         .iter()
                         .map(|q| {
                             let v = values[nearest_rank(n, *q)];
-                            if acc.integer {
+                            if acc.time {
+                                time_json(v as i64, acc.date)
+                            } else if acc.integer {
                                 Json::from(v as i64)
                             } else {
                                 float_json(v)

@@ -23,7 +23,7 @@ use serde_json::Value as Json;
 use sluice_core::connections::{Connections, WAREHOUSE};
 use sluice_core::decode::Fields;
 use sluice_core::task::CompileContext;
-use sluice_core::yaml::{Node, Value};
+use sluice_core::yaml::Node;
 use sluice_core::{Diagnostic, TaskAction, TaskError, TaskKind, TaskOutput, TaskRun};
 use sluice_io::arrow::array::{ArrayRef, StringArray};
 use sluice_io::arrow::compute::filter_record_batch;

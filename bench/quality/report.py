@@ -1,0 +1,98 @@
+"""Prints the data-quality table (best of the repetitions: sluice against Great Expectations on
+pandas and DuckDB's single query) and, when asked, writes it into docs/benchmarks.md under
+"Data quality (bench/quality)".
+
+Usage: report.py WORK_DIR DOCS_FILE WRITE(0|1)
+"""
+import datetime
+import os
+import statistics
+import sys
+import textwrap
+from collections import defaultdict
+
+work, docs, write = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+times, rss = defaultdict(list), defaultdict(list)
+for line in open(os.path.join(work, "results.tsv")):
+    name, _, secs, kib = line.rstrip("\n").split("\t")
+    times[name].append(float(secs))
+    rss[name].append(int(kib))
+meta = dict(line.rstrip("\n").split("=", 1) for line in open(os.path.join(work, "meta.txt")))
+rows, reps = int(meta["rows"]), int(meta["reps"])
+
+
+def best(name):
+    return min(times[name]) if times.get(name) else None
+
+
+def mib(name):
+    return max(rss[name]) / 1024 if rss.get(name) else None
+
+
+def cell(name):
+    b = best(name)
+    return "failed" if b is None else f"{b:.2f} s ({rows / b / 1e6:.1f} M rows/s)"
+
+
+s = best("sluice")
+table = [
+    f"| {rows:,} rows, 10 expectations | wall (best of {reps}) | peak RSS | sluice / this | goal |",
+    "|---|---|---|---|---|",
+    f"| sluice `validate` (in-memory engine) | {cell('sluice')} | {mib('sluice') or 0:,.0f} MiB | 1.00× | |",
+]
+for name, label, goal in (
+    ("ge", f"Great Expectations {meta['ge']} on pandas", "time ≤ 0.2× (5× faster), memory < ¼"),
+    ("duckdb", f"DuckDB {meta['duckdb']}, one SQL query", "time ≤ 1.0×"),
+):
+    b = best(name)
+    r = f"{s / b:.2f}×" if s and b else "–"
+    m = f"{mib(name):,.0f} MiB" if mib(name) else "–"
+    mem = f", memory {mib('sluice') / mib(name):.2f}×" if mib(name) and mib("sluice") else ""
+    table.append(f"| {label} | {cell(name)} | {m} | {r}{mem} | {goal} |")
+if best("sluice_big") is not None:
+    big = int(meta["big"])
+    table.append(
+        f"| sluice on {big:,} rows | {best('sluice_big'):.2f} s ({big / best('sluice_big') / 1e6:.1f} M rows/s) "
+        f"| {mib('sluice_big'):,.0f} MiB | | memory < 1 GiB |"
+    )
+medians = ", ".join(f"{n} {statistics.median(times[n]):.2f} s" for n in ("sluice", "ge", "duckdb") if times.get(n))
+today = datetime.date.today().isoformat()
+cpus = os.cpu_count()
+measured = textwrap.fill(
+    f"Measured {today} on {cpus} cores, release build. Command: `{meta['command']}`. "
+    f"Load average (1, 5, 15 min) at the start {meta['load_start']}, at the end {meta['load_end']}.",
+    width=100, break_on_hyphens=False, break_long_words=False,
+)
+block = [measured, "", *table, "", f"Medians of {reps}: {medians}."]
+print()
+print("\n".join(block))
+if not write:
+    print(f"\n(not written to {os.path.relpath(docs)}: run with the default ROWS, or WRITE_DOCS=1)")
+    sys.exit(0)
+
+HEADING = "## Data quality (bench/quality)"
+BEGIN = "<!-- bench/quality figures: begin (written by bench/quality/run) -->"
+END = "<!-- bench/quality figures: end -->"
+INTRO = """```sh
+bench/quality/run                        # 10,000,000 rows, then 100,000,000 for memory
+ROWS=1000000 BIG=0 bench/quality/run     # quicker; prints the table only (WRITE_DOCS=1 to write)
+```
+
+Rows of the demo's orders shape (order_id, customer_id, total decimal(12,2), created_at,
+status, email) as one Parquet file, about one row in a thousand breaking the suite; the suite
+(`bench/quality/suite.json`) is the article's orders suite plus between, in_set, regex, mean and
+unique_value_count checks, 10 expectations. Each repetition runs, one after the other,
+`sluice validate --format json`, Great Expectations on pandas (`pd.read_parquet` then
+`batch.validate(suite)`, result format SUMMARY, as sluice), and DuckDB's own single query
+computing the same counts. The results are compared: every expectation's success,
+unexpected_count and observed_value must agree with Great Expectations', and every count with
+DuckDB's. Times are whole processes (start to exit); peak RSS from `/usr/bin/time -f %M`.
+"""
+section = f"{BEGIN}\n" + "\n".join(block) + f"\n{END}"
+text = open(docs).read()
+if BEGIN in text and END in text:
+    text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+else:
+    text = text.rstrip("\n") + f"\n\n{HEADING}\n\n{INTRO}\n{section}\n"
+open(docs, "w").write(text)
+print(f"\nwritten to {os.path.relpath(docs)}")
