@@ -406,7 +406,14 @@ fn strings(kw: &Map<String, Json>, key: &str) -> Result<Vec<String>, String> {
 }
 
 fn regex(pattern: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(pattern).map_err(|e| format!("invalid regex `{pattern}`: {e}"))
+    // The crate's message draws the pattern over several lines; its last line says what is wrong.
+    regex::Regex::new(pattern).map_err(|e| {
+        let e = e.to_string();
+        format!(
+            "invalid regex `{pattern}`: {}",
+            e.lines().last().unwrap_or(&e).trim_start_matches("error: ")
+        )
+    })
 }
 
 fn ignore(kw: &Map<String, Json>, default: Ignore) -> Result<Ignore, String> {

@@ -1235,24 +1235,24 @@ fn finish_stat(acc: StatAcc, check: &Check, schema: &Schema) -> Result<StatObser
                 (values[n / 2 - 1] + values[n / 2]) / 2.0
             });
         }
-        if n > 0 {
-            if let Stat::Quantiles { quantiles, .. } = stat {
-                o.quantiles = Some(
-                    quantiles
-                        .iter()
-                        .map(|q| {
-                            let v = values[nearest_rank(n, *q)];
-                            if acc.time {
-                                time_json(v as i64, acc.date)
-                            } else if acc.integer {
-                                Json::from(v as i64)
-                            } else {
-                                float_json(v)
-                            }
-                        })
-                        .collect(),
-                );
-            }
+        if n > 0
+            && let Stat::Quantiles { quantiles, .. } = stat
+        {
+            o.quantiles = Some(
+                quantiles
+                    .iter()
+                    .map(|q| {
+                        let v = values[nearest_rank(n, *q)];
+                        if acc.time {
+                            time_json(v as i64, acc.date)
+                        } else if acc.integer {
+                            Json::from(v as i64)
+                        } else {
+                            float_json(v)
+                        }
+                    })
+                    .collect(),
+            );
         }
     }
     if let Some(counts) = acc.counts {

@@ -260,6 +260,8 @@ impl TaskKind for ValidateKind {
         }
         let suite = read_suite(&full, &suite_path, cx.diags)?;
 
+        // Every problem of the task is reported, not only the first.
+        let mut ok = true;
         let mut level = Level::Summary;
         if let Some(node) = fields.get("result_format") {
             let text = node.scalar_text().unwrap_or_default();
@@ -270,7 +272,7 @@ impl TaskKind for ValidateKind {
                         Diagnostic::new(&node.span, format!("unknown result_format `{text}`"))
                             .hint("use BOOLEAN_ONLY, BASIC, SUMMARY or COMPLETE"),
                     );
-                    return None;
+                    ok = false;
                 }
             }
         }
@@ -279,12 +281,10 @@ impl TaskKind for ValidateKind {
             if let sluice_quality::expect::Kind::Invalid(problem) = &check.kind {
                 let e = &suite.expectations[check.index];
                 cx.diags.push(
-                    Diagnostic::new(
-                        &e.span,
-                        format!("{suite_path}: expectations[{}]: {problem}", check.index),
-                    )
-                    .hint("fix the expectation's arguments"),
+                    Diagnostic::new(&e.span, format!("expectations[{}]: {problem}", check.index))
+                        .hint("fix the expectation's arguments"),
                 );
+                ok = false;
             }
         }
 
@@ -339,7 +339,8 @@ impl TaskKind for ValidateKind {
                         Diagnostic::new(&node.span, format!("unknown on_failure `{other}`"))
                             .hint("use fail, warn or quarantine"),
                     );
-                    return None;
+                    ok = false;
+                    OnFailure::Fail
                 }
             },
         };
@@ -385,6 +386,9 @@ impl TaskKind for ValidateKind {
                 )
                 .hint("add `on_failure: quarantine`, or remove them"),
             );
+            return None;
+        }
+        if !ok {
             return None;
         }
         Some(Arc::new(ValidateAction {
