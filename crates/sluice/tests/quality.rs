@@ -322,7 +322,7 @@ fn sluice_validate_gives_one_verdict_on_files_the_warehouse_and_postgres() {
     assert!(
         refused
             .stderr
-            .contains("bad.json:1:38: error: expectations[0]: unknown expectation type")
+            .contains("bad.json:1:42: error: expectations[0]: unknown expectation type")
             && refused
                 .stderr
                 .contains("did you mean `expect_column_values_to_be_between`?"),
