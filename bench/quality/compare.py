@@ -12,8 +12,31 @@ name = sys.argv[3]
 problems = []
 if len(a["results"]) != len(b["results"]):
     problems.append(f"{len(a['results'])} results against {len(b['results'])}")
-for i, (x, y) in enumerate(zip(a["results"], b["results"])):
-    kind = x["expectation_config"].get("expectation_type") or x["expectation_config"].get("type")
+def numbers_as_floats(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float, list, dict)):
+        return v
+    if isinstance(v, list):
+        return [numbers_as_floats(x) for x in v]
+    if isinstance(v, dict):
+        return {k: numbers_as_floats(x) for k, x in v.items()}
+    return float(v)
+
+
+def identity(r):
+    c = r["expectation_config"]
+    # GE adds its batch id and writes some whole-number bounds as floats.
+    kwargs = {k: numbers_as_floats(v) for k, v in c["kwargs"].items() if k != "batch_id"}
+    return (c.get("expectation_type") or c.get("type"), json.dumps(kwargs, sort_keys=True))
+
+
+# GE does not keep the suite's order in its results; pair them by expectation and arguments.
+others = {identity(r): r for r in b["results"]}
+for i, x in enumerate(a["results"]):
+    kind = identity(x)[0]
+    y = others.get(identity(x))
+    if y is None:
+        problems.append(f"[{i}] {kind}: no result with the same arguments")
+        continue
     if x["success"] != y["success"]:
         problems.append(f"[{i}] {kind}: success {x['success']} against {y['success']}")
     for key in ("unexpected_count", "observed_value", "element_count", "missing_count"):
