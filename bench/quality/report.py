@@ -83,8 +83,9 @@ status, email) as one Parquet file, about one row in a thousand breaking the sui
 (`bench/quality/suite.json`) is the article's orders suite plus between, in_set, regex, mean and
 unique_value_count checks, 10 expectations. Each repetition runs, one after the other,
 `sluice validate --format json`, Great Expectations on pandas (`pd.read_parquet` then
-`batch.validate(suite)`, result format SUMMARY, as sluice), and DuckDB's own single query
-computing the same counts. The results are compared: every expectation's success,
+`batch.validate(suite)`, result format SUMMARY, as sluice; pandas reads Parquet decimals as
+Python `Decimal` objects, which cost GE minutes per million rows, so the script makes them
+float64 first, as a GE user would), and DuckDB's own single query computing the same counts. The results are compared: every expectation's success,
 unexpected_count and observed_value must agree with Great Expectations', and every count with
 DuckDB's. Times are whole processes (start to exit); peak RSS from `/usr/bin/time -f %M`.
 """
