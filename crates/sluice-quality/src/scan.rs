@@ -742,23 +742,11 @@ fn add_map(
                     acc.obs.missing_count += 1;
                     continue;
                 }
-                let (va, vb) = (ca.json(r), cb.json(r));
-                let ok = match test {
-                    PairTest::Equal => {
-                        !missing[0]
-                            && !missing[1]
-                            && cells_cmp(&ca, &cb, r).is_some_and(|o| o.is_eq())
-                    }
-                    PairTest::Greater { or_equal } => cells_cmp(&ca, &cb, r)
-                        .is_some_and(|o| o.is_gt() || (*or_equal && o.is_eq())),
-                    PairTest::InSet(pairs) => pairs
-                        .iter()
-                        .any(|(x, y)| same_or_null(&va, x) && same_or_null(&vb, y)),
-                };
+                let ok = pair_ok(test, &ca, &cb, r);
                 if !ok {
                     acc.push(Unexpected {
                         row: Some(offset + r as u64),
-                        value: Json::Array(vec![va, vb]),
+                        value: Json::Array(vec![ca.json(r), cb.json(r)]),
                         index: index_of(check, batch, r),
                     });
                 }
@@ -801,21 +789,7 @@ fn add_map(
                         note(seen, key, row, || (record(), index_of(check, batch, r)));
                         true
                     }
-                    MultiTest::UniqueWithinRecord => {
-                        let keys: Vec<Key> = cols
-                            .iter()
-                            .filter(|c| !c.is_missing(r))
-                            .map(|c| Key::of(c, r))
-                            .collect();
-                        let mut sorted = keys.clone();
-                        sorted.sort();
-                        sorted.dedup();
-                        sorted.len() == keys.len()
-                    }
-                    MultiTest::SumEqual(total) => {
-                        let sum: f64 = cols.iter().filter_map(|c| c.number(r)).sum();
-                        (sum - total).abs() <= 1e-9 * total.abs().max(1.0)
-                    }
+                    other => record_ok(other, &cols, r),
                 };
                 if !ok {
                     acc.push(Unexpected {
@@ -828,6 +802,48 @@ fn add_map(
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// Whether row `r` of two columns meets a pair expectation (ignored rows aside).
+fn pair_ok(test: &PairTest, ca: &Column, cb: &Column, r: usize) -> bool {
+    match test {
+        PairTest::Equal => {
+            !ca.is_missing(r)
+                && !cb.is_missing(r)
+                && cells_cmp(ca, cb, r).is_some_and(|o| o.is_eq())
+        }
+        PairTest::Greater { or_equal } => {
+            cells_cmp(ca, cb, r).is_some_and(|o| o.is_gt() || (*or_equal && o.is_eq()))
+        }
+        PairTest::InSet(pairs) => {
+            let (va, vb) = (ca.json(r), cb.json(r));
+            pairs
+                .iter()
+                .any(|(x, y)| same_or_null(&va, x) && same_or_null(&vb, y))
+        }
+    }
+}
+
+/// Whether row `r` meets a several-column expectation that looks at one row at a time.
+fn record_ok(test: &MultiTest, cols: &[Column], r: usize) -> bool {
+    match test {
+        MultiTest::CompoundUnique => true,
+        MultiTest::UniqueWithinRecord => {
+            let keys: Vec<Key> = cols
+                .iter()
+                .filter(|c| !c.is_missing(r))
+                .map(|c| Key::of(c, r))
+                .collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            sorted.dedup();
+            sorted.len() == keys.len()
+        }
+        MultiTest::SumEqual(total) => {
+            let sum: f64 = cols.iter().filter_map(|c| c.number(r)).sum();
+            (sum - total).abs() <= 1e-9 * total.abs().max(1.0)
+        }
     }
 }
 
@@ -1307,24 +1323,42 @@ pub fn type_names(t: &DataType) -> (String, Vec<String>) {
 pub fn row_failures(checks: &[Check], batch: &RecordBatch) -> Result<Vec<Vec<usize>>, String> {
     let mut broken = vec![Vec::new(); batch.num_rows()];
     for (i, check) in checks.iter().enumerate() {
-        let Kind::Map {
-            column: name, test, ..
-        } = &check.kind
-        else {
-            continue;
-        };
-        if test.is_global() || batch.column_by_name(name).is_none() {
+        if !is_row_wise(check) || domain_problem(check, batch.schema_ref()).is_some() {
             continue;
         }
         let selected = match &check.condition {
             Some(c) => Some(c.select(batch)?),
             None => None,
         };
-        let states = map_states(test, &column(batch, name), selected.as_deref())?;
-        for (row, state) in states.into_iter().enumerate() {
-            if state == UNEXPECTED {
-                broken[row].push(i);
+        let rows = (0..batch.num_rows()).filter(|&r| selected.as_ref().is_none_or(|s| s[r]));
+        let cols: Vec<Column> = check.columns().iter().map(|c| column(batch, c)).collect();
+        let mut bad = |r: usize| broken[r].push(i);
+        match &check.kind {
+            Kind::Map { test, .. } => {
+                let states = map_states(test, &cols[0], selected.as_deref())?;
+                for (r, state) in states.into_iter().enumerate() {
+                    if state == UNEXPECTED {
+                        bad(r);
+                    }
+                }
             }
+            Kind::Pair { test, ignore, .. } => {
+                for r in rows {
+                    let missing = [cols[0].is_missing(r), cols[1].is_missing(r)];
+                    if !ignored(*ignore, &missing) && !pair_ok(test, &cols[0], &cols[1], r) {
+                        bad(r);
+                    }
+                }
+            }
+            Kind::Multi { test, ignore, .. } => {
+                for r in rows {
+                    let missing: Vec<bool> = cols.iter().map(|c| c.is_missing(r)).collect();
+                    if !ignored(*ignore, &missing) && !record_ok(test, &cols, r) {
+                        bad(r);
+                    }
+                }
+            }
+            _ => {}
         }
     }
     Ok(broken)
@@ -1332,7 +1366,12 @@ pub fn row_failures(checks: &[Check], batch: &RecordBatch) -> Result<Vec<Vec<usi
 
 /// Whether a check can be settled row by row (and so by quarantining rows).
 pub fn is_row_wise(check: &Check) -> bool {
-    matches!(&check.kind, Kind::Map { test, .. } if !test.is_global())
+    match &check.kind {
+        Kind::Map { test, .. } => !test.is_global(),
+        Kind::Pair { .. } => true,
+        Kind::Multi { test, .. } => !matches!(test, MultiTest::CompoundUnique),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -1399,5 +1438,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn quarantine_names_the_row_wise_expectations_each_row_breaks() {
+        let text = r#"{"name": "s", "expectations": [
+          {"type": "expect_column_values_to_be_between", "kwargs": {"column": "a", "min_value": 0, "max_value": 10}},
+          {"type": "expect_column_pair_values_a_to_be_greater_than_b", "kwargs": {"column_A": "a", "column_B": "b"}},
+          {"type": "expect_multicolumn_sum_to_equal", "kwargs": {"column_list": ["a", "b"], "sum_total": 5}},
+          {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "a"}},
+          {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "a", "max_value": 0}}]}"#;
+        let suite = parse("s.json", text, &mut Default::default()).unwrap();
+        let checks: Vec<Check> = suite
+            .expectations
+            .iter()
+            .map(|e| Check::new(e, &ResultFormat::new(Level::Summary)))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![Some(4), Some(20), Some(2), None])),
+                Arc::new(Int64Array::from(vec![Some(1), Some(1), Some(3), Some(5)])),
+            ],
+        )
+        .unwrap();
+        let broken = row_failures(&checks, &batch).unwrap();
+        // Uniqueness and the mean depend on other rows: never a row's fault. A missing `a`
+        // is not greater than anything (GE ignores a pair only when both are missing).
+        assert_eq!(broken, vec![vec![], vec![0, 2], vec![1], vec![1]]);
+        let row_wise: Vec<bool> = checks.iter().map(is_row_wise).collect();
+        assert_eq!(row_wise, [true, true, true, false, false]);
     }
 }
