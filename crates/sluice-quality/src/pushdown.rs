@@ -208,15 +208,12 @@ enum Need {
         unexpected: usize,
         rows_where: Option<String>,
     },
-    Unique {
+    /// Unexpected rows that depend on the whole column (duplicates, z-scores): counted by a
+    /// query of their own.
+    Counted {
         element: usize,
         missing: usize,
-        present: String,
-    },
-    Scores {
-        element: usize,
-        missing: usize,
-        present: String,
+        unexpected_where: String,
     },
     Stat {
         element: usize,
@@ -295,16 +292,37 @@ pub async fn run<D: Database>(
                             unexpected: count(&mut add, &format!("NOT {missing}")),
                             rows_where: Some(present),
                         },
-                        MapTest::Unique => Need::Unique {
-                            element: count(&mut add, "TRUE"),
-                            missing: count(&mut add, &missing),
-                            present,
-                        },
-                        MapTest::ZScore { .. } => Need::Scores {
-                            element: count(&mut add, "TRUE"),
-                            missing: count(&mut add, &missing),
-                            present,
-                        },
+                        MapTest::Unique => {
+                            let c = quote_ident(column);
+                            Need::Counted {
+                                element: count(&mut add, "TRUE"),
+                                missing: count(&mut add, &missing),
+                                unexpected_where: format!(
+                                    "{present} AND {c} IN (SELECT {c} FROM {relation} WHERE {present} GROUP BY {c} HAVING COUNT(*) > 1)"
+                                ),
+                            }
+                        }
+                        MapTest::ZScore {
+                            threshold,
+                            double_sided,
+                        } => {
+                            let x = sql.double(column);
+                            let z = format!(
+                                "({x} - (SELECT AVG({x}) FROM {relation} WHERE {present})) / (SELECT STDDEV_SAMP({x}) FROM {relation} WHERE {present})"
+                            );
+                            let t = literal(&Literal::Number(*threshold), &DataType::Float64)
+                                .unwrap_or_else(|| "'Infinity'".into());
+                            let z = if *double_sided {
+                                format!("ABS({z})")
+                            } else {
+                                z
+                            };
+                            Need::Counted {
+                                element: count(&mut add, "TRUE"),
+                                missing: count(&mut add, &missing),
+                                unexpected_where: format!("{present} AND {z} >= {t}"),
+                            }
+                        }
                         _ => match sql.unexpected(column, test) {
                             Some(bad) => Need::Rows {
                                 element: count(&mut add, "TRUE"),
@@ -489,18 +507,14 @@ pub async fn run<D: Database>(
                 }
                 Ok(Observation::Map(o))
             }
-            Need::Unique {
+            Need::Counted {
                 element,
                 missing,
-                present,
+                unexpected_where,
             } => {
-                let column = quote_ident(&check.columns()[0]);
-                let dups = format!(
-                    "SELECT {column} FROM {relation} WHERE {present} GROUP BY {column} HAVING COUNT(*) > 1"
-                );
                 let (_, batches) = db
                     .query(format!(
-                        "SELECT CAST(COUNT(*) AS BIGINT) FROM {relation} WHERE {present} AND {column} IN ({dups})"
+                        "SELECT CAST(COUNT(*) AS BIGINT) FROM {relation} WHERE {unexpected_where}"
                     ))
                     .await?;
                 let count = first_number(&batches) as u64;
@@ -511,54 +525,7 @@ pub async fn run<D: Database>(
                     unexpected: Vec::new(),
                 };
                 if count > 0 {
-                    let filter = format!("{present} AND {column} IN ({dups})");
-                    o.unexpected = unexpected_rows(db, &sql, check, &filter).await?;
-                }
-                Ok(Observation::Map(o))
-            }
-            Need::Scores {
-                element,
-                missing,
-                present,
-            } => {
-                let Kind::Map {
-                    column,
-                    test:
-                        MapTest::ZScore {
-                            threshold,
-                            double_sided,
-                        },
-                    ..
-                } = &check.kind
-                else {
-                    unreachable!("z-score needs come from z-score checks")
-                };
-                let x = sql.double(column);
-                let z = format!(
-                    "({x} - (SELECT AVG({x}) FROM {relation} WHERE {present})) / (SELECT STDDEV_SAMP({x}) FROM {relation} WHERE {present})"
-                );
-                let t = literal(&Literal::Number(*threshold), &DataType::Float64)
-                    .unwrap_or_else(|| "'Infinity'".into());
-                let bad = if *double_sided {
-                    format!("ABS({z}) >= {t}")
-                } else {
-                    format!("{z} >= {t}")
-                };
-                let filter = format!("{present} AND {bad}");
-                let (_, batches) = db
-                    .query(format!(
-                        "SELECT CAST(COUNT(*) AS BIGINT) FROM {relation} WHERE {filter}"
-                    ))
-                    .await?;
-                let count = first_number(&batches) as u64;
-                let mut o = MapObservation {
-                    element_count: int(element),
-                    missing_count: int(missing),
-                    unexpected_count: count,
-                    unexpected: Vec::new(),
-                };
-                if count > 0 {
-                    o.unexpected = unexpected_rows(db, &sql, check, &filter).await?;
+                    o.unexpected = unexpected_rows(db, &sql, check, &unexpected_where).await?;
                 }
                 Ok(Observation::Map(o))
             }
