@@ -190,6 +190,12 @@ const MIGRATIONS: &[&str] = &[
         to_type TEXT NOT NULL,
         applied_at TEXT NOT NULL
      );",
+    // 3: pipelines paused by an operator (`sluice serve` does not schedule them).
+    "CREATE TABLE pipeline_flags (
+        pipeline TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL
+     );",
 ];
 
 /// A bad record in the dead-letter store.
@@ -365,6 +371,52 @@ impl Store {
             )
             .optional()?;
         id.map(|id| read_run(&conn, id)).transpose()
+    }
+
+    /// The latest scheduled run of a pipeline (by logical date): where its scheduler left off.
+    pub fn latest_scheduled(&self, pipeline: &str) -> Result<Option<RunRecord>> {
+        let conn = self.conn();
+        let id: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM runs WHERE pipeline = ?1 AND run_type = 'scheduled'
+                 ORDER BY logical_date DESC LIMIT 1",
+                params![pipeline],
+                |r| r.get(0),
+            )
+            .optional()?;
+        id.map(|id| read_run(&conn, id)).transpose()
+    }
+
+    /// Runs not finished (queued or running), oldest first: what a restarted scheduler resumes.
+    pub fn unfinished_runs(&self) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM runs WHERE state IN ('queued', 'running') ORDER BY logical_date",
+        )?;
+        let ids: Vec<i64> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.into_iter().map(|id| read_run(&conn, id)).collect()
+    }
+
+    pub fn set_paused(&self, pipeline: &str, paused: bool) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO pipeline_flags (pipeline, paused, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (pipeline) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+            params![pipeline, paused, ts(Utc::now())],
+        )?;
+        Ok(())
+    }
+
+    /// The pipelines an operator paused.
+    pub fn paused(&self) -> Result<std::collections::BTreeSet<String>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT pipeline FROM pipeline_flags WHERE paused = 1")?;
+        let names = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(names)
     }
 
     /// The latest runs of a pipeline, newest logical date first.
@@ -851,6 +903,47 @@ mod tests {
         let tries = store.tries(run.id, "a").unwrap();
         assert_eq!(tries[0].rows, Some(5));
         assert!(tries[0].duration_ms.is_some());
+    }
+
+    #[test]
+    fn a_scheduler_finds_where_it_left_off_and_what_to_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).unwrap();
+        assert!(store.latest_scheduled("p").unwrap().is_none());
+        let tasks = [("a", 1)];
+        let (first, _) = store
+            .ensure_run("p", &interval(1), RunType::Scheduled, &tasks)
+            .unwrap();
+        let (second, _) = store
+            .ensure_run("p", &interval(2), RunType::Scheduled, &tasks)
+            .unwrap();
+        store
+            .ensure_run("p", &interval(9), RunType::Manual, &tasks)
+            .unwrap();
+        assert_eq!(store.latest_scheduled("p").unwrap().unwrap().id, second.id);
+        store.set_run_state(first.id, RunState::Success).unwrap();
+        store.set_run_state(second.id, RunState::Running).unwrap();
+        let open: Vec<String> = store
+            .unfinished_runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        assert_eq!(
+            open,
+            [
+                "scheduled__2024-01-02T06:00:00+00:00",
+                "manual__2024-01-09T06:00:00+00:00"
+            ]
+        );
+        store.set_paused("p", true).unwrap();
+        store.set_paused("q", false).unwrap();
+        assert_eq!(
+            store.paused().unwrap().into_iter().collect::<Vec<_>>(),
+            ["p"]
+        );
+        store.set_paused("p", false).unwrap();
+        assert!(store.paused().unwrap().is_empty());
     }
 
     #[test]
