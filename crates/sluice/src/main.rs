@@ -4,6 +4,7 @@ mod check;
 mod init;
 mod output;
 mod runs;
+mod serve;
 mod validate;
 mod workspace;
 
@@ -120,6 +121,12 @@ enum Command {
         #[command(subcommand)]
         command: runs::DlqCommand,
     },
+    /// Run the scheduler and the REST API: runs are created as intervals close, files are
+    /// reloaded when they change.
+    #[command(
+        after_help = "Examples:\n  sluice serve --project demo\n  SLUICE_API_TOKEN=secret sluice serve --addr 0.0.0.0:8080\n\nThe API is described at /api/openapi.json. SIGTERM or Ctrl-C stops it; interrupted runs resume on the next start."
+    )]
+    Serve(serve::ServeArgs),
     /// Check data against a Great Expectations suite (files, the lake, or a table).
     #[command(
         after_help = "Examples:\n  sluice validate --suite suites/orders.json data/orders.csv\n  sluice validate --suite suites/orders.json 'lake://orders/*/data.parquet' --format json\n  sluice validate --suite suites/orders.json warehouse:staging.orders --result-format COMPLETE\n\nExit code 0 when the suite passes, 1 when it fails, 2 for usage or configuration errors."
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
         Command::Clear(args) => runs::clear(&cli.global, args),
         Command::Dlq { command } => runs::dlq(&cli.global, command),
         Command::Validate(args) => validate::run(&cli.global, args),
+        Command::Serve(args) => serve::run(&cli.global, args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
             Ok(exit::OK)

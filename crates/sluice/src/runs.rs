@@ -94,7 +94,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Cancelled on Ctrl-C or SIGTERM: running tasks are stopped and the run can be resumed.
 /// The handlers are installed before this returns, so no signal slips through before the run.
-fn stop_signal() -> CancellationToken {
+pub(crate) fn stop_signal() -> CancellationToken {
     use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
     let (Ok(mut int), Ok(mut term)) = (

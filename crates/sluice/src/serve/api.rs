@@ -1,0 +1,388 @@
+//! The REST API of `sluice serve` (JSON; described at `/api/openapi.json`). Every error is a
+//! JSON `{"error": "…"}` with the status that says whose it is: 400 bad input, 401 missing or
+//! wrong token, 404 unknown pipeline/run/task, 409 conflicts.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_store::RunType;
+
+use super::{Service, task_specs};
+use crate::output::RunView;
+
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, message.into())
+}
+
+impl<E: std::fmt::Display> From<E> for ApiError
+where
+    E: Into<anyhow::Error>,
+{
+    fn from(e: E) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+type S = State<Arc<Service>>;
+
+pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
+    let api = Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/pipelines", get(pipelines))
+        .route("/api/pipelines/{pipeline}", get(pipeline))
+        .route("/api/pipelines/{pipeline}/runs", get(runs).post(trigger))
+        .route("/api/pipelines/{pipeline}/pause", post(pause))
+        .route("/api/pipelines/{pipeline}/unpause", post(unpause))
+        .route("/api/runs/{run}", get(run))
+        .route("/api/runs/{run}/clear", post(clear))
+        .route("/api/runs/{run}/tasks/{task}/tries", get(tries))
+        .route(
+            "/api/runs/{run}/tasks/{task}/tries/{try_number}/log",
+            get(log),
+        )
+        .fallback(|| async { not_found("no such API route; see /api/openapi.json") })
+        .with_state(service);
+    match token {
+        Some(token) => api.layer(middleware::from_fn_with_state(Arc::new(token), auth)),
+        None => api,
+    }
+}
+
+/// Bearer-token check, in constant time so the token cannot be guessed byte by byte.
+async fn auth(State(token): State<Arc<String>>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        next.run(request).await
+    } else {
+        let mut response = ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send `Authorization: Bearer <SLUICE_API_TOKEN>`".into(),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+        response
+    }
+}
+
+fn pipeline_json(service: &Service, p: &sluice_core::Pipeline, paused: bool) -> Value {
+    let next = service
+        .store
+        .latest_scheduled(&p.id)
+        .ok()
+        .flatten()
+        .and_then(|r| {
+            p.timetable.next(&sluice_core::DataInterval {
+                start: r.data_interval_start,
+                end: r.data_interval_end,
+            })
+        })
+        .or_else(|| p.timetable.first());
+    json!({
+        "id": p.id,
+        "file": p.file,
+        "description": p.description,
+        "schedule": p.timetable.schedule.describe(),
+        "timezone": p.timetable.tz.name(),
+        "catchup": p.catchup,
+        "max_active_runs": p.max_active_runs,
+        "paused": paused,
+        "next_logical_date": next.map(|i| sluice_core::template::iso(i.start)),
+        "tasks": p.tasks.iter().map(|t| json!({
+            "id": t.id,
+            "kind": t.kind,
+            "upstream": t.upstream.iter().map(|&u| &p.tasks[u].id).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn pipelines(State(service): S) -> Result<Json<Value>> {
+    let paused = service.store.paused()?;
+    let loaded = service.loaded.read().expect("lock");
+    let list: Vec<Value> = loaded
+        .pipelines
+        .values()
+        .map(|p| pipeline_json(&service, p, paused.contains(&p.id)))
+        .collect();
+    Ok(Json(json!({
+        "pipelines": list,
+        "problems": loaded.problems,
+    })))
+}
+
+fn find(service: &Service, id: &str) -> Result<Arc<sluice_core::Pipeline>> {
+    service
+        .pipeline(id)
+        .ok_or_else(|| not_found(format!("no pipeline `{id}`")))
+}
+
+async fn pipeline(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+    let p = find(&service, &id)?;
+    let paused = service.store.paused()?.contains(&p.id);
+    Ok(Json(pipeline_json(&service, &p, paused)))
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+fn run_json(service: &Service, run: &sluice_store::RunRecord) -> Result<Value> {
+    let order: Vec<String> = service
+        .pipeline(&run.pipeline)
+        .map(|p| p.tasks.iter().map(|t| t.id.clone()).collect())
+        .unwrap_or_default();
+    let view = RunView::load(&service.store, run, &order)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut value = serde_json::to_value(view)?;
+    value["id"] = run.id.into();
+    Ok(value)
+}
+
+async fn runs(
+    State(service): S,
+    Path(id): Path<String>,
+    limit: std::result::Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>> {
+    let Query(limit) = limit.map_err(|e| bad(e.body_text()))?;
+    let p = find(&service, &id)?;
+    let runs = service
+        .store
+        .runs(&p.id, limit.limit.unwrap_or(25).min(1000))?;
+    let list = runs
+        .iter()
+        .map(|r| run_json(&service, r))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Json(json!({ "runs": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Trigger {
+    /// The logical date, YYYY-MM-DD.
+    date: String,
+}
+
+async fn trigger(
+    State(service): S,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<Trigger>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let Json(body) = body.map_err(|e| bad(e.body_text()))?;
+    let p = find(&service, &id)?;
+    let date = chrono::NaiveDate::parse_from_str(&body.date, "%Y-%m-%d")
+        .map_err(|_| bad(format!("`{}` is not a date; write YYYY-MM-DD", body.date)))?;
+    let interval = p.timetable.interval_for_date(date).map_err(bad)?;
+    let (run, created) =
+        service
+            .store
+            .ensure_run(&p.id, &interval, RunType::Manual, &task_specs(&p))?;
+    service.wake.notify_one();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(run_json(&service, &run)?)))
+}
+
+async fn set_paused(service: &Service, id: &str, paused: bool) -> Result<Json<Value>> {
+    let p = find(service, id)?;
+    service.store.set_paused(&p.id, paused)?;
+    service.wake.notify_one();
+    Ok(Json(json!({ "id": p.id, "paused": paused })))
+}
+
+async fn pause(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+    set_paused(&service, &id, true).await
+}
+
+async fn unpause(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+    set_paused(&service, &id, false).await
+}
+
+fn find_run(service: &Service, id: &str) -> Result<sluice_store::RunRecord> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| bad(format!("`{id}` is not a run id (a number)")))?;
+    service
+        .store
+        .run(id)
+        .map_err(|_| not_found(format!("no run {id}")))
+}
+
+async fn run(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+    let run = find_run(&service, &id)?;
+    Ok(Json(run_json(&service, &run)?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Clear {
+    /// Tasks to clear; none means every task.
+    #[serde(default)]
+    tasks: Vec<String>,
+    #[serde(default)]
+    downstream: bool,
+}
+
+async fn clear(
+    State(service): S,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<Clear>, JsonRejection>,
+) -> Result<Json<Value>> {
+    let Json(body) = body.map_err(|e| bad(e.body_text()))?;
+    let run = find_run(&service, &id)?;
+    let p = find(&service, &run.pipeline)?;
+    let mut chosen: Vec<usize> = if body.tasks.is_empty() {
+        (0..p.tasks.len()).collect()
+    } else {
+        body.tasks
+            .iter()
+            .map(|t| {
+                p.task_index(t)
+                    .ok_or_else(|| not_found(format!("`{}` has no task `{t}`", p.id)))
+            })
+            .collect::<Result<_>>()?
+    };
+    if body.downstream {
+        chosen = chosen.iter().flat_map(|&i| p.with_downstream(i)).collect();
+    }
+    chosen.sort_unstable();
+    chosen.dedup();
+    let specs: Vec<(&str, u32)> = chosen
+        .iter()
+        .map(|&i| (p.tasks[i].id.as_str(), p.tasks[i].retry.retries))
+        .collect();
+    service.store.clear(run.id, &specs)?;
+    service.wake.notify_one();
+    Ok(Json(json!({
+        "run": run.id,
+        "cleared": specs.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+    })))
+}
+
+async fn tries(State(service): S, Path((id, task)): Path<(String, String)>) -> Result<Json<Value>> {
+    let run = find_run(&service, &id)?;
+    let tries = service.store.tries(run.id, &task)?;
+    if tries.is_empty()
+        && service
+            .pipeline(&run.pipeline)
+            .is_some_and(|p| p.task_index(&task).is_none())
+    {
+        return Err(not_found(format!(
+            "`{}` has no task `{task}`",
+            run.pipeline
+        )));
+    }
+    Ok(Json(json!({ "tries": tries })))
+}
+
+async fn log(
+    State(service): S,
+    Path((id, task, try_number)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let run = find_run(&service, &id)?;
+    let n: u32 = try_number
+        .parse()
+        .map_err(|_| bad(format!("`{try_number}` is not a try number")))?;
+    let tries = service.store.tries(run.id, &task)?;
+    let t = tries
+        .iter()
+        .find(|t| t.try_number == n)
+        .ok_or_else(|| not_found(format!("task `{task}` of run {id} has no try {n}")))?;
+    let text = t
+        .log_path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+async fn openapi() -> Json<Value> {
+    Json(document())
+}
+
+/// The OpenAPI 3.1 description of every route above.
+pub fn document() -> Value {
+    let error = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let ok = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}});
+    let path_param = |name: &str, description: &str| json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}});
+    let pipeline = path_param("pipeline", "pipeline id");
+    let run = path_param("run", "run id (a number, the `id` of a run)");
+    let task = path_param("task", "task id");
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Sluice", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Pipelines, runs and tries of a `sluice serve` project. Send `Authorization: Bearer <SLUICE_API_TOKEN>` when the server has a token."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok("the OpenAPI document")}}},
+            "/api/pipelines": {"get": {"summary": "Every pipeline, with the problems of files that do not load (file, line, col, message, hint)",
+                "responses": {"200": ok("pipelines and problems"), "401": error}}},
+            "/api/pipelines/{pipeline}": {"get": {"summary": "One pipeline", "parameters": [pipeline],
+                "responses": {"200": ok("the pipeline"), "401": error, "404": error}}},
+            "/api/pipelines/{pipeline}/runs": {
+                "get": {"summary": "The latest runs, newest first, with their tasks", "parameters": [pipeline,
+                    {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": 1000}}],
+                    "responses": {"200": ok("runs"), "400": error, "401": error, "404": error}},
+                "post": {"summary": "Trigger a run for a logical date (it starts at once)", "parameters": [pipeline],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["date"], "additionalProperties": false,
+                        "properties": {"date": {"type": "string", "format": "date"}}}}}},
+                    "responses": {"201": ok("the new run"), "200": ok("the run already existed"), "400": error, "401": error, "404": error}}
+            },
+            "/api/pipelines/{pipeline}/pause": {"post": {"summary": "Stop scheduling new runs", "parameters": [pipeline],
+                "responses": {"200": ok("paused"), "401": error, "404": error}}},
+            "/api/pipelines/{pipeline}/unpause": {"post": {"summary": "Schedule again", "parameters": [pipeline],
+                "responses": {"200": ok("unpaused"), "401": error, "404": error}}},
+            "/api/runs/{run}": {"get": {"summary": "A run with its tasks", "parameters": [run],
+                "responses": {"200": ok("the run"), "400": error, "401": error, "404": error}}},
+            "/api/runs/{run}/clear": {"post": {"summary": "Clear tasks (all when `tasks` is empty), optionally with their downstream tasks; the server runs them again", "parameters": [run],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false,
+                    "properties": {"tasks": {"type": "array", "items": {"type": "string"}}, "downstream": {"type": "boolean"}}}}}},
+                "responses": {"200": ok("what was cleared"), "400": error, "401": error, "404": error}}},
+            "/api/runs/{run}/tasks/{task}/tries": {"get": {"summary": "A task's tries in a run", "parameters": [run, task],
+                "responses": {"200": ok("tries"), "400": error, "401": error, "404": error}}},
+            "/api/runs/{run}/tasks/{task}/tries/{try_number}/log": {"get": {"summary": "A try's log (secrets masked)",
+                "parameters": [run, task, path_param("try_number", "try number, from 1")],
+                "responses": {"200": {"description": "the log", "content": {"text/plain": {"schema": {"type": "string"}}}}, "400": error, "401": error, "404": error}}}
+        }
+    })
+}

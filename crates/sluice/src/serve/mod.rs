@@ -1,0 +1,378 @@
+//! `sluice serve`: the always-on scheduler and the REST API, in one process.
+//!
+//! A tick (every second, or at once when something changed) does three things: picks up
+//! changed project files (a broken file is reported and its last good pipelines keep running),
+//! resumes unfinished runs (restarted server, API triggers, cleared tasks) and creates the runs
+//! whose intervals have closed (catchup honoured, at most `max_active_runs` per pipeline). Runs
+//! execute concurrently through the same executor as `sluice run`, which hands a finished
+//! task's dependents their turn at once. SIGTERM stops scheduling, interrupts running tasks
+//! (they do not use up a retry) and exits; the next start resumes those runs.
+
+mod api;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Args;
+use sluice_core::{DataInterval, Diagnostic, Pipeline, Project};
+use sluice_engine::{EngineError, Executor, Progress, RunRequest};
+use sluice_store::{RunType, Store};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{Global, exit, usage};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where the REST API listens. Off loopback, a token is required (SLUICE_API_TOKEN).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+}
+
+/// Runs started by the server report through its own lines, not a progress bar.
+struct Quiet;
+
+impl Progress for Quiet {}
+
+/// The environment variable that holds the API's bearer token.
+pub const TOKEN_ENV: &str = "SLUICE_API_TOKEN";
+
+/// The project as last loaded: its pipelines (the last good version of each) and problems.
+pub struct Loaded {
+    pub project: Arc<Project>,
+    pub pipelines: BTreeMap<String, Arc<Pipeline>>,
+    pub problems: Vec<Diagnostic>,
+    fingerprint: Vec<(PathBuf, SystemTime, u64)>,
+}
+
+pub struct Service {
+    pub root: PathBuf,
+    pub store: Arc<Store>,
+    pub loaded: RwLock<Loaded>,
+    /// Runs executing in this process, by store id, per pipeline.
+    active: Mutex<HashMap<String, HashSet<i64>>>,
+    /// Runs another process holds, not retried before this instant.
+    busy_until: Mutex<HashMap<i64, Instant>>,
+    runs: TaskTracker,
+    pub stop: CancellationToken,
+    pub wake: Notify,
+}
+
+impl Service {
+    pub fn pipeline(&self, id: &str) -> Option<Arc<Pipeline>> {
+        self.loaded.read().expect("lock").pipelines.get(id).cloned()
+    }
+
+    fn executor(&self) -> Executor {
+        let loaded = self.loaded.read().expect("lock");
+        let project = &loaded.project;
+        Executor {
+            store: self.store.clone(),
+            paths: project.paths.clone(),
+            parallelism: project.settings.parallelism,
+            redactor: Arc::new(project.connections.redactor()),
+        }
+    }
+
+    fn active_count(&self, pipeline: &str) -> usize {
+        self.active
+            .lock()
+            .expect("lock")
+            .get(pipeline)
+            .map_or(0, HashSet::len)
+    }
+
+    /// Starts executing a run in the background, unless it already is.
+    fn start(
+        self: &Arc<Self>,
+        pipeline: Arc<Pipeline>,
+        run_id: i64,
+        interval: DataInterval,
+        run_type: RunType,
+    ) {
+        {
+            let mut active = self.active.lock().expect("lock");
+            if !active
+                .entry(pipeline.id.clone())
+                .or_default()
+                .insert(run_id)
+            {
+                return;
+            }
+        }
+        let service = self.clone();
+        let exec = self.executor();
+        let stop = self.stop.child_token();
+        self.runs.spawn(async move {
+            let request = RunRequest {
+                pipeline: &pipeline,
+                interval,
+                run_type,
+                rerun_failed: false,
+            };
+            match exec.run(request, &Quiet, stop).await {
+                Ok(outcome) => eprintln!(
+                    "{} {}: {}{}",
+                    pipeline.id,
+                    sluice_core::template::iso(outcome.run.logical_date),
+                    outcome.run.state,
+                    if outcome.interrupted {
+                        " (interrupted; resumes on the next start)"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(EngineError::Busy { .. }) => {
+                    service
+                        .busy_until
+                        .lock()
+                        .expect("lock")
+                        .insert(run_id, Instant::now() + Duration::from_secs(30));
+                }
+                Err(e) => eprintln!("{}: {e}", pipeline.id),
+            }
+            if let Some(set) = service.active.lock().expect("lock").get_mut(&pipeline.id) {
+                set.remove(&run_id);
+            }
+            service.wake.notify_one();
+        });
+    }
+
+    /// One scheduler pass: resume what is unfinished, then create what is due.
+    fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
+        let paused = self.store.paused()?;
+        let pipelines = self.loaded.read().expect("lock").pipelines.clone();
+        let now = chrono::Utc::now();
+        for run in self.store.unfinished_runs()? {
+            let Some(p) = pipelines.get(&run.pipeline) else {
+                continue;
+            };
+            if paused.contains(&p.id) || self.active_count(&p.id) >= p.max_active_runs as usize {
+                continue;
+            }
+            if self
+                .busy_until
+                .lock()
+                .expect("lock")
+                .get(&run.id)
+                .is_some_and(|until| *until > Instant::now())
+            {
+                continue;
+            }
+            let interval = DataInterval {
+                start: run.data_interval_start,
+                end: run.data_interval_end,
+            };
+            let run_type = match run.run_type.as_str() {
+                "scheduled" => RunType::Scheduled,
+                "backfill" => RunType::Backfill,
+                _ => RunType::Manual,
+            };
+            self.start(p.clone(), run.id, interval, run_type);
+        }
+        for p in pipelines.values() {
+            if paused.contains(&p.id) {
+                continue;
+            }
+            let last = self.store.latest_scheduled(&p.id)?.map(|r| DataInterval {
+                start: r.data_interval_start,
+                end: r.data_interval_end,
+            });
+            for interval in p.timetable.due(last.as_ref(), now, p.catchup) {
+                if self.active_count(&p.id) >= p.max_active_runs as usize {
+                    break;
+                }
+                let (run, _) =
+                    self.store
+                        .ensure_run(&p.id, &interval, RunType::Scheduled, &task_specs(p))?;
+                self.start(p.clone(), run.id, interval, RunType::Scheduled);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads the project when one of its files changed.
+    fn reload_if_changed(&self) {
+        let fingerprint = fingerprint(&self.root);
+        if self.loaded.read().expect("lock").fingerprint == fingerprint {
+            return;
+        }
+        match Project::load(&self.root, sluice_tasks::registry) {
+            Err(diags) => {
+                for d in &diags {
+                    eprintln!("{d}");
+                }
+                eprintln!("the settings have problems; still serving the last good project");
+                let mut loaded = self.loaded.write().expect("lock");
+                loaded.problems = diags;
+                loaded.fingerprint = fingerprint;
+            }
+            Ok(project) => {
+                let mut loaded = self.loaded.write().expect("lock");
+                let next = merge(&loaded, &project);
+                for d in &project.diagnostics {
+                    eprintln!("{d}");
+                }
+                eprintln!(
+                    "reloaded: {} pipelines{}",
+                    next.len(),
+                    if project.diagnostics.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; {} problems (broken files keep their last good version)",
+                            project.diagnostics.len()
+                        )
+                    }
+                );
+                loaded.problems = project.diagnostics.clone();
+                loaded.pipelines = next;
+                loaded.project = Arc::new(project);
+                loaded.fingerprint = fingerprint;
+            }
+        }
+    }
+}
+
+/// The task list `ensure_run` wants: (task, tries allowed).
+pub fn task_specs(p: &Pipeline) -> Vec<(&str, u32)> {
+    p.tasks
+        .iter()
+        .map(|t| (t.id.as_str(), t.retry.retries + 1))
+        .collect()
+}
+
+/// The new project's pipelines, plus the last good version of those whose file now has
+/// problems (so a typo in one file does not stop its pipelines).
+fn merge(old: &Loaded, new: &Project) -> BTreeMap<String, Arc<Pipeline>> {
+    let mut next: BTreeMap<String, Arc<Pipeline>> = new
+        .pipelines
+        .iter()
+        .map(|p| (p.id.clone(), Arc::new(p.clone())))
+        .collect();
+    let broken: HashSet<&str> = new.diagnostics.iter().map(|d| d.file.as_str()).collect();
+    for (id, p) in &old.pipelines {
+        if !next.contains_key(id) && broken.contains(p.file.as_str()) {
+            next.insert(id.clone(), p.clone());
+        }
+    }
+    next
+}
+
+/// Modification time and size of every file that defines the project.
+fn fingerprint(root: &Path) -> Vec<(PathBuf, SystemTime, u64)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                // Data and state change all the time and define nothing.
+                if dir != root || ["pipelines", "sql", "suites", "python"].contains(&name.as_ref())
+                {
+                    dirs.push(path);
+                }
+            } else if dir != root || name.ends_with(".yaml") || name.ends_with(".yml") {
+                out.push((
+                    path,
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    meta.len(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
+    let root = std::path::absolute(global.project_dir())?;
+    let project = Project::load(&root, sluice_tasks::registry).map_err(|diags| {
+        let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        crate::UsageError(text.join("\n"))
+    })?;
+    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    if token.is_none() && !args.addr.ip().is_loopback() {
+        return usage(format!(
+            "serving on {} (not loopback only) needs an API token\n  hint: set {TOKEN_ENV}, or listen on 127.0.0.1",
+            args.addr
+        ));
+    }
+    let store = Arc::new(Store::open(&project.paths.metadata)?);
+    for d in &project.diagnostics {
+        eprintln!("{d}");
+    }
+    let pipelines = project
+        .pipelines
+        .iter()
+        .map(|p| (p.id.clone(), Arc::new(p.clone())))
+        .collect();
+    let service = Arc::new(Service {
+        loaded: RwLock::new(Loaded {
+            problems: project.diagnostics.clone(),
+            pipelines,
+            project: Arc::new(project),
+            fingerprint: fingerprint(&root),
+        }),
+        root,
+        store,
+        active: Mutex::default(),
+        busy_until: Mutex::default(),
+        runs: TaskTracker::new(),
+        stop: CancellationToken::new(),
+        wake: Notify::new(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .or_else(|e| usage(format!("cannot listen on {}: {e}", args.addr)))?;
+        let addr = listener.local_addr()?;
+        let stop = crate::runs::stop_signal();
+        eprintln!(
+            "sluice serve: {} pipelines, API on http://{addr}/api (OpenAPI at /api/openapi.json){}",
+            service.loaded.read().expect("lock").pipelines.len(),
+            if token.is_some() {
+                ", bearer token required"
+            } else {
+                ""
+            }
+        );
+        let app = api::router(service.clone(), token);
+        let server_stop = stop.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { server_stop.cancelled().await })
+                .await
+        });
+        loop {
+            service.reload_if_changed();
+            if let Err(e) = service.tick() {
+                eprintln!("scheduler: {e:#}");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = service.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        service.stop.cancel();
+        service.runs.close();
+        service.runs.wait().await;
+        let _ = server.await;
+        eprintln!("sluice serve: stopped");
+        Ok(exit::OK)
+    })
+}
