@@ -1,0 +1,360 @@
+//! `sluice serve` as a real process on 127.0.0.1: scheduling with catchup, files changed while
+//! it serves (a broken one is reported and keeps its last good version), the REST API (trigger,
+//! clear, pause, logs, auth, bad input), and a restart that resumes an interrupted run.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestProject, sluice_bin};
+use serde_json::{Value, json};
+
+/// A `sluice serve` process, stopped with SIGTERM when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    token: Option<String>,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    fn start(p: &TestProject, token: Option<&str>) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(sluice_bin());
+        cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--project"])
+            .arg(p.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .env_remove("SLUICE_API_TOKEN");
+        if let Some(t) = token {
+            cmd.env("SLUICE_API_TOKEN", t);
+        }
+        let server = Server {
+            child: cmd.spawn().expect("start sluice serve"),
+            base: format!("http://127.0.0.1:{port}"),
+            token: token.map(String::from),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::new(),
+        };
+        server.wait_for("the API to answer", || {
+            server.try_get("/api/openapi.json").is_some()
+        });
+        server
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token.or(self.token.as_deref()) {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        self.rt.block_on(async {
+            let resp = req.send().await.expect("request");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        })
+    }
+
+    fn try_get(&self, path: &str) -> Option<Value> {
+        let req = self.http.get(format!("{}{path}", self.base));
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        self.rt.block_on(async {
+            let resp = req.send().await.ok()?;
+            resp.json().await.ok()
+        })
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let (status, text) = self.request(reqwest::Method::GET, path, None, None);
+        assert_eq!(status, 200, "GET {path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let (status, text) =
+            self.request(reqwest::Method::POST, path, Some(&body.to_string()), None);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn wait_for(&self, what: &str, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn runs(&self, pipeline: &str) -> Vec<Value> {
+        self.get(&format!("/api/pipelines/{pipeline}/runs"))["runs"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Stops the server with SIGTERM and returns its exit code.
+    fn stop(mut self) -> Option<i32> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hourly(name: &str, hours_back: i64, command: &str) -> String {
+    let start = chrono::Utc::now() - chrono::Duration::hours(hours_back);
+    format!(
+        "pipeline: {name}\nschedule: \"@hourly\"\nstart_date: \"{}\"\ncatchup: true\nmax_active_runs: 2\ntasks:\n  first: {{ shell: {{ command: \"{command}\" }} }}\n  second: {{ after: [first], shell: {{ command: \"echo second\" }} }}\n",
+        start.format("%Y-%m-%dT%H:00:00")
+    )
+}
+
+fn states(runs: &[Value]) -> Vec<String> {
+    runs.iter()
+        .map(|r| r["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn serve_catches_up_picks_up_changed_files_and_obeys_the_api() {
+    let p = TestProject::new();
+    p.write(
+        "pipelines/hourly.yaml",
+        &hourly("hourly", 3, "echo {{ ds }}"),
+    );
+    let server = Server::start(&p, None);
+
+    // Catchup: the three closed hours, two at a time.
+    server.wait_for("three successful runs", || {
+        let runs = server.runs("hourly");
+        runs.len() == 3 && states(&runs).iter().all(|s| s == "success")
+    });
+
+    // A new file is picked up; a broken one is reported with its place and does not stop the
+    // others — and a pipeline whose file breaks keeps its last good version.
+    p.write("pipelines/second.yaml", &hourly("second", 1, "echo second"));
+    p.write("pipelines/broken.yaml", "pipeline: broken\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  a: { shel: { command: x } }\n");
+    p.write("pipelines/hourly.yaml", "pipeline: hourly\ntasks: [oops\n");
+    server.wait_for("the changed files", || {
+        let all = server.get("/api/pipelines");
+        let ids: Vec<&str> = all["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        ids == ["hourly", "second"] && all["problems"].as_array().unwrap().len() >= 2
+    });
+    let problems = server.get("/api/pipelines")["problems"].clone();
+    assert!(
+        problems
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["file"] == "pipelines/broken.yaml"
+                && d["line"] == 5
+                && d["message"] == "unknown key `shel` in task `a`"),
+        "{problems}"
+    );
+    assert!(
+        problems
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["file"] == "pipelines/hourly.yaml")
+    );
+    server.wait_for("the new pipeline's run", || {
+        states(&server.runs("second")) == ["success"]
+    });
+
+    // Trigger a run for a date; clear one task of it, with its downstream task.
+    p.write(
+        "pipelines/daily.yaml",
+        "pipeline: daily\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  first: { shell: { command: \"echo second\" } }\n  second: { after: [first], shell: { command: \"echo {{ ds }}\" } }\n",
+    );
+    server.wait_for("the daily pipeline", || {
+        server
+            .try_get("/api/pipelines/daily")
+            .is_some_and(|p| p["id"] == "daily")
+    });
+    let (status, run) = server.post("/api/pipelines/daily/runs", json!({ "date": "2024-01-01" }));
+    assert!(status == 201 || status == 200, "{status} {run}");
+    let id = run["id"].as_i64().unwrap();
+    server.wait_for("the triggered run", || {
+        server.get(&format!("/api/runs/{id}"))["state"] == "success"
+    });
+    let (status, cleared) = server.post(
+        &format!("/api/runs/{id}/clear"),
+        json!({ "tasks": ["first"], "downstream": true }),
+    );
+    assert_eq!(status, 200, "{cleared}");
+    assert_eq!(cleared["cleared"], json!(["first", "second"]));
+    server.wait_for("the cleared tasks to run again", || {
+        let run = server.get(&format!("/api/runs/{id}"));
+        run["state"] == "success" && run["tasks"][0]["tries"] == 2
+    });
+    let tries = server.get(&format!("/api/runs/{id}/tasks/first/tries"));
+    assert_eq!(tries["tries"].as_array().unwrap().len(), 2);
+    let (status, log) = server.request(
+        reqwest::Method::GET,
+        &format!("/api/runs/{id}/tasks/first/tries/2/log"),
+        None,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(log.contains("echo second"), "{log}");
+
+    // Pause is stored and reported.
+    let (status, paused) = server.post("/api/pipelines/daily/pause", json!({}));
+    assert_eq!((status, paused["paused"].clone()), (200, json!(true)));
+    assert_eq!(server.get("/api/pipelines/daily")["paused"], true);
+
+    assert_eq!(server.stop(), Some(0));
+}
+
+#[test]
+fn the_api_wants_its_token_and_explains_bad_requests() {
+    let p = TestProject::new();
+    p.write("pipelines/hourly.yaml", &hourly("hourly", 1, "echo hi"));
+    let server = Server::start(&p, Some("s3cret-token"));
+    let get =
+        |path: &str, token: Option<&str>| server.request(reqwest::Method::GET, path, None, token);
+
+    let (status, body) = server.rt.block_on(async {
+        let resp = reqwest::get(format!("{}/api/pipelines", server.base))
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    });
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("missing or wrong token"), "{body}");
+    assert_eq!(get("/api/pipelines", Some("wrong-token!")).0, 401);
+    assert_eq!(get("/api/pipelines", None).0, 200);
+
+    let bad_json = server.request(
+        reqwest::Method::POST,
+        "/api/pipelines/hourly/runs",
+        Some("{not json"),
+        None,
+    );
+    assert_eq!(bad_json.0, 400, "{}", bad_json.1);
+    assert!(bad_json.1.contains("\"error\""), "{}", bad_json.1);
+    let (status, body) = server.post("/api/pipelines/hourly/runs", json!({ "date": "yesterday" }));
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "`yesterday` is not a date; write YYYY-MM-DD");
+    assert_eq!(
+        server
+            .post("/api/pipelines/nope/runs", json!({ "date": "2024-01-01" }))
+            .0,
+        404
+    );
+    assert_eq!(get("/api/runs/abc", None).0, 400);
+    assert_eq!(get("/api/runs/999999", None).0, 404);
+    assert_eq!(get("/api/nothing/here", None).0, 404);
+    assert_eq!(get("/api/pipelines/hourly/runs?limit=-1", None).0, 400);
+
+    // The OpenAPI document describes every route the server answers.
+    let doc = server.get("/api/openapi.json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    for route in [
+        "/api/pipelines",
+        "/api/pipelines/{pipeline}",
+        "/api/pipelines/{pipeline}/runs",
+        "/api/pipelines/{pipeline}/pause",
+        "/api/pipelines/{pipeline}/unpause",
+        "/api/runs/{run}",
+        "/api/runs/{run}/clear",
+        "/api/runs/{run}/tasks/{task}/tries",
+        "/api/runs/{run}/tasks/{task}/tries/{try_number}/log",
+    ] {
+        assert!(
+            paths.iter().any(|p| *p == route),
+            "{route} is not described"
+        );
+    }
+    drop(server);
+
+    // Off loopback, no token, no server.
+    let refused = p.sluice(&["serve", "--addr", "0.0.0.0:0"]);
+    assert_eq!(refused.code, 2, "{}", refused.explain());
+    assert!(
+        refused.stderr.contains("needs an API token"),
+        "{}",
+        refused.explain()
+    );
+}
+
+#[test]
+fn a_restarted_server_resumes_the_interrupted_run() {
+    let p = TestProject::new();
+    p.write(
+        "pipelines/slow.yaml",
+        "pipeline: slow\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  wait: { shell: { command: \"sleep 2\" } }\n  after_wait: { after: [wait], shell: { command: \"echo done\" } }\n",
+    );
+    let server = Server::start(&p, None);
+    let (status, run) = server.post("/api/pipelines/slow/runs", json!({ "date": "2024-01-01" }));
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    server.wait_for("the slow task to start", || {
+        server.get(&format!("/api/runs/{id}"))["tasks"][0]["state"] == "running"
+    });
+    assert_eq!(server.stop(), Some(0));
+
+    let server = Server::start(&p, None);
+    server.wait_for("the resumed run to finish", || {
+        server.get(&format!("/api/runs/{id}"))["state"] == "success"
+    });
+    let tries = server.get(&format!("/api/runs/{id}/tasks/wait/tries"))["tries"].clone();
+    let outcomes: Vec<&str> = tries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["interrupted", "success"]);
+    assert_eq!(server.stop(), Some(0));
+}
