@@ -53,6 +53,10 @@ pub struct Task {
     pub timeout: Option<Duration>,
     pub trigger_rule: TriggerRule,
     pub sla: Option<Duration>,
+    /// Among ready tasks, higher first (Airflow's priority_weight); default 1.
+    pub priority: i64,
+    /// The pool whose slots this task takes (`pools:` in sluice.yaml).
+    pub pool: Option<String>,
     pub action: Arc<dyn TaskAction>,
 }
 
@@ -114,6 +118,8 @@ const INHERITED_KEYS: &[&str] = &[
     "max_retry_delay",
     "timeout",
     "trigger_rule",
+    "pool",
+    "priority",
 ];
 
 const TASK_KEYS: &[&str] = &["after", "description", "sla"];
@@ -283,6 +289,8 @@ struct TaskSettings {
     retry: RetryPolicy,
     timeout: Option<Duration>,
     trigger_rule: TriggerRule,
+    priority: Option<i64>,
+    pool: Option<String>,
 }
 
 fn read_task_settings(
@@ -293,6 +301,18 @@ fn read_task_settings(
     let mut s = base.clone();
     if let Some(owner) = fields.string("owner", diags) {
         s.owner = Some(owner);
+    }
+    if let Some(pool) = fields.string("pool", diags) {
+        s.pool = Some(pool);
+    }
+    if let Some(node) = fields.get("priority") {
+        match node.value {
+            Value::Int(n) => s.priority = Some(n),
+            _ => diags.push(
+                Diagnostic::new(&node.span, "`priority` must be a whole number")
+                    .hint("higher runs first among ready tasks; the default is 1"),
+            ),
+        }
     }
     if let Some(r) = fields.uint("retries", diags) {
         s.retry.retries = r;
@@ -633,6 +653,8 @@ fn decode_tasks(
                 timeout: settings.timeout,
                 trigger_rule: settings.trigger_rule,
                 sla,
+                priority: settings.priority.unwrap_or(1),
+                pool: settings.pool,
                 action,
             }),
         });

@@ -54,6 +54,8 @@ pub struct Settings {
     pub python: String,
     /// Tasks one run may execute at the same time.
     pub parallelism: usize,
+    /// Named pools and their slots: tasks naming a pool share its slots across runs.
+    pub pools: std::collections::BTreeMap<String, u32>,
 }
 
 const SETTINGS_KEYS: &[&str] = &[
@@ -63,6 +65,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "metadata",
     "python",
     "parallelism",
+    "pools",
 ];
 
 impl Settings {
@@ -114,6 +117,7 @@ impl Settings {
             },
             python: std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into()),
             parallelism: 16,
+            pools: Default::default(),
         };
         if node.is_null() {
             return Some(settings);
@@ -140,6 +144,31 @@ impl Settings {
         }
         if let Some(n) = fields.uint("parallelism", diags) {
             settings.parallelism = (n as usize).max(1);
+        }
+        if let Some(node) = fields.get("pools") {
+            match &node.value {
+                crate::yaml::Value::Map(entries) => {
+                    for (k, v) in entries {
+                        let name = k.scalar_text().unwrap_or_default();
+                        match v.value {
+                            crate::yaml::Value::Int(n) if n >= 1 && n <= u32::MAX as i64 => {
+                                settings.pools.insert(name, n as u32);
+                            }
+                            _ => diags.push(
+                                Diagnostic::new(
+                                    &v.span,
+                                    format!("pool `{name}` must have a whole number of slots ≥ 1"),
+                                )
+                                .hint("e.g. `pools: { warehouse: 4 }`"),
+                            ),
+                        }
+                    }
+                }
+                _ => diags.push(
+                    Diagnostic::new(&node.span, "`pools` maps pool names to their slots")
+                        .hint("e.g. `pools: { warehouse: 4, api: 2 }`"),
+                ),
+            }
         }
         Some(settings)
     }
@@ -237,6 +266,22 @@ impl Project {
                     continue;
                 }
                 ids.insert(id.clone(), file.clone());
+            }
+            for p in &loaded.pipelines {
+                for t in &p.tasks {
+                    if let Some(pool) = t.pool.as_ref().filter(|n| !settings.pools.contains_key(*n))
+                    {
+                        let known: Vec<&str> = settings.pools.keys().map(String::as_str).collect();
+                        let hint = crate::diag::did_you_mean(pool, known.iter().copied())
+                            .unwrap_or_else(|| {
+                                format!("define it in sluice.yaml: `pools: {{ {pool}: 4 }}`")
+                            });
+                        file_diags.push(
+                            Diagnostic::new(&t.span, format!("task `{}` takes a slot of pool `{pool}`, which sluice.yaml does not define", t.id))
+                                .hint(hint),
+                        );
+                    }
+                }
             }
             if file_diags.is_empty() {
                 pipelines.extend(loaded.pipelines);

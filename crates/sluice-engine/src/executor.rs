@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 /// work is abandoned (its processes are then killed and its query interrupted).
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// How often a run whose ready tasks wait for pool slots held by other runs looks again.
+const POOL_POLL: Duration = Duration::from_millis(20);
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -70,6 +73,8 @@ pub struct Executor {
     pub parallelism: usize,
     /// Masks connection secrets in errors and log lines.
     pub redactor: Arc<Redactor>,
+    /// Slots of named pools, shared with the other runs of this process.
+    pub pools: Arc<crate::Pools>,
 }
 
 pub struct RunRequest<'a> {
@@ -218,8 +223,23 @@ impl Executor {
 
         let mut interrupted = false;
         loop {
+            // Ready tasks waiting only for a pool slot held elsewhere.
+            let mut blocked = false;
             while running < limit && !interrupted {
-                let Some(i) = ready.pop_front() else { break };
+                // The ready task of highest priority whose pool has a free slot (first come
+                // first among equals).
+                let mut order: Vec<usize> = (0..ready.len()).collect();
+                order.sort_by_key(|&k| std::cmp::Reverse(pipeline.tasks[ready[k]].priority));
+                let chosen = order.into_iter().find_map(|k| {
+                    self.pools
+                        .try_take(pipeline.tasks[ready[k]].pool.as_deref())
+                        .map(|slot| (k, slot))
+                });
+                let Some((k, slot)) = chosen else {
+                    blocked = !ready.is_empty();
+                    break;
+                };
+                let i = ready.remove(k).expect("chosen from the ready tasks");
                 running += 1;
                 st.tries[i] += 1;
                 let try_number = st.tries[i];
@@ -260,6 +280,8 @@ impl Executor {
                     try_number,
                 });
                 pending.spawn(async move {
+                    // The pool slot is given back when the try ends, however it ends.
+                    let _slot = slot;
                     let started = Instant::now();
                     let (result, log) = match TaskLog::create(log_path.clone(), redactor) {
                         Ok(log) => {
@@ -292,9 +314,19 @@ impl Executor {
                 });
             }
             if pending.is_empty() {
+                if blocked && !interrupted {
+                    if cancel.is_cancelled() {
+                        interrupted = true;
+                        ready.clear();
+                    } else {
+                        tokio::time::sleep(POOL_POLL).await;
+                    }
+                    continue;
+                }
                 break;
             }
             let event = tokio::select! {
+                _ = tokio::time::sleep(POOL_POLL), if blocked => continue,
                 joined = pending.join_next() => match joined {
                     Some(Ok(event)) => event,
                     Some(Err(e)) => panic!("a task future panicked: {e}; this is a bug in Sluice, please report it"),

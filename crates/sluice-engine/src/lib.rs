@@ -1,5 +1,7 @@
 //! Executes pipeline runs: the local, event-driven executor over the metadata store.
 
 pub mod executor;
+pub mod pools;
 
 pub use executor::{EngineError, Executor, Progress, RunOutcome, RunRequest};
+pub use pools::Pools;

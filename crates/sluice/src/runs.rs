@@ -150,6 +150,7 @@ fn executor(ws: &Workspace, store: Arc<Store>) -> Executor {
         paths: ws.project.paths.clone(),
         parallelism: ws.project.settings.parallelism,
         redactor: Arc::new(ws.project.connections.redactor()),
+        pools: Arc::new(sluice_engine::Pools::new(&ws.project.settings.pools)),
     }
 }
 

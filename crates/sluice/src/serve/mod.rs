@@ -44,6 +44,8 @@ pub const TOKEN_ENV: &str = "SLUICE_API_TOKEN";
 /// The project as last loaded: its pipelines (the last good version of each) and problems.
 pub struct Loaded {
     pub project: Arc<Project>,
+    /// Pool slots shared by every run this server executes.
+    pools: Arc<sluice_engine::Pools>,
     pub pipelines: BTreeMap<String, Arc<Pipeline>>,
     pub problems: Vec<Diagnostic>,
     fingerprint: Vec<(PathBuf, SystemTime, u64)>,
@@ -75,6 +77,7 @@ impl Service {
             paths: project.paths.clone(),
             parallelism: project.settings.parallelism,
             redactor: Arc::new(project.connections.redactor()),
+            pools: loaded.pools.clone(),
         }
     }
 
@@ -231,6 +234,9 @@ impl Service {
                 );
                 loaded.problems = project.diagnostics.clone();
                 loaded.pipelines = next;
+                if project.settings.pools != loaded.project.settings.pools {
+                    loaded.pools = Arc::new(sluice_engine::Pools::new(&project.settings.pools));
+                }
                 loaded.project = Arc::new(project);
                 loaded.fingerprint = fingerprint;
             }
@@ -319,6 +325,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         .collect();
     let service = Arc::new(Service {
         loaded: RwLock::new(Loaded {
+            pools: Arc::new(sluice_engine::Pools::new(&project.settings.pools)),
             problems: project.diagnostics.clone(),
             pipelines,
             project: Arc::new(project),
