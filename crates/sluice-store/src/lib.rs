@@ -73,6 +73,17 @@ pub struct RunRecord {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// A backfill started through the server; its progress is read from its runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillRecord {
+    pub id: i64,
+    pub pipeline: String,
+    /// First and last logical date, YYYY-MM-DD, inclusive.
+    pub from: String,
+    pub to: String,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskInstanceRecord {
     pub task: String,
@@ -195,6 +206,14 @@ const MIGRATIONS: &[&str] = &[
         pipeline TEXT PRIMARY KEY,
         paused INTEGER NOT NULL DEFAULT 0,
         updated_at TEXT NOT NULL
+     );",
+    // 4: backfills started through the server, kept so their progress survives a restart.
+    "CREATE TABLE backfills (
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        from_date TEXT NOT NULL,
+        to_date TEXT NOT NULL,
+        created_at TEXT NOT NULL
      );",
 ];
 
@@ -397,6 +416,76 @@ impl Store {
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         ids.into_iter().map(|id| read_run(&conn, id)).collect()
+    }
+
+    /// Records a backfill of `pipeline` over logical dates `from`..=`to` (YYYY-MM-DD).
+    pub fn add_backfill(&self, pipeline: &str, from: &str, to: &str) -> Result<BackfillRecord> {
+        let conn = self.conn();
+        let now = Utc::now();
+        conn.execute(
+            "INSERT INTO backfills (pipeline, from_date, to_date, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![pipeline, from, to, ts(now)],
+        )?;
+        Ok(BackfillRecord {
+            id: conn.last_insert_rowid(),
+            pipeline: pipeline.to_string(),
+            from: from.to_string(),
+            to: to.to_string(),
+            created_at: now,
+        })
+    }
+
+    /// Backfills, newest first (all pipelines when `pipeline` is None).
+    pub fn backfills(&self, pipeline: Option<&str>) -> Result<Vec<BackfillRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, pipeline, from_date, to_date, created_at FROM backfills
+             WHERE ?1 IS NULL OR pipeline = ?1 ORDER BY id DESC",
+        )?;
+        let rows = stmt
+            .query_map(params![pipeline], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<(i64, String, String, String, String)>>>()?;
+        rows.into_iter()
+            .map(|(id, pipeline, from, to, created)| {
+                Ok(BackfillRecord {
+                    id,
+                    pipeline,
+                    from,
+                    to,
+                    created_at: parse_ts(&created)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The states of `pipeline`'s runs at these logical dates (None: no run yet).
+    pub fn run_states(
+        &self,
+        pipeline: &str,
+        dates: &[DateTime<Utc>],
+    ) -> Result<Vec<Option<RunState>>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT state FROM runs WHERE pipeline = ?1 AND logical_date = ?2")?;
+        dates
+            .iter()
+            .map(|d| {
+                let state: Option<String> = stmt
+                    .query_row(params![pipeline, ts(*d)], |r| r.get(0))
+                    .optional()?;
+                state
+                    .map(|s| s.parse::<RunState>().map_err(StoreError::Corrupt))
+                    .transpose()
+            })
+            .collect()
     }
 
     pub fn set_paused(&self, pipeline: &str, paused: bool) -> Result<()> {
@@ -936,6 +1025,18 @@ mod tests {
                 "manual__2024-01-09T06:00:00+00:00"
             ]
         );
+        assert_eq!(
+            store
+                .run_states(
+                    "p",
+                    &[interval(1).start, interval(2).start, interval(3).start]
+                )
+                .unwrap(),
+            [Some(RunState::Success), Some(RunState::Running), None]
+        );
+        let b = store.add_backfill("p", "2024-01-01", "2024-01-03").unwrap();
+        assert_eq!(store.backfills(Some("p")).unwrap()[0].id, b.id);
+        assert!(store.backfills(Some("q")).unwrap().is_empty());
         store.set_paused("p", true).unwrap();
         store.set_paused("q", false).unwrap();
         assert_eq!(

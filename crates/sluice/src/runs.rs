@@ -47,6 +47,10 @@ pub struct BackfillArgs {
     /// Run failed and upstream_failed tasks of existing runs again.
     #[arg(long)]
     rerun_failed: bool,
+    /// Hand the backfill to a running `sluice serve` at this URL (its progress is kept there
+    /// and survives restarts) and follow it. The token comes from SLUICE_API_TOKEN.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["dry_run", "rerun_failed", "parallel"])]
+    via_server: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -186,6 +190,73 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
     Ok(code(&outcome))
 }
 
+/// Starts a backfill on a server and prints its progress until every interval has finished.
+async fn backfill_via_server(url: &str, args: &BackfillArgs) -> anyhow::Result<u8> {
+    use sluice_io::reqwest;
+    let client = reqwest::Client::new();
+    let token = std::env::var(crate::serve::TOKEN_ENV).ok();
+    let with_token = |req: reqwest::RequestBuilder| match &token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    let base = url.trim_end_matches('/');
+    let answer = |resp: reqwest::Response| async move {
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(body)
+        } else {
+            usage(format!(
+                "the server refused ({status}): {}",
+                body["error"].as_str().unwrap_or("no message")
+            ))
+        }
+    };
+    let created =
+        with_token(client.post(format!("{base}/api/pipelines/{}/backfills", args.pipeline)))
+            .json(&serde_json::json!({ "from": args.from, "to": args.to }))
+            .send()
+            .await
+            .or_else(|e| usage(format!("cannot reach {base}: {e}")))?;
+    let mut progress = answer(created).await?;
+    let id = progress["id"].as_i64().unwrap_or_default();
+    if !args.json {
+        println!("backfill {id} of {} started on {base}", args.pipeline);
+    }
+    let mut last = String::new();
+    loop {
+        let line = format!(
+            "{} intervals: {} done, {} failed, {} running, {} pending",
+            progress["intervals"],
+            progress["done"],
+            progress["failed"],
+            progress["running"],
+            progress["pending"]
+        );
+        if line != last && !args.json {
+            println!("{line}");
+            last = line;
+        }
+        if progress["finished"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let resp = with_token(client.get(format!("{base}/api/backfills/{id}")))
+            .send()
+            .await
+            .or_else(|e| usage(format!("lost {base}: {e}")))?;
+        progress = answer(resp).await?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&progress)?);
+    }
+    Ok(if progress["failed"] == 0 {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
 fn report(outcome: &RunOutcome, view: &RunView, pipeline: &str) {
     view.print(10);
     let date = outcome.run.logical_date.format("%Y-%m-%d");
@@ -207,6 +278,9 @@ fn code(outcome: &RunOutcome) -> u8 {
 }
 
 pub fn backfill(global: &Global, args: BackfillArgs) -> anyhow::Result<u8> {
+    if let Some(url) = &args.via_server {
+        return runtime()?.block_on(backfill_via_server(url, &args));
+    }
     let ws = Workspace::load(global)?;
     let pipeline = ws.pipeline(&args.pipeline)?;
     let (from, to) = (parse_date(&args.from)?, parse_date(&args.to)?);

@@ -306,6 +306,9 @@ fn the_api_wants_its_token_and_explains_bad_requests() {
         "/api/pipelines/{pipeline}/runs",
         "/api/pipelines/{pipeline}/pause",
         "/api/pipelines/{pipeline}/unpause",
+        "/api/pipelines/{pipeline}/backfills",
+        "/api/backfills",
+        "/api/backfills/{backfill}",
         "/api/runs/{run}",
         "/api/runs/{run}/clear",
         "/api/runs/{run}/tasks/{task}/tries",
@@ -356,5 +359,79 @@ fn a_restarted_server_resumes_the_interrupted_run() {
         .map(|t| t["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["interrupted", "success"]);
+    assert_eq!(server.stop(), Some(0));
+}
+
+#[test]
+fn a_backfill_handed_to_the_server_is_followed_and_kept() {
+    let p = TestProject::new();
+    p.write(
+        "pipelines/daily.yaml",
+        "pipeline: daily\nschedule: \"@daily\"\nstart_date: 2024-01-01\nmax_active_runs: 2\ntasks:\n  a: { shell: { command: \"echo {{ ds }} >> days.txt\" } }\n",
+    );
+    let server = Server::start(&p, None);
+    let backfill = p.sluice(&[
+        "backfill",
+        "daily",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-05",
+        "--via-server",
+        &server.base,
+    ]);
+    assert_eq!(backfill.code, 0, "{}", backfill.explain());
+    assert!(
+        backfill
+            .stdout
+            .contains("5 intervals: 5 done, 0 failed, 0 running, 0 pending"),
+        "{}",
+        backfill.explain()
+    );
+    let mut days: Vec<String> = p.read("days.txt").lines().map(String::from).collect();
+    days.sort();
+    days.dedup();
+    assert!(
+        days.starts_with(&[
+            "2024-01-01".to_string(),
+            "2024-01-02".into(),
+            "2024-01-03".into(),
+            "2024-01-04".into(),
+            "2024-01-05".into()
+        ]),
+        "{days:?}"
+    );
+
+    let refused = p.sluice(&[
+        "backfill",
+        "daily",
+        "--from",
+        "2024-01-05",
+        "--to",
+        "2024-01-01",
+        "--via-server",
+        &server.base,
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.explain());
+    assert!(
+        refused.stderr.contains("is after `to`"),
+        "{}",
+        refused.explain()
+    );
+
+    // Kept across a restart, with its progress.
+    assert_eq!(server.stop(), Some(0));
+    let server = Server::start(&p, None);
+    let list = server.get("/api/backfills");
+    let b = &list["backfills"][0];
+    assert_eq!(
+        (
+            b["pipeline"].clone(),
+            b["intervals"].clone(),
+            b["done"].clone(),
+            b["finished"].clone()
+        ),
+        (json!("daily"), json!(5), json!(5), json!(true))
+    );
     assert_eq!(server.stop(), Some(0));
 }

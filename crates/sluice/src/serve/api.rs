@@ -54,6 +54,9 @@ pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
         .route("/api/pipelines/{pipeline}/runs", get(runs).post(trigger))
         .route("/api/pipelines/{pipeline}/pause", post(pause))
         .route("/api/pipelines/{pipeline}/unpause", post(unpause))
+        .route("/api/pipelines/{pipeline}/backfills", post(backfill))
+        .route("/api/backfills", get(backfills))
+        .route("/api/backfills/{backfill}", get(backfill_progress))
         .route("/api/runs/{run}", get(run))
         .route("/api/runs/{run}/clear", post(clear))
         .route("/api/runs/{run}/tasks/{task}/tries", get(tries))
@@ -219,6 +222,104 @@ async fn trigger(
     Ok((status, Json(run_json(&service, &run)?)))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Backfill {
+    /// First and last logical date, YYYY-MM-DD, inclusive.
+    from: String,
+    to: String,
+}
+
+fn date(text: &str) -> Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| bad(format!("`{text}` is not a date; write YYYY-MM-DD")))
+}
+
+/// A backfill with its progress, read from its runs.
+fn progress(service: &Service, b: &sluice_store::BackfillRecord) -> Result<Value> {
+    let intervals = match service.pipeline(&b.pipeline) {
+        Some(p) => p.timetable.intervals_between(date(&b.from)?, date(&b.to)?),
+        None => Vec::new(),
+    };
+    let dates: Vec<_> = intervals.iter().map(|i| i.start).collect();
+    let states = service.store.run_states(&b.pipeline, &dates)?;
+    let count = |want: &[sluice_core::RunState]| {
+        states
+            .iter()
+            .filter(|s| s.is_some_and(|s| want.contains(&s)))
+            .count()
+    };
+    let done = count(&[sluice_core::RunState::Success]);
+    let failed = count(&[sluice_core::RunState::Failed]);
+    let running = count(&[sluice_core::RunState::Running]);
+    Ok(json!({
+        "id": b.id,
+        "pipeline": b.pipeline,
+        "from": b.from,
+        "to": b.to,
+        "created_at": sluice_core::template::iso(b.created_at),
+        "intervals": dates.len(),
+        "done": done,
+        "failed": failed,
+        "running": running,
+        "pending": dates.len() - done - failed - running,
+        "finished": done + failed == dates.len(),
+    }))
+}
+
+async fn backfill(
+    State(service): S,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<Backfill>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let Json(body) = body.map_err(|e| bad(e.body_text()))?;
+    let p = find(&service, &id)?;
+    let (from, to) = (date(&body.from)?, date(&body.to)?);
+    if from > to {
+        return Err(bad(format!("`from` {from} is after `to` {to}")));
+    }
+    let intervals = p.timetable.intervals_between(from, to);
+    if intervals.is_empty() {
+        return Err(bad(format!(
+            "`{}` has no interval with a logical date between {from} and {to}",
+            p.id
+        )));
+    }
+    let record = service.store.add_backfill(&p.id, &body.from, &body.to)?;
+    // Its runs are created now, queued; the scheduler runs them, `max_active_runs` at a time,
+    // and resumes them after a restart like any unfinished run.
+    for interval in &intervals {
+        service
+            .store
+            .ensure_run(&p.id, interval, RunType::Backfill, &task_specs(&p))?;
+    }
+    service.wake.notify_one();
+    Ok((StatusCode::CREATED, Json(progress(&service, &record)?)))
+}
+
+async fn backfills(State(service): S) -> Result<Json<Value>> {
+    let list = service
+        .store
+        .backfills(None)?
+        .iter()
+        .map(|b| progress(&service, b))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Json(json!({ "backfills": list })))
+}
+
+async fn backfill_progress(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| bad(format!("`{id}` is not a backfill id (a number)")))?;
+    let b = service
+        .store
+        .backfills(None)?
+        .into_iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| not_found(format!("no backfill {id}")))?;
+    Ok(Json(progress(&service, &b)?))
+}
+
 async fn set_paused(service: &Service, id: &str, paused: bool) -> Result<Json<Value>> {
     let p = find(service, id)?;
     service.store.set_paused(&p.id, paused)?;
@@ -372,6 +473,15 @@ pub fn document() -> Value {
                 "responses": {"200": ok("paused"), "401": error, "404": error}}},
             "/api/pipelines/{pipeline}/unpause": {"post": {"summary": "Schedule again", "parameters": [pipeline],
                 "responses": {"200": ok("unpaused"), "401": error, "404": error}}},
+            "/api/pipelines/{pipeline}/backfills": {"post": {"summary": "Start a backfill: a run for every interval whose logical date is in [from, to], executed max_active_runs at a time; kept across restarts",
+                "parameters": [pipeline],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["from", "to"], "additionalProperties": false,
+                    "properties": {"from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"}}}}}},
+                "responses": {"201": ok("the backfill with its progress"), "400": error, "401": error, "404": error}}},
+            "/api/backfills": {"get": {"summary": "Every backfill with its progress (intervals done / failed / running / pending)",
+                "responses": {"200": ok("backfills"), "401": error}}},
+            "/api/backfills/{backfill}": {"get": {"summary": "One backfill's progress", "parameters": [path_param("backfill", "backfill id")],
+                "responses": {"200": ok("the backfill"), "400": error, "401": error, "404": error}}},
             "/api/runs/{run}": {"get": {"summary": "A run with its tasks", "parameters": [run],
                 "responses": {"200": ok("the run"), "400": error, "401": error, "404": error}}},
             "/api/runs/{run}/clear": {"post": {"summary": "Clear tasks (all when `tasks` is empty), optionally with their downstream tasks; the server runs them again", "parameters": [run],
