@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::expect::{Bounds, Check, Ignore, Kind, Level, MapTest, Stat};
+use crate::expect::{Bounds, Check, Ignore, Kind, Level, Stat};
 use crate::value::{Literal, parse_time};
 
 /// What an engine measured for one check.
@@ -442,12 +442,6 @@ pub fn ignored(ignore: Ignore, missing: &[bool]) -> bool {
         Ignore::EitherMissing | Ignore::AnyMissing => missing.iter().any(|&m| m),
         Ignore::Never => false,
     }
-}
-
-/// `MapTest`s whose `Stat`-like verdict is not per row are judged above; this is here so the
-/// engines share one place that says which tests skip nulls.
-pub fn skips_nulls(test: &MapTest) -> bool {
-    !test.counts_nulls()
 }
 
 /// A whole validation: the suite's verdict and every expectation's result.

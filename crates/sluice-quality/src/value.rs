@@ -128,10 +128,6 @@ impl Column {
             Column::Text(_) | Column::Other(_) => None,
         }
     }
-
-    pub fn is_numeric(&self) -> bool {
-        matches!(self, Column::Int(_) | Column::Float(_))
-    }
 }
 
 /// Whole floats print without a fraction only when they came from integers; here a float
