@@ -65,6 +65,35 @@ impl Pipeline {
         self.tasks.iter().position(|t| t.id == id)
     }
 
+    /// What clearing `names` (every task when empty), and their downstream tasks when asked,
+    /// resets: (task, retries it gets again), in pipeline order. `Err` names an unknown task.
+    pub fn tasks_to_clear<'a>(
+        &'a self,
+        names: &'a [String],
+        downstream: bool,
+    ) -> Result<Vec<(&'a str, u32)>, &'a str> {
+        let mut chosen: Vec<usize> = if names.is_empty() {
+            (0..self.tasks.len()).collect()
+        } else {
+            names
+                .iter()
+                .map(|n| self.task_index(n).ok_or(n.as_str()))
+                .collect::<Result<_, _>>()?
+        };
+        if downstream {
+            chosen = chosen
+                .iter()
+                .flat_map(|&i| self.with_downstream(i))
+                .collect();
+        }
+        chosen.sort_unstable();
+        chosen.dedup();
+        Ok(chosen
+            .iter()
+            .map(|&i| (self.tasks[i].id.as_str(), self.tasks[i].retry.retries))
+            .collect())
+    }
+
     /// `index` and every task downstream of it.
     pub fn with_downstream(&self, index: usize) -> Vec<usize> {
         let mut seen = vec![false; self.tasks.len()];

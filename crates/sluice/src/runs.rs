@@ -595,23 +595,12 @@ pub fn clear(global: &Global, args: ClearArgs) -> anyhow::Result<u8> {
     let ws = Workspace::load(global)?;
     let store = ws.store()?;
     let (p, run) = find_run(&ws, &store, &args.pipeline, &args.date)?;
-    let mut chosen: Vec<usize> = if args.tasks.is_empty() {
-        (0..p.tasks.len()).collect()
-    } else {
-        args.tasks
-            .iter()
-            .map(|t| task_name(p, t).map(|name| p.task_index(name).expect("exists")))
-            .collect::<anyhow::Result<_>>()?
-    };
-    if args.downstream {
-        chosen = chosen.iter().flat_map(|&i| p.with_downstream(i)).collect();
+    for t in &args.tasks {
+        task_name(p, t)?;
     }
-    chosen.sort_unstable();
-    chosen.dedup();
-    let specs: Vec<(&str, u32)> = chosen
-        .iter()
-        .map(|&i| (p.tasks[i].id.as_str(), p.tasks[i].retry.retries))
-        .collect();
+    let specs = p
+        .tasks_to_clear(&args.tasks, args.downstream)
+        .expect("task names were checked");
     store.clear(run.id, &specs)?;
     let names: Vec<&str> = specs.iter().map(|(n, _)| *n).collect();
     println!(

@@ -368,26 +368,9 @@ async fn clear(
     let Json(body) = body.map_err(|e| bad(e.body_text()))?;
     let run = find_run(&service, &id)?;
     let p = find(&service, &run.pipeline)?;
-    let mut chosen: Vec<usize> = if body.tasks.is_empty() {
-        (0..p.tasks.len()).collect()
-    } else {
-        body.tasks
-            .iter()
-            .map(|t| {
-                p.task_index(t)
-                    .ok_or_else(|| not_found(format!("`{}` has no task `{t}`", p.id)))
-            })
-            .collect::<Result<_>>()?
-    };
-    if body.downstream {
-        chosen = chosen.iter().flat_map(|&i| p.with_downstream(i)).collect();
-    }
-    chosen.sort_unstable();
-    chosen.dedup();
-    let specs: Vec<(&str, u32)> = chosen
-        .iter()
-        .map(|&i| (p.tasks[i].id.as_str(), p.tasks[i].retry.retries))
-        .collect();
+    let specs = p
+        .tasks_to_clear(&body.tasks, body.downstream)
+        .map_err(|t| not_found(format!("`{}` has no task `{t}`", p.id)))?;
     service.store.clear(run.id, &specs)?;
     service.wake.notify_one();
     Ok(Json(json!({
