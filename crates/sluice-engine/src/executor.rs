@@ -221,6 +221,9 @@ impl Executor {
             self.evaluate(pipeline, &run, i, &mut st, &mut ready, progress)?;
         }
 
+        let run_started = Instant::now();
+        // When a task became ready because its upstream tasks finished (for the hand-off metric).
+        let mut readied_at: Vec<Option<Instant>> = vec![None; pipeline.tasks.len()];
         let mut interrupted = false;
         loop {
             // Ready tasks waiting only for a pool slot held elsewhere.
@@ -240,6 +243,9 @@ impl Executor {
                     break;
                 };
                 let i = ready.remove(k).expect("chosen from the ready tasks");
+                if let Some(at) = readied_at[i].take() {
+                    crate::metrics::handed_off(&pipeline.id, at.elapsed());
+                }
                 running += 1;
                 st.tries[i] += 1;
                 let try_number = st.tries[i];
@@ -435,6 +441,15 @@ impl Executor {
                         }
                     }
                     st.states[i] = next_state;
+                    crate::metrics::try_finished(
+                        &pipeline.id,
+                        &task.id,
+                        task.kind,
+                        outcome,
+                        started.elapsed(),
+                        rows,
+                        next_state == TaskState::UpForRetry,
+                    );
                     match &error {
                         Some(e) => {
                             tracing::info!(pipeline = %pipeline.id, task = %task.id, try_number, state = %next_state, error = %e, "try {outcome}")
@@ -454,6 +469,10 @@ impl Executor {
                         for d in task.downstream.clone() {
                             self.evaluate(pipeline, &run, d, &mut st, &mut ready, progress)?;
                         }
+                        let now = Instant::now();
+                        for &r in &ready {
+                            readied_at[r].get_or_insert(now);
+                        }
                     }
                 }
             }
@@ -462,8 +481,10 @@ impl Executor {
         if interrupted {
             self.store.set_run_state(run.id, RunState::Queued)?;
         } else {
-            self.store
-                .set_run_state(run.id, outcome(pipeline, &st.states))?;
+            let state = outcome(pipeline, &st.states);
+            // Measured before the state is stored, so whoever sees the run ended sees it counted.
+            crate::metrics::run_finished(&pipeline.id, state.as_str(), run_started.elapsed());
+            self.store.set_run_state(run.id, state)?;
         }
         Ok(RunOutcome {
             run: self.store.run(run.id)?,

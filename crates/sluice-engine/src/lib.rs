@@ -1,6 +1,7 @@
 //! Executes pipeline runs: the local, event-driven executor over the metadata store.
 
 pub mod executor;
+pub mod metrics;
 pub mod pools;
 
 pub use executor::{EngineError, Executor, Progress, RunOutcome, RunRequest};

@@ -2,6 +2,7 @@
 
 mod check;
 mod init;
+mod metrics;
 mod output;
 mod runs;
 mod serve;

@@ -24,6 +24,9 @@ pub struct RunArgs {
     /// Run failed and upstream_failed tasks of this run again.
     #[arg(long)]
     rerun_failed: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run executes.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -166,18 +169,23 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
     let exec = executor(&ws, store.clone());
     let progress = LiveProgress::new(pipeline.tasks.len() as u64, global.quiet, args.json);
     let outcome = runtime()?.block_on(async {
+        if let Some(addr) = args.metrics_addr {
+            crate::metrics::serve(addr, crate::metrics::install()?).await?;
+        }
         let stop = stop_signal();
-        exec.run(
-            RunRequest {
-                pipeline,
-                interval,
-                run_type: RunType::Manual,
-                rerun_failed: args.rerun_failed,
-            },
-            &progress,
-            stop,
+        anyhow::Ok(
+            exec.run(
+                RunRequest {
+                    pipeline,
+                    interval,
+                    run_type: RunType::Manual,
+                    rerun_failed: args.rerun_failed,
+                },
+                &progress,
+                stop,
+            )
+            .await?,
         )
-        .await
     });
     progress.finish();
     let outcome = outcome?;

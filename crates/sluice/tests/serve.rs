@@ -173,6 +173,18 @@ fn serve_catches_up_picks_up_changed_files_and_obeys_the_api() {
         runs.len() == 3 && states(&runs).iter().all(|s| s == "success")
     });
 
+    // Every try and run is measured, with bounded labels, in Prometheus' format.
+    let (status, metrics) = server.request(reqwest::Method::GET, "/metrics", None, None);
+    assert_eq!(status, 200);
+    for line in [
+        "pipeline_task_duration_bucket{pipeline=\"hourly\",task=\"first\",outcome=\"success\",le=\"",
+        "pipeline_task_duration_count{pipeline=\"hourly\",task=\"second\",outcome=\"success\"} 3",
+        "pipeline_task_handoff_count{pipeline=\"hourly\"} 3",
+        "pipeline_run_duration_count{pipeline=\"hourly\",state=\"success\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+
     // A new file is picked up; a broken one is reported with its place and does not stop the
     // others — and a pipeline whose file breaks keeps its last good version.
     p.write("pipelines/second.yaml", &hourly("second", 1, "echo second"));

@@ -46,7 +46,11 @@ where
 type Result<T> = std::result::Result<T, ApiError>;
 type S = State<Arc<Service>>;
 
-pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
+pub fn router(
+    service: Arc<Service>,
+    token: Option<String>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Router {
     let api = Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/api/pipelines", get(pipelines))
@@ -65,7 +69,8 @@ pub fn router(service: Arc<Service>, token: Option<String>) -> Router {
             get(log),
         )
         .fallback(|| async { not_found("no such API route; see /api/openapi.json") })
-        .with_state(service);
+        .with_state(service)
+        .merge(crate::metrics::route(metrics));
     match token {
         Some(token) => api.layer(middleware::from_fn_with_state(Arc::new(token), auth)),
         None => api,

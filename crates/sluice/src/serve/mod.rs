@@ -339,6 +339,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         stop: CancellationToken::new(),
         wake: Notify::new(),
     });
+    let metrics = crate::metrics::install()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -357,7 +358,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
                 ""
             }
         );
-        let app = api::router(service.clone(), token);
+        let app = api::router(service.clone(), token, metrics);
         let server_stop = stop.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
