@@ -56,6 +56,16 @@ pub struct Settings {
     pub parallelism: usize,
     /// Named pools and their slots: tasks naming a pool share its slots across runs.
     pub pools: std::collections::BTreeMap<String, u32>,
+    /// Where to send DogStatsD metrics, if anywhere.
+    pub statsd: Option<Statsd>,
+}
+
+/// `statsd: { host, port, prefix }`: a DogStatsD agent (UDP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statsd {
+    pub host: String,
+    pub port: u16,
+    pub prefix: Option<String>,
 }
 
 const SETTINGS_KEYS: &[&str] = &[
@@ -66,6 +76,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "python",
     "parallelism",
     "pools",
+    "statsd",
 ];
 
 impl Settings {
@@ -118,6 +129,7 @@ impl Settings {
             python: std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into()),
             parallelism: 16,
             pools: Default::default(),
+            statsd: None,
         };
         if node.is_null() {
             return Some(settings);
@@ -167,6 +179,29 @@ impl Settings {
                 _ => diags.push(
                     Diagnostic::new(&node.span, "`pools` maps pool names to their slots")
                         .hint("e.g. `pools: { warehouse: 4, api: 2 }`"),
+                ),
+            }
+        }
+        if let Some(node) = fields.get("statsd") {
+            let f = Fields::new(node, "`statsd`", &["host", "port", "prefix"], diags)?;
+            let host = f
+                .string("host", diags)
+                .unwrap_or_else(|| "127.0.0.1".into());
+            let port = f.uint("port", diags).unwrap_or(8125);
+            match u16::try_from(port) {
+                Ok(port) => {
+                    settings.statsd = Some(Statsd {
+                        host,
+                        port,
+                        prefix: f.string("prefix", diags),
+                    })
+                }
+                Err(_) => diags.push(
+                    Diagnostic::new(
+                        &f.get("port").expect("given").span,
+                        "`port` must be at most 65535",
+                    )
+                    .hint("DogStatsD listens on 8125 by default"),
                 ),
             }
         }

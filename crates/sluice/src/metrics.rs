@@ -1,5 +1,7 @@
-//! The Prometheus endpoint: `/metrics` on `sluice serve` and on `sluice run --metrics-addr`.
-//! The names and labels are `sluice_engine::metrics`'.
+//! Where metrics go: the Prometheus endpoint (`/metrics` on `sluice serve` and on `sluice run
+//! --metrics-addr`) and, when `statsd:` is set, a DogStatsD agent over UDP with the names as
+//! they are (`prefix.pipeline.task.duration`) and labels as `key:value` tags. The names and
+//! labels are `sluice_engine::metrics`'.
 
 use std::net::SocketAddr;
 
@@ -7,19 +9,51 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use std::time::Duration;
+
+use metrics_exporter_dogstatsd::DogStatsDBuilder;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::layers::FanoutBuilder;
+use sluice_core::Statsd;
+
+/// How often DogStatsD datagrams are sent; a command waits this long before it exits so the
+/// last figures are not lost.
+pub const STATSD_FLUSH: Duration = Duration::from_secs(1);
 
 /// Histogram buckets in seconds: from a millisecond hand-off to an hour-long task.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
-/// Installs the process-wide recorder; call once, before any work.
-pub fn install() -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
+/// Installs the process-wide recorder (Prometheus, plus DogStatsD when configured); call
+/// once, before any work.
+pub fn install(statsd: Option<&Statsd>) -> anyhow::Result<PrometheusHandle> {
+    let prometheus = PrometheusBuilder::new()
         .set_buckets(BUCKETS)?
-        .install_recorder()?;
+        .build_recorder();
+    let handle = prometheus.handle();
+    let mut fanout = FanoutBuilder::default().add_recorder(prometheus);
+    if let Some(s) = statsd {
+        let mut builder = DogStatsDBuilder::default()
+            .with_remote_address(format!("{}:{}", s.host, s.port))?
+            .with_flush_interval(STATSD_FLUSH)
+            .with_telemetry(false);
+        if let Some(prefix) = &s.prefix {
+            builder = builder.set_global_prefix(prefix);
+        }
+        fanout = fanout.add_recorder(builder.build()?);
+    }
+    metrics::set_global_recorder(fanout.build())
+        .map_err(|_| anyhow::anyhow!("a metrics recorder is installed already"))?;
     sluice_engine::metrics::describe();
+    // Histograms need their buckets drained now and then when nobody scrapes.
+    let upkeep = handle.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            upkeep.run_upkeep();
+        }
+    });
     Ok(handle)
 }
 

@@ -168,9 +168,13 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
     let store = ws.store()?;
     let exec = executor(&ws, store.clone());
     let progress = LiveProgress::new(pipeline.tasks.len() as u64, global.quiet, args.json);
+    let statsd = ws.project.settings.statsd.as_ref();
     let outcome = runtime()?.block_on(async {
-        if let Some(addr) = args.metrics_addr {
-            crate::metrics::serve(addr, crate::metrics::install()?).await?;
+        if args.metrics_addr.is_some() || statsd.is_some() {
+            let handle = crate::metrics::install(statsd)?;
+            if let Some(addr) = args.metrics_addr {
+                crate::metrics::serve(addr, handle).await?;
+            }
         }
         let stop = stop_signal();
         anyhow::Ok(
@@ -188,6 +192,9 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
         )
     });
     progress.finish();
+    if statsd.is_some() {
+        std::thread::sleep(crate::metrics::STATSD_FLUSH + std::time::Duration::from_millis(200));
+    }
     let outcome = outcome?;
     let view = RunView::load(&store, &outcome.run, &order(pipeline))?;
     if args.json {

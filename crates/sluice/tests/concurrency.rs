@@ -1,6 +1,5 @@
 //! Concurrency controls against the real binary: `priority` orders ready tasks, and a pool's
-//! slots bound tasks across every run of the process (here a parallel backfill). And the
-//! metrics a run serves while it executes.
+//! slots bound tasks across every run of the process (here a parallel backfill).
 
 mod common;
 
@@ -72,55 +71,4 @@ fn a_pool_bounds_its_tasks_across_runs() {
     for pair in lines.chunks(2) {
         assert_eq!(pair, ["start", "end"], "{lines:?}");
     }
-}
-
-#[test]
-fn a_run_serves_its_metrics_while_it_executes() {
-    let p = TestProject::new();
-    p.write(
-        "pipelines/p.yaml",
-        "pipeline: p\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  \
-         quick: { shell: { command: \"true\" } }\n  \
-         slow: { after: [quick], shell: { command: \"sleep 2\" } }\n",
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = p
-        .command(&[
-            "run",
-            "p",
-            "--date",
-            "2024-01-01",
-            "-q",
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let want = "pipeline_task_duration_count{pipeline=\"p\",task=\"quick\",outcome=\"success\"} 1";
-    let mut seen = String::new();
-    while std::time::Instant::now() < deadline && !seen.contains(want) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        seen = rt.block_on(async {
-            match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            }
-        });
-    }
-    assert!(seen.contains(want), "{seen}");
-    assert!(
-        seen.contains("pipeline_task_handoff_count{pipeline=\"p\"} 1"),
-        "{seen}"
-    );
-    assert!(child.wait().unwrap().success());
 }

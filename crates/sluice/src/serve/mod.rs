@@ -315,6 +315,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let store = Arc::new(Store::open(&project.paths.metadata)?);
+    let metrics = crate::metrics::install(project.settings.statsd.as_ref())?;
     for d in &project.diagnostics {
         eprintln!("{d}");
     }
@@ -339,7 +340,6 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         stop: CancellationToken::new(),
         wake: Notify::new(),
     });
-    let metrics = crate::metrics::install()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -1,0 +1,122 @@
+//! Metrics against the real binary: Prometheus' `/metrics` while a run executes, and DogStatsD
+//! datagrams (the article's names, `key:value` tags) caught by a UDP socket.
+
+mod common;
+
+use common::TestProject;
+
+#[test]
+fn a_run_serves_its_metrics_while_it_executes() {
+    let p = TestProject::new();
+    p.write(
+        "pipelines/p.yaml",
+        "pipeline: p\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  \
+         quick: { shell: { command: \"true\" } }\n  \
+         slow: { after: [quick], shell: { command: \"sleep 2\" } }\n",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = p
+        .command(&[
+            "run",
+            "p",
+            "--date",
+            "2024-01-01",
+            "-q",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let want = "pipeline_task_duration_count{pipeline=\"p\",task=\"quick\",outcome=\"success\"} 1";
+    let mut seen = String::new();
+    while std::time::Instant::now() < deadline && !seen.contains(want) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        seen = rt.block_on(async {
+            match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        });
+    }
+    assert!(seen.contains(want), "{seen}");
+    assert!(
+        seen.contains("pipeline_task_handoff_count{pipeline=\"p\"} 1"),
+        "{seen}"
+    );
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn statsd_datagrams_carry_the_article_names_and_tags() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let p = TestProject::new();
+    p.write(
+        "sluice.yaml",
+        &format!("name: test\nstatsd: {{ host: 127.0.0.1, port: {port}, prefix: etl }}\n"),
+    );
+    p.write(
+        "pipelines/p.yaml",
+        "pipeline: p\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  \
+         ok: { shell: { command: \"true\" } }\n  \
+         broken: { after: [ok], shell: { command: \"exit 3\" } }\n",
+    );
+    let run = p.sluice(&["run", "p", "--date", "2024-01-01", "-q"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = socket.recv(&mut buf) {
+        lines.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+        );
+        if lines
+            .iter()
+            .any(|l| l.starts_with("etl.pipeline.run.duration:"))
+        {
+            break;
+        }
+    }
+    let has = |prefix: &str, tags: &str| {
+        lines
+            .iter()
+            .any(|l| l.starts_with(prefix) && l.ends_with(tags))
+    };
+    assert!(
+        has(
+            "etl.pipeline.task.duration:",
+            "|#pipeline:p,task:ok,outcome:success"
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        has(
+            "etl.pipeline.task.failures:1|c",
+            "|#pipeline:p,task:broken,error_type:failed"
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        has("etl.pipeline.task.handoff:", "|#pipeline:p"),
+        "{lines:#?}"
+    );
+    assert!(
+        has("etl.pipeline.run.duration:", "|#pipeline:p,state:failed"),
+        "{lines:#?}"
+    );
+}
