@@ -57,6 +57,8 @@ pub struct Task {
     pub priority: i64,
     /// The pool whose slots this task takes (`pools:` in sluice.yaml).
     pub pool: Option<String>,
+    /// The task's definition as written (templates unrendered), for the dead-letter store.
+    pub config: serde_json::Value,
     pub action: Arc<dyn TaskAction>,
 }
 
@@ -684,6 +686,7 @@ fn decode_tasks(
                 sla,
                 priority: settings.priority.unwrap_or(1),
                 pool: settings.pool,
+                config: body.to_json(),
                 action,
             }),
         });

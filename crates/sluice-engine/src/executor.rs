@@ -261,18 +261,16 @@ impl Executor {
                 st.states[i] = TaskState::Running;
                 tracing::debug!(pipeline = %pipeline.id, task = %task.id, try_number, log = %log_path.display(), "try started");
                 progress.task_started(&run, &task.id, try_number);
-                let template = TemplateContext::new(
-                    &pipeline.id,
+                let template = template_context(
+                    pipeline,
                     &task.id,
-                    &run.run_id,
+                    &run,
                     try_number,
                     &req.interval,
                     prev.as_ref(),
                     next.as_ref(),
-                    pipeline.params.clone(),
-                    pipeline.item.clone(),
-                )
-                .with_project(&self.paths);
+                    &self.paths,
+                );
                 let action = task.action.clone();
                 let timeout = task.timeout;
                 let project = self.paths.clone();
@@ -439,6 +437,27 @@ impl Executor {
                         if let Some(d) = delay {
                             log.line(format!("retrying in {}", secs(d)));
                         }
+                    }
+                    if next_state == TaskState::Failed {
+                        // Retries exhausted (or pointless): the task's context goes to the
+                        // dead-letter store, where `sluice dlq replay` picks it up.
+                        let ctx = template_context(
+                            pipeline,
+                            &task.id,
+                            &run,
+                            try_number,
+                            &req.interval,
+                            prev.as_ref(),
+                            next.as_ref(),
+                            &self.paths,
+                        );
+                        let config = rendered(&task.config, &ctx, &self.redactor);
+                        self.store.add_failed_task(
+                            run.id,
+                            &task.id,
+                            error.as_deref().unwrap_or(outcome),
+                            &config,
+                        )?;
                     }
                     st.states[i] = next_state;
                     crate::metrics::try_finished(
@@ -644,5 +663,55 @@ impl Ledger for StoreLedger {
         self.store
             .add_schema_changes(self.run, &self.task, self.try_number, changes)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The template variables of one try.
+#[allow(clippy::too_many_arguments)]
+fn template_context(
+    pipeline: &Pipeline,
+    task: &str,
+    run: &RunRecord,
+    try_number: u32,
+    interval: &DataInterval,
+    prev: Option<&DataInterval>,
+    next: Option<&DataInterval>,
+    paths: &ProjectPaths,
+) -> TemplateContext {
+    TemplateContext::new(
+        &pipeline.id,
+        task,
+        &run.run_id,
+        try_number,
+        interval,
+        prev,
+        next,
+        pipeline.params.clone(),
+        pipeline.item.clone(),
+    )
+    .with_project(paths)
+}
+
+/// A task's configuration with its templates rendered for the try (left as written where they
+/// do not render) and secrets masked.
+fn rendered(
+    config: &serde_json::Value,
+    ctx: &TemplateContext,
+    redactor: &Redactor,
+) -> serde_json::Value {
+    use serde_json::Value;
+    match config {
+        Value::String(s) => Value::String(
+            redactor.redact(&sluice_core::template::render(s, ctx).unwrap_or_else(|_| s.clone())),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| rendered(v, ctx, redactor)).collect())
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), rendered(v, ctx, redactor)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }

@@ -215,6 +215,16 @@ const MIGRATIONS: &[&str] = &[
         to_date TEXT NOT NULL,
         created_at TEXT NOT NULL
      );",
+    // 5: tasks that exhausted their retries, with what is needed to understand and replay them.
+    "CREATE TABLE failed_tasks (
+        id INTEGER PRIMARY KEY,
+        run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        task TEXT NOT NULL,
+        error TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        replayed_at TEXT
+     );",
 ];
 
 /// A bad record in the dead-letter store.
@@ -231,6 +241,22 @@ pub struct DeadLetterRecord {
     pub reason: String,
     pub record: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// A task that exhausted its retries: the dead-letter store's entry for a task.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedTaskRecord {
+    pub id: i64,
+    pub pipeline: String,
+    pub run_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub task: String,
+    pub error: String,
+    /// The task's configuration as rendered for that run, secrets masked.
+    pub config: serde_json::Value,
+    pub tries: Vec<TryRecord>,
+    pub created_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
 }
 
 /// A schema change applied to a target, as recorded.
@@ -707,6 +733,102 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Records a task that exhausted its retries (its tries are read from the run when shown).
+    pub fn add_failed_task(
+        &self,
+        run: i64,
+        task: &str,
+        error: &str,
+        config: &serde_json::Value,
+    ) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO failed_tasks (run, task, error, config, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run, task, error, config.to_string(), ts(Utc::now())],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Failed tasks, newest first (of one pipeline when given).
+    pub fn failed_tasks(
+        &self,
+        pipeline: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FailedTaskRecord>> {
+        let ids: Vec<i64> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT f.id FROM failed_tasks f JOIN runs r ON r.id = f.run
+                 WHERE ?1 IS NULL OR r.pipeline = ?1 ORDER BY f.id DESC LIMIT ?2",
+            )?;
+            stmt.query_map(params![pipeline, limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        ids.into_iter()
+            .map(|id| self.failed_task(id).map(|f| f.expect("listed just now")))
+            .collect()
+    }
+
+    pub fn failed_task(&self, id: i64) -> Result<Option<FailedTaskRecord>> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT run, task, error, config, created_at, replayed_at FROM failed_tasks WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((run, task, error, config, created, replayed)) = row else {
+            return Ok(None);
+        };
+        let run = self.run(run)?;
+        Ok(Some(FailedTaskRecord {
+            id,
+            tries: self.tries(run.id, &task)?,
+            pipeline: run.pipeline,
+            run_id: run.run_id,
+            logical_date: run.logical_date,
+            task,
+            error,
+            config: serde_json::from_str(&config)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            created_at: parse_ts(&created)?,
+            replayed_at: parse_opt_ts(replayed)?,
+        }))
+    }
+
+    pub fn mark_replayed(&self, id: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE failed_tasks SET replayed_at = ?2 WHERE id = ?1",
+            params![id, ts(Utc::now())],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes failed tasks and bad records recorded before `before`; returns how many.
+    pub fn purge_dead_letters(&self, before: DateTime<Utc>) -> Result<usize> {
+        let conn = self.conn();
+        let cut = ts(before);
+        let tasks = conn.execute(
+            "DELETE FROM failed_tasks WHERE created_at < ?1",
+            params![cut],
+        )?;
+        let records = conn.execute(
+            "DELETE FROM dead_letters WHERE created_at < ?1",
+            params![cut],
+        )?;
+        Ok(tasks + records)
     }
 
     /// Bad records, newest first, optionally of one pipeline (and one of its tasks).

@@ -446,8 +446,23 @@ pub fn backfill(global: &Global, args: BackfillArgs) -> anyhow::Result<u8> {
 
 #[derive(clap::Subcommand)]
 pub enum DlqCommand {
-    /// List bad records, newest first.
+    /// List tasks that exhausted their retries and bad records, newest first.
     List(DlqListArgs),
+    /// Show a failed task's context: error, rendered configuration, tries.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a failed task again for its interval (once the cause is fixed), with its downstream
+    /// tasks.
+    Replay { id: i64 },
+    /// Delete failed tasks and bad records recorded before a date.
+    Purge {
+        /// YYYY-MM-DD (UTC): entries recorded before this day are deleted.
+        #[arg(long)]
+        before: String,
+    },
 }
 
 #[derive(Args)]
@@ -464,15 +479,40 @@ pub struct DlqListArgs {
 }
 
 pub fn dlq(global: &Global, command: DlqCommand) -> anyhow::Result<u8> {
-    let DlqCommand::List(args) = command;
     let ws = Workspace::load(global)?;
     let store = ws.store()?;
+    let args = match command {
+        DlqCommand::List(args) => args,
+        DlqCommand::Show { id, json } => return dlq_show(&store, id, json),
+        DlqCommand::Replay { id } => return dlq_replay(&ws, store, id),
+        DlqCommand::Purge { before } => {
+            let day = parse_date(&before)?;
+            let cut = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+            let n = store.purge_dead_letters(cut)?;
+            println!(
+                "deleted {n} dead-letter entr{} recorded before {day}",
+                if n == 1 { "y" } else { "ies" }
+            );
+            return Ok(exit::OK);
+        }
+    };
+    let tasks: Vec<_> = store
+        .failed_tasks(args.pipeline.as_deref(), args.limit)?
+        .into_iter()
+        .filter(|t| args.task.as_ref().is_none_or(|want| &t.task == want))
+        .collect();
     let records = store.dead_letters(args.pipeline.as_deref(), args.task.as_deref(), args.limit)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "failed_tasks": tasks,
+                "bad_records": records,
+            }))?
+        );
         return Ok(exit::OK);
     }
-    if records.is_empty() {
+    if records.is_empty() && tasks.is_empty() {
         println!(
             "the dead-letter store is empty{}",
             args.pipeline
@@ -480,6 +520,40 @@ pub fn dlq(global: &Global, command: DlqCommand) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         );
         return Ok(exit::OK);
+    }
+    if !tasks.is_empty() {
+        println!("failed tasks (sluice dlq show ID, sluice dlq replay ID):");
+        let mut rows = vec![vec![
+            "ID".into(),
+            "PIPELINE".into(),
+            "LOGICAL DATE".into(),
+            "TASK".into(),
+            "ERROR".into(),
+        ]];
+        for t in &tasks {
+            let error: String = t
+                .error
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(80)
+                .collect();
+            rows.push(vec![
+                t.id.to_string(),
+                t.pipeline.clone(),
+                sluice_core::template::iso(t.logical_date),
+                t.task.clone(),
+                match t.replayed_at {
+                    Some(at) => format!("{error} (replayed {})", sluice_core::template::iso(at)),
+                    None => error,
+                },
+            ]);
+        }
+        print_table(&rows);
+        if !records.is_empty() {
+            println!("\nbad records:");
+        }
     }
     for r in &records {
         let at = match (r.line, r.row) {
@@ -498,6 +572,103 @@ pub fn dlq(global: &Global, command: DlqCommand) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+fn failed_task(store: &Store, id: i64) -> anyhow::Result<sluice_store::FailedTaskRecord> {
+    match store.failed_task(id)? {
+        Some(t) => Ok(t),
+        None => usage(format!(
+            "no failed task {id} in the dead-letter store\n  hint: `sluice dlq list` shows their ids"
+        )),
+    }
+}
+
+fn dlq_show(store: &Store, id: i64, json: bool) -> anyhow::Result<u8> {
+    let t = failed_task(store, id)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(exit::OK);
+    }
+    println!(
+        "failed task {id}: {} / {} / {}",
+        t.pipeline,
+        sluice_core::template::iso(t.logical_date),
+        t.task
+    );
+    println!("error: {}", t.error);
+    println!("configuration (rendered for that run):");
+    for line in serde_json::to_string_pretty(&t.config)?.lines() {
+        println!("  {line}");
+    }
+    println!("tries:");
+    for tr in &t.tries {
+        println!(
+            "  {}  {}  {}{}",
+            tr.try_number,
+            tr.outcome,
+            sluice_core::template::iso(tr.started_at),
+            tr.error
+                .as_deref()
+                .map(|e| format!("  {}", e.lines().next().unwrap_or_default()))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(at) = t.replayed_at {
+        println!("replayed {}", sluice_core::template::iso(at));
+    } else {
+        println!("replay with: sluice dlq replay {id}");
+    }
+    Ok(exit::OK)
+}
+
+/// Clears the failed task (and what runs after it) in its run and runs the run again.
+fn dlq_replay(ws: &Workspace, store: Arc<Store>, id: i64) -> anyhow::Result<u8> {
+    let t = failed_task(&store, id)?;
+    let p = ws.pipeline(&t.pipeline)?;
+    let Some(run) = store.find_run(&t.pipeline, t.logical_date)? else {
+        return usage(format!("the run of failed task {id} no longer exists"));
+    };
+    let names = [t.task.clone()];
+    let specs = p
+        .tasks_to_clear(&names, true)
+        .or_else(|name| usage(format!("`{}` no longer has a task `{name}`", p.id)))?;
+    store.clear(run.id, &specs)?;
+    let interval = DataInterval {
+        start: run.data_interval_start,
+        end: run.data_interval_end,
+    };
+    let exec = executor(ws, store.clone());
+    let progress = LiveProgress::new(specs.len() as u64, false, false);
+    let outcome = runtime()?.block_on(async {
+        exec.run(
+            RunRequest {
+                pipeline: p,
+                interval,
+                run_type: RunType::Manual,
+                rerun_failed: false,
+            },
+            &progress,
+            stop_signal(),
+        )
+        .await
+    });
+    progress.finish();
+    let outcome = outcome?;
+    let view = RunView::load(&store, &outcome.run, &order(p))?;
+    view.print(10);
+    let task_ok = view
+        .tasks
+        .iter()
+        .any(|v| v.task == t.task && v.state == "success");
+    if task_ok {
+        store.mark_replayed(id)?;
+        println!("\nreplayed failed task {id}: {} succeeded", t.task);
+    }
+    Ok(if task_ok {
+        code(&outcome)
+    } else {
+        exit::FAILED
+    })
 }
 
 pub fn list(global: &Global, args: RunsArgs) -> anyhow::Result<u8> {

@@ -1,5 +1,6 @@
 //! Metrics against the real binary: Prometheus' `/metrics` while a run executes, and DogStatsD
-//! datagrams (the article's names, `key:value` tags) caught by a UDP socket.
+//! datagrams (the article's names, `key:value` tags) caught by a UDP socket; and tasks that
+//! exhaust their retries, kept in the dead-letter store and replayed.
 
 mod common;
 
@@ -118,5 +119,68 @@ fn statsd_datagrams_carry_the_article_names_and_tags() {
     assert!(
         has("etl.pipeline.run.duration:", "|#pipeline:p,state:failed"),
         "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_task_out_of_retries_goes_to_the_dead_letter_store_and_replays() {
+    let p = TestProject::new();
+    p.write(
+        "connections.yaml",
+        "api: \"https://user:hunter2-secret@api.example.com/v1\"\n",
+    );
+    p.write(
+        "pipelines/p.yaml",
+        "pipeline: p\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  \
+         fetch:\n    retries: 1\n    retry_delay: 0s\n    \
+         shell: { command: \"test -f fixed.{{ ds_nodash }}\", env: { NOTE: \"hunter2-secret\" } }\n  \
+         publish: { after: [fetch], shell: { command: \"echo published {{ ds }}\" } }\n",
+    );
+    let run = p.sluice(&["run", "p", "--date", "2024-01-01", "-q"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+
+    let listed = p.sluice(&["dlq", "list", "--json"]).json();
+    let failed = &listed["failed_tasks"][0];
+    assert_eq!(failed["task"], "fetch", "{listed}");
+    assert_eq!(failed["error"], "command failed with exit status 1");
+    // The configuration as rendered for the run, secrets masked; the whole try history.
+    assert_eq!(
+        failed["config"]["shell"]["command"],
+        "test -f fixed.20240101"
+    );
+    assert_eq!(failed["config"]["shell"]["env"]["NOTE"], "***");
+    assert_eq!(failed["tries"].as_array().unwrap().len(), 2);
+    let number = failed["id"].as_i64().unwrap();
+    let id = number.to_string();
+    let shown = p.sluice(&["dlq", "show", &id]);
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("replay with: sluice dlq replay {id}")),
+        "{}",
+        shown.explain()
+    );
+    assert!(!shown.stdout.contains("hunter2"), "{}", shown.explain());
+
+    // Still broken: the replay fails and the entry stays unreplayed.
+    assert_eq!(p.sluice(&["dlq", "replay", &id]).code, 1);
+    p.write("fixed.20240101", "");
+    let replay = p.sluice(&["dlq", "replay", &id]);
+    assert_eq!(replay.code, 0, "{}", replay.explain());
+    let runs = p.sluice(&["runs", "p", "--json"]).json();
+    assert_eq!(runs[0]["state"], "success", "{runs}");
+    let listed = p.sluice(&["dlq", "list", "--json"]).json();
+    let entries = listed["failed_tasks"].as_array().unwrap();
+    // The failed replay recorded itself too; the original entry is now marked replayed.
+    let original = entries.iter().find(|e| e["id"] == number).unwrap();
+    assert!(original["replayed_at"].is_string(), "{listed}");
+
+    let purge = p.sluice(&["dlq", "purge", "--before", "2999-01-01"]);
+    assert_eq!(purge.code, 0, "{}", purge.explain());
+    assert!(
+        p.sluice(&["dlq", "list", "--json"]).json()["failed_tasks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
     );
 }

@@ -619,7 +619,7 @@ fn demo_project_runs_end_to_end_and_is_idempotent() {
     assert_eq!(counts(), (400, 400));
     // The day's one malformed row went to the dead-letter store, with its line and reason.
     let dlq = run(&["dlq", "list", "daily_sales_etl", "--json"]).json();
-    let bad = dlq.as_array().expect("a list");
+    let bad = dlq["bad_records"].as_array().expect("a list");
     assert_eq!(bad.len(), 1, "{dlq}");
     assert_eq!(bad[0]["line"], 402, "{dlq}");
     assert_eq!(bad[0]["task"], "extract_orders", "{dlq}");

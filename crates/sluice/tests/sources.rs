@@ -380,7 +380,7 @@ tasks:
         listing.contains("<Key>prod/clean/2024-01-01/data.parquet</Key>"),
         "{listing}"
     );
-    let dlq = project.sluice(&["dlq", "list", "--json"]).json();
+    let dlq = project.sluice(&["dlq", "list", "--json"]).json()["bad_records"].clone();
     assert_eq!(dlq[0]["source"], "lake://raw/2024-01-01.csv");
     assert_eq!(dlq[0]["line"], 3);
     let logs = project
