@@ -39,6 +39,26 @@ pub struct Pipeline {
     pub tasks: Vec<Task>,
 }
 
+/// `alert: { failure: [ops], retry: [ops], recovery: [ops], sla_miss: [ops] }`: channel names
+/// (from `alerts:` in sluice.yaml) per event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertRoutes {
+    pub failure: Vec<String>,
+    pub retry: Vec<String>,
+    pub recovery: Vec<String>,
+    pub sla_miss: Vec<String>,
+}
+
+impl AlertRoutes {
+    pub fn channels(&self) -> impl Iterator<Item = &String> {
+        self.failure
+            .iter()
+            .chain(&self.retry)
+            .chain(&self.recovery)
+            .chain(&self.sla_miss)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Task {
     pub id: String,
@@ -59,6 +79,8 @@ pub struct Task {
     pub pool: Option<String>,
     /// The task's definition as written (templates unrendered), for the dead-letter store.
     pub config: serde_json::Value,
+    /// Which alert channels hear of this task's failures, retries and recoveries.
+    pub alert: AlertRoutes,
     pub action: Arc<dyn TaskAction>,
 }
 
@@ -133,6 +155,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "tags",
     "params",
     "defaults",
+    "alert",
     "sla",
     "max_active_runs",
     "max_active_tasks",
@@ -151,6 +174,7 @@ const INHERITED_KEYS: &[&str] = &[
     "trigger_rule",
     "pool",
     "priority",
+    "alert",
 ];
 
 const TASK_KEYS: &[&str] = &["after", "description", "sla"];
@@ -322,6 +346,29 @@ struct TaskSettings {
     trigger_rule: TriggerRule,
     priority: Option<i64>,
     pool: Option<String>,
+    alert: AlertRoutes,
+}
+
+/// `alert: { failure: [ops], … }` (a single name is a list of one).
+fn read_alert(node: &Node, diags: &mut Diagnostics) -> Option<AlertRoutes> {
+    let f = Fields::new(
+        node,
+        "`alert`",
+        &["failure", "retry", "recovery", "sla_miss"],
+        diags,
+    )?;
+    let list = |key: &str, diags: &mut Diagnostics| -> Vec<String> {
+        f.string_list(key, diags)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    Some(AlertRoutes {
+        failure: list("failure", diags),
+        retry: list("retry", diags),
+        recovery: list("recovery", diags),
+        sla_miss: list("sla_miss", diags),
+    })
 }
 
 fn read_task_settings(
@@ -335,6 +382,11 @@ fn read_task_settings(
     }
     if let Some(pool) = fields.string("pool", diags) {
         s.pool = Some(pool);
+    }
+    if let Some(node) = fields.get("alert")
+        && let Some(routes) = read_alert(node, diags)
+    {
+        s.alert = routes;
     }
     if let Some(node) = fields.get("priority") {
         match node.value {
@@ -511,6 +563,12 @@ fn decode_pipeline(
     let max_active_tasks = fields.uint("max_active_tasks", diags).unwrap_or(16).max(1);
 
     let mut defaults = TaskSettings::default();
+    // A pipeline's `alert:` is every task's unless the task says otherwise.
+    if let Some(node) = fields.get("alert")
+        && let Some(routes) = read_alert(node, diags)
+    {
+        defaults.alert = routes;
+    }
     if let Some(node) = fields.get("defaults")
         && let Some(df) = Fields::new(node, "`defaults`", INHERITED_KEYS, diags)
     {
@@ -687,6 +745,7 @@ fn decode_tasks(
                 priority: settings.priority.unwrap_or(1),
                 pool: settings.pool,
                 config: body.to_json(),
+                alert: settings.alert,
                 action,
             }),
         });

@@ -58,6 +58,17 @@ pub struct Settings {
     pub pools: std::collections::BTreeMap<String, u32>,
     /// Where to send DogStatsD metrics, if anywhere.
     pub statsd: Option<Statsd>,
+    /// Named alert channels (`alerts:`), chosen by `alert:` on pipelines and tasks.
+    pub alert_channels: std::collections::BTreeMap<String, AlertChannel>,
+}
+
+/// Where an alert goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertChannel {
+    /// A JSON POST; `slack` sends `{"text": …}` (Slack-compatible incoming webhooks).
+    Webhook { url: String, slack: bool },
+    /// A program run with `sh -c`, the alert as JSON on its stdin.
+    Command { command: String },
 }
 
 /// `statsd: { host, port, prefix }`: a DogStatsD agent (UDP).
@@ -77,6 +88,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "parallelism",
     "pools",
     "statsd",
+    "alerts",
 ];
 
 impl Settings {
@@ -130,6 +142,7 @@ impl Settings {
             parallelism: 16,
             pools: Default::default(),
             statsd: None,
+            alert_channels: Default::default(),
         };
         if node.is_null() {
             return Some(settings);
@@ -180,6 +193,37 @@ impl Settings {
                     Diagnostic::new(&node.span, "`pools` maps pool names to their slots")
                         .hint("e.g. `pools: { warehouse: 4, api: 2 }`"),
                 ),
+            }
+        }
+        if let Some(node) = fields.get("alerts") {
+            let crate::yaml::Value::Map(entries) = &node.value else {
+                diags.push(
+                    Diagnostic::new(&node.span, "`alerts` maps channel names to a webhook or a command")
+                        .hint("e.g. `alerts: { ops: { webhook: \"https://hooks.example.com/x\", slack: true } }`"),
+                );
+                return None;
+            };
+            for (k, v) in entries {
+                let name = k.scalar_text().unwrap_or_default();
+                let what = format!("alert channel `{name}`");
+                let Some(f) = Fields::new(v, &what, &["webhook", "slack", "command"], diags) else {
+                    continue;
+                };
+                let channel = match (f.string("webhook", diags), f.string("command", diags)) {
+                    (Some(url), None) => AlertChannel::Webhook {
+                        url,
+                        slack: f.bool("slack", diags).unwrap_or(false),
+                    },
+                    (None, Some(command)) => AlertChannel::Command { command },
+                    _ => {
+                        diags.push(
+                            Diagnostic::new(&v.span, format!("{what} needs either `webhook` or `command`"))
+                                .hint("e.g. `{ webhook: \"https://…\" }` or `{ command: \"notify-oncall\" }`"),
+                        );
+                        continue;
+                    }
+                };
+                settings.alert_channels.insert(name, channel);
             }
         }
         if let Some(node) = fields.get("statsd") {
@@ -303,7 +347,23 @@ impl Project {
                 ids.insert(id.clone(), file.clone());
             }
             for p in &loaded.pipelines {
+                let mut reported = std::collections::HashSet::new();
                 for t in &p.tasks {
+                    for channel in t.alert.channels() {
+                        if !settings.alert_channels.contains_key(channel)
+                            && reported.insert(channel.clone())
+                        {
+                            let known: Vec<&str> =
+                                settings.alert_channels.keys().map(String::as_str).collect();
+                            let hint = crate::diag::did_you_mean(channel, known.iter().copied()).unwrap_or_else(|| {
+                                format!("define it in sluice.yaml: `alerts: {{ {channel}: {{ webhook: \"https://…\" }} }}`")
+                            });
+                            file_diags.push(
+                                Diagnostic::new(&t.span, format!("task `{}` alerts channel `{channel}`, which sluice.yaml does not define", t.id))
+                                    .hint(hint),
+                            );
+                        }
+                    }
                     if let Some(pool) = t.pool.as_ref().filter(|n| !settings.pools.contains_key(*n))
                     {
                         let known: Vec<&str> = settings.pools.keys().map(String::as_str).collect();

@@ -75,6 +75,8 @@ pub struct Executor {
     pub redactor: Arc<Redactor>,
     /// Slots of named pools, shared with the other runs of this process.
     pub pools: Arc<crate::Pools>,
+    /// Where failures, retries and recoveries are told (per the task's `alert:`).
+    pub notifier: Option<Arc<dyn crate::alerts::Notifier>>,
 }
 
 pub struct RunRequest<'a> {
@@ -438,6 +440,7 @@ impl Executor {
                             log.line(format!("retrying in {}", secs(d)));
                         }
                     }
+                    let mut failed_id = None;
                     if next_state == TaskState::Failed {
                         // Retries exhausted (or pointless): the task's context goes to the
                         // dead-letter store, where `sluice dlq replay` picks it up.
@@ -452,13 +455,23 @@ impl Executor {
                             &self.paths,
                         );
                         let config = rendered(&task.config, &ctx, &self.redactor);
-                        self.store.add_failed_task(
+                        failed_id = Some(self.store.add_failed_task(
                             run.id,
                             &task.id,
                             error.as_deref().unwrap_or(outcome),
                             &config,
-                        )?;
+                        )?);
                     }
+                    self.alert(
+                        pipeline,
+                        task,
+                        &run,
+                        try_number,
+                        next_state,
+                        error.as_deref(),
+                        log.as_ref(),
+                        failed_id,
+                    );
                     st.states[i] = next_state;
                     crate::metrics::try_finished(
                         &pipeline.id,
@@ -663,6 +676,63 @@ impl Ledger for StoreLedger {
         self.store
             .add_schema_changes(self.run, &self.task, self.try_number, changes)
             .map_err(|e| e.to_string())
+    }
+}
+
+impl Executor {
+    /// Tells the task's alert channels about a failure, a retry or a recovery.
+    #[allow(clippy::too_many_arguments)]
+    fn alert(
+        &self,
+        pipeline: &Pipeline,
+        task: &sluice_core::Task,
+        run: &RunRecord,
+        try_number: u32,
+        state: TaskState,
+        error: Option<&str>,
+        log: Option<&TaskLog>,
+        failed_id: Option<i64>,
+    ) {
+        use crate::alerts::{Alert, AlertEvent};
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let (event, channels) = match state {
+            TaskState::Failed => (AlertEvent::Failure, &task.alert.failure),
+            TaskState::UpForRetry => (AlertEvent::Retry, &task.alert.retry),
+            TaskState::Success if try_number > 1 => (AlertEvent::Recovery, &task.alert.recovery),
+            _ => return,
+        };
+        if channels.is_empty() {
+            return;
+        }
+        let date = run.logical_date.format("%Y-%m-%d");
+        let rerun = match failed_id {
+            Some(id) => format!("sluice dlq replay {id}"),
+            None => format!("sluice run {} --date {date}", pipeline.id),
+        };
+        let log_tail = log
+            .and_then(|l| std::fs::read_to_string(l.path()).ok())
+            .map(|text| {
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(10)..]
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        notifier.send(Alert {
+            event,
+            pipeline: pipeline.id.clone(),
+            task: task.id.clone(),
+            run_id: run.run_id.clone(),
+            logical_date: sluice_core::template::iso(run.logical_date),
+            try_number,
+            error: error.map(String::from),
+            log_tail,
+            rerun,
+            channels: channels.clone(),
+        });
     }
 }
 

@@ -1,5 +1,6 @@
 //! Executes pipeline runs: the local, event-driven executor over the metadata store.
 
+pub mod alerts;
 pub mod executor;
 pub mod metrics;
 pub mod pools;

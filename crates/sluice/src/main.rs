@@ -1,5 +1,6 @@
 //! The `sluice` binary: raw arguments → a loaded, validated project → work.
 
+mod alerts;
 mod check;
 mod init;
 mod metrics;

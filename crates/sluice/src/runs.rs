@@ -93,6 +93,9 @@ pub struct ClearArgs {
     downstream: bool,
 }
 
+/// How long a command waits for alerts still being delivered before it exits.
+const ALERT_FLUSH: std::time::Duration = std::time::Duration::from_secs(15);
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -158,6 +161,10 @@ fn executor(ws: &Workspace, store: Arc<Store>) -> Executor {
         parallelism: ws.project.settings.parallelism,
         redactor: Arc::new(ws.project.connections.redactor()),
         pools: Arc::new(sluice_engine::Pools::new(&ws.project.settings.pools)),
+        notifier: crate::alerts::notifier(
+            &ws.project.settings.alert_channels,
+            &ws.project.paths.root,
+        ),
     }
 }
 
@@ -177,8 +184,8 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
             }
         }
         let stop = stop_signal();
-        anyhow::Ok(
-            exec.run(
+        let outcome = exec
+            .run(
                 RunRequest {
                     pipeline,
                     interval,
@@ -188,8 +195,9 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
                 &progress,
                 stop,
             )
-            .await?,
-        )
+            .await;
+        crate::alerts::flush(ALERT_FLUSH).await;
+        anyhow::Ok(outcome?)
     });
     progress.finish();
     if statsd.is_some() {
@@ -353,7 +361,7 @@ pub fn backfill(global: &Global, args: BackfillArgs) -> anyhow::Result<u8> {
     );
     let results: Vec<anyhow::Result<RunOutcome>> = runtime()?.block_on(async {
         let stop = stop_signal();
-        futures::stream::iter(intervals.iter().copied())
+        let results = futures::stream::iter(intervals.iter().copied())
             .map(|interval| {
                 let exec = &exec;
                 let progress = &progress;
@@ -377,8 +385,10 @@ pub fn backfill(global: &Global, args: BackfillArgs) -> anyhow::Result<u8> {
                 }
             })
             .buffered(args.parallel as usize)
-            .collect()
-            .await
+            .collect::<Vec<_>>()
+            .await;
+        crate::alerts::flush(ALERT_FLUSH).await;
+        results
     });
     progress.finish();
     let mut views = Vec::new();
@@ -640,17 +650,20 @@ fn dlq_replay(ws: &Workspace, store: Arc<Store>, id: i64) -> anyhow::Result<u8> 
     let exec = executor(ws, store.clone());
     let progress = LiveProgress::new(specs.len() as u64, false, false);
     let outcome = runtime()?.block_on(async {
-        exec.run(
-            RunRequest {
-                pipeline: p,
-                interval,
-                run_type: RunType::Manual,
-                rerun_failed: false,
-            },
-            &progress,
-            stop_signal(),
-        )
-        .await
+        let outcome = exec
+            .run(
+                RunRequest {
+                    pipeline: p,
+                    interval,
+                    run_type: RunType::Manual,
+                    rerun_failed: false,
+                },
+                &progress,
+                stop_signal(),
+            )
+            .await;
+        crate::alerts::flush(ALERT_FLUSH).await;
+        outcome
     });
     progress.finish();
     let outcome = outcome?;

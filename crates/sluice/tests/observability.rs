@@ -184,3 +184,119 @@ fn a_task_out_of_retries_goes_to_the_dead_letter_store_and_replays() {
             .is_empty()
     );
 }
+
+/// A webhook receiver on 127.0.0.1 that keeps every JSON body it gets.
+fn webhook() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                    let sink = sink.clone();
+                    async move {
+                        sink.lock().unwrap().push(body);
+                        "ok"
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (url, got)
+}
+
+#[test]
+fn failures_retries_and_recoveries_reach_their_channels() {
+    let (url, got) = webhook();
+    let p = TestProject::new();
+    p.write(
+        "sluice.yaml",
+        &format!(
+            "name: test\nalerts:\n  hook: {{ webhook: \"{url}\", slack: true }}\n  cmd: {{ command: \"cat >> alerts.jsonl; echo >> alerts.jsonl\" }}\n"
+        ),
+    );
+    p.write(
+        "pipelines/p.yaml",
+        "pipeline: p\nschedule: \"@daily\"\nstart_date: 2024-01-01\nalert: { failure: [hook, cmd], retry: cmd, recovery: cmd }\ntasks:\n  \
+         flaky:\n    retries: 1\n    retry_delay: 0s\n    \
+         shell: { command: \"if [ -f once ]; then exit 0; else touch once; exit 1; fi\" }\n  \
+         broken: { after: [flaky], shell: { command: \"echo about to fail; exit 3\" } }\n",
+    );
+    let run = p.sluice(&["run", "p", "--date", "2024-01-01", "-q"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+
+    let events: Vec<serde_json::Value> = p
+        .read("alerts.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(String, String, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["task"].as_str().unwrap().to_string(),
+                e["try_number"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("retry".to_string(), "flaky".to_string(), 1),
+            ("recovery".into(), "flaky".into(), 2),
+            ("failure".into(), "broken".into(), 1)
+        ]
+    );
+    let failure = &events[2];
+    assert_eq!(failure["rerun"], "sluice dlq replay 1");
+    assert_eq!(failure["logical_date"], "2024-01-01T00:00:00+00:00");
+    assert!(
+        failure["log_tail"].to_string().contains("about to fail"),
+        "{failure}"
+    );
+
+    // The Slack-style webhook got the failure only, readable as a message.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while got.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let bodies = got.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let text = bodies[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("p.broken failed for 2024-01-01T00:00:00+00:00 (try 1): command failed with exit status 3")
+            && text.contains("about to fail")
+            && text.contains("re-run: `sluice dlq replay 1`"),
+        "{text}"
+    );
+
+    // A channel that sluice.yaml does not define is reported.
+    p.write(
+        "pipelines/p.yaml",
+        "pipeline: p\ntasks:\n  a: { alert: { failure: [pager] }, shell: { command: \"true\" } }\n",
+    );
+    let check = p.sluice(&["check"]);
+    assert!(
+        check
+            .stdout
+            .contains("task `a` alerts channel `pager`, which sluice.yaml does not define"),
+        "{}",
+        check.explain()
+    );
+}

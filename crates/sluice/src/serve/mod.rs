@@ -78,6 +78,10 @@ impl Service {
             parallelism: project.settings.parallelism,
             redactor: Arc::new(project.connections.redactor()),
             pools: loaded.pools.clone(),
+            notifier: crate::alerts::notifier(
+                &project.settings.alert_channels,
+                &project.paths.root,
+            ),
         }
     }
 

@@ -1,0 +1,166 @@
+//! Delivery of alerts to the channels of `alerts:` in sluice.yaml: webhooks (JSON, or Slack's
+//! `{"text": …}`) and commands (the alert as JSON on stdin). Each delivery runs in the
+//! background and is retried with backoff; a channel that is down is logged and never holds up
+//! a task. Commands wait for pending deliveries (a bounded time) before they exit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sluice_core::AlertChannel;
+use sluice_engine::alerts::{Alert, Notifier};
+use sluice_io::reqwest;
+use tokio::io::AsyncWriteExt;
+use tokio_util::task::TaskTracker;
+
+/// Waits between attempts; the last failure is logged and the alert dropped.
+const BACKOFF: &[Duration] = &[
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Deliverer {
+    channels: BTreeMap<String, AlertChannel>,
+    /// Commands run in the project folder.
+    root: PathBuf,
+    http: reqwest::Client,
+    pending: TaskTracker,
+}
+
+static DELIVERER: OnceLock<Arc<Deliverer>> = OnceLock::new();
+
+/// The process's deliverer, or `None` when the project has no alert channels.
+pub fn notifier(
+    channels: &BTreeMap<String, AlertChannel>,
+    root: &Path,
+) -> Option<Arc<dyn Notifier>> {
+    if channels.is_empty() {
+        return None;
+    }
+    let d = DELIVERER.get_or_init(|| {
+        Arc::new(Deliverer {
+            channels: channels.clone(),
+            root: root.to_path_buf(),
+            http: reqwest::Client::new(),
+            pending: TaskTracker::new(),
+        })
+    });
+    Some(d.clone())
+}
+
+/// Waits (at most `limit`) for alerts still being delivered.
+pub async fn flush(limit: Duration) {
+    if let Some(d) = DELIVERER.get() {
+        d.pending.close();
+        let _ = tokio::time::timeout(limit, d.pending.wait()).await;
+    }
+}
+
+impl Notifier for Deliverer {
+    fn send(&self, alert: Alert) {
+        for name in &alert.channels {
+            let Some(channel) = self.channels.get(name).cloned() else {
+                continue;
+            };
+            let (name, alert, http, root) = (
+                name.clone(),
+                alert.clone(),
+                self.http.clone(),
+                self.root.clone(),
+            );
+            self.pending.spawn(async move {
+                for (attempt, wait) in std::iter::once(Duration::ZERO)
+                    .chain(BACKOFF.iter().copied())
+                    .enumerate()
+                {
+                    tokio::time::sleep(wait).await;
+                    match tokio::time::timeout(
+                        ATTEMPT_TIMEOUT,
+                        deliver(&channel, &alert, &http, &root),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => eprintln!(
+                            "alert channel `{name}`: attempt {} failed: {e}",
+                            attempt + 1
+                        ),
+                        Err(_) => {
+                            eprintln!("alert channel `{name}`: attempt {} timed out", attempt + 1)
+                        }
+                    }
+                }
+                eprintln!("alert channel `{name}`: gave up on: {}", alert.summary());
+            });
+        }
+    }
+}
+
+fn payload(alert: &Alert) -> serde_json::Value {
+    let mut v = serde_json::to_value(alert).unwrap_or_default();
+    v["summary"] = alert.summary().into();
+    v
+}
+
+/// Slack's message: the summary, the log's last lines, the command that re-runs the task.
+fn slack_text(alert: &Alert) -> String {
+    let mut text = alert.summary();
+    if !alert.log_tail.is_empty() {
+        text.push_str(&format!("\n```\n{}\n```", alert.log_tail.join("\n")));
+    }
+    text.push_str(&format!("\nre-run: `{}`", alert.rerun));
+    text
+}
+
+async fn deliver(
+    channel: &AlertChannel,
+    alert: &Alert,
+    http: &reqwest::Client,
+    root: &Path,
+) -> Result<(), String> {
+    match channel {
+        AlertChannel::Webhook { url, slack } => {
+            let body = if *slack {
+                serde_json::json!({ "text": slack_text(alert) })
+            } else {
+                payload(alert)
+            };
+            let resp = http
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("the webhook answered {}", resp.status()))
+            }
+        }
+        AlertChannel::Command { command } => {
+            let mut child = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .current_dir(root)
+                .stdin(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin
+                    .write_all(payload(alert).to_string().as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let status = child.wait().await.map_err(|e| e.to_string())?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("`{command}` exited with {status}"))
+            }
+        }
+    }
+}
