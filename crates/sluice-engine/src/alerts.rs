@@ -12,6 +12,8 @@ pub enum AlertEvent {
     Retry,
     /// The task succeeded after failed tries.
     Recovery,
+    /// A deadline (`sla:`) passed with the work unfinished.
+    SlaMiss,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +42,7 @@ impl Alert {
             AlertEvent::Failure => "failed",
             AlertEvent::Retry => "failed and will be retried",
             AlertEvent::Recovery => "recovered",
+            AlertEvent::SlaMiss => "is late",
         };
         format!(
             "{}.{} {what} for {} (try {}){}",

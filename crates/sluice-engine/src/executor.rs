@@ -224,6 +224,11 @@ impl Executor {
         }
 
         let run_started = Instant::now();
+        let mut deadlines = crate::sla::Deadlines::new(
+            pipeline,
+            &req.interval,
+            run.started_at.unwrap_or_else(Utc::now),
+        );
         // When a task became ready because its upstream tasks finished (for the hand-off metric).
         let mut readied_at: Vec<Option<Instant>> = vec![None; pipeline.tasks.len()];
         let mut interrupted = false;
@@ -331,8 +336,15 @@ impl Executor {
                 }
                 break;
             }
+            let sla_wait = deadlines.next_wait(&st.states);
             let event = tokio::select! {
                 _ = tokio::time::sleep(POOL_POLL), if blocked => continue,
+                _ = tokio::time::sleep(sla_wait.unwrap_or(Duration::from_secs(3600))), if sla_wait.is_some() => {
+                    for miss in deadlines.missed(&st.states) {
+                        self.sla_missed(pipeline, &run, &miss, &st.states);
+                    }
+                    continue;
+                }
                 joined = pending.join_next() => match joined {
                     Some(Ok(event)) => event,
                     Some(Err(e)) => panic!("a task future panicked: {e}; this is a bug in Sluice, please report it"),
@@ -680,6 +692,48 @@ impl Ledger for StoreLedger {
 }
 
 impl Executor {
+    /// Reports a missed deadline while the work still runs: metric, log line, alert.
+    fn sla_missed(
+        &self,
+        pipeline: &Pipeline,
+        run: &RunRecord,
+        miss: &crate::sla::Miss,
+        states: &[TaskState],
+    ) {
+        let (late, message) = crate::sla::describe(pipeline, miss, states);
+        let task = miss.task.map_or("run", |i| pipeline.tasks[i].id.as_str());
+        crate::metrics::sla_missed(&pipeline.id, task);
+        tracing::warn!(pipeline = %pipeline.id, run_id = %run.run_id, "{message}");
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let mut channels: Vec<String> = late
+            .iter()
+            .flat_map(|&i| pipeline.tasks[i].alert.sla_miss.iter().cloned())
+            .collect();
+        channels.sort();
+        channels.dedup();
+        if channels.is_empty() {
+            return;
+        }
+        notifier.send(crate::alerts::Alert {
+            event: crate::alerts::AlertEvent::SlaMiss,
+            pipeline: pipeline.id.clone(),
+            task: late
+                .iter()
+                .map(|&i| pipeline.tasks[i].id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            run_id: run.run_id.clone(),
+            logical_date: sluice_core::template::iso(run.logical_date),
+            try_number: 0,
+            error: Some(message),
+            log_tail: Vec::new(),
+            rerun: format!("sluice runs {}", pipeline.id),
+            channels,
+        });
+    }
+
     /// Tells the task's alert channels about a failure, a retry or a recovery.
     #[allow(clippy::too_many_arguments)]
     fn alert(

@@ -19,6 +19,8 @@ pub const TASK_RETRIES: &str = "pipeline.task.retries";
 pub const ROWS_PROCESSED: &str = "pipeline.rows.processed";
 /// Seconds from a run's start to its end, by pipeline and state.
 pub const RUN_DURATION: &str = "pipeline.run.duration";
+/// Deadlines (`sla:`) missed, by pipeline and task (`run` for the pipeline's own SLA).
+pub const SLA_MISSES: &str = "pipeline.sla.misses";
 /// Seconds from an upstream try's end to its downstream try's start, by pipeline.
 pub const HANDOFF: &str = "pipeline.task.handoff";
 
@@ -28,6 +30,7 @@ pub fn describe() {
     describe_counter!(TASK_FAILURES, "Task tries that failed or timed out");
     describe_counter!(TASK_RETRIES, "Task tries followed by a retry");
     describe_counter!(ROWS_PROCESSED, "Rows processed by task tries, per stage");
+    describe_counter!(SLA_MISSES, "Deadlines (sla) missed while the work ran");
     describe_histogram!(RUN_DURATION, Unit::Seconds, "Duration of pipeline runs");
     describe_histogram!(
         HANDOFF,
@@ -67,4 +70,9 @@ pub(crate) fn handed_off(pipeline: &str, after: Duration) {
 pub(crate) fn run_finished(pipeline: &str, state: &str, took: Duration) {
     histogram!(RUN_DURATION, "pipeline" => pipeline.to_string(), "state" => state.to_string())
         .record(took.as_secs_f64());
+}
+
+pub(crate) fn sla_missed(pipeline: &str, task: &str) {
+    counter!(SLA_MISSES, "pipeline" => pipeline.to_string(), "task" => task.to_string())
+        .increment(1);
 }
