@@ -33,6 +33,9 @@ pub struct Pipeline {
     pub sla: Option<Duration>,
     pub max_active_runs: u32,
     pub max_active_tasks: u32,
+    /// Alert (`row_drop` route) when a task's rows fall below this share of its recent runs'
+    /// median (`row_drop: 0.5` = a drop of more than half).
+    pub row_drop: Option<f64>,
     /// The `for_each` entry this pipeline was generated from.
     pub item: Option<serde_json::Value>,
     /// In topological order: every task comes after its upstream tasks.
@@ -47,6 +50,7 @@ pub struct AlertRoutes {
     pub retry: Vec<String>,
     pub recovery: Vec<String>,
     pub sla_miss: Vec<String>,
+    pub row_drop: Vec<String>,
 }
 
 impl AlertRoutes {
@@ -56,6 +60,7 @@ impl AlertRoutes {
             .chain(&self.retry)
             .chain(&self.recovery)
             .chain(&self.sla_miss)
+            .chain(&self.row_drop)
     }
 }
 
@@ -159,6 +164,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "sla",
     "max_active_runs",
     "max_active_tasks",
+    "row_drop",
     "for_each",
     "tasks",
 ];
@@ -354,7 +360,7 @@ fn read_alert(node: &Node, diags: &mut Diagnostics) -> Option<AlertRoutes> {
     let f = Fields::new(
         node,
         "`alert`",
-        &["failure", "retry", "recovery", "sla_miss"],
+        &["failure", "retry", "recovery", "sla_miss", "row_drop"],
         diags,
     )?;
     let list = |key: &str, diags: &mut Diagnostics| -> Vec<String> {
@@ -368,6 +374,7 @@ fn read_alert(node: &Node, diags: &mut Diagnostics) -> Option<AlertRoutes> {
         retry: list("retry", diags),
         recovery: list("recovery", diags),
         sla_miss: list("sla_miss", diags),
+        row_drop: list("row_drop", diags),
     })
 }
 
@@ -561,6 +568,16 @@ fn decode_pipeline(
     let sla = fields.duration("sla", diags);
     let max_active_runs = fields.uint("max_active_runs", diags).unwrap_or(16).max(1);
     let max_active_tasks = fields.uint("max_active_tasks", diags).unwrap_or(16).max(1);
+    let row_drop = fields.get("row_drop").and_then(|node| match node.value {
+        Value::Float(f) if (0.0..1.0).contains(&f) && f > 0.0 => Some(f),
+        _ => {
+            diags.push(
+                Diagnostic::new(&node.span, "`row_drop` must be a share between 0 and 1")
+                    .hint("e.g. `row_drop: 0.5` alerts when a task's rows fall below half of their recent median"),
+            );
+            None
+        }
+    });
 
     let mut defaults = TaskSettings::default();
     // A pipeline's `alert:` is every task's unless the task says otherwise.
@@ -609,6 +626,7 @@ fn decode_pipeline(
         sla,
         max_active_runs,
         max_active_tasks,
+        row_drop,
         item,
         tasks: tasks?,
     })

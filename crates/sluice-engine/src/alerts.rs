@@ -14,6 +14,8 @@ pub enum AlertEvent {
     Recovery,
     /// A deadline (`sla:`) passed with the work unfinished.
     SlaMiss,
+    /// A task's rows fell well below its recent runs' (`row_drop:`).
+    RowDrop,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +45,7 @@ impl Alert {
             AlertEvent::Retry => "failed and will be retried",
             AlertEvent::Recovery => "recovered",
             AlertEvent::SlaMiss => "is late",
+            AlertEvent::RowDrop => "processed far fewer rows than usual",
         };
         format!(
             "{}.{} {what} for {} (try {}){}",

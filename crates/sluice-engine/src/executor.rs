@@ -484,6 +484,25 @@ impl Executor {
                         log.as_ref(),
                         failed_id,
                     );
+                    if let (TaskState::Success, Some(rows), Some(share)) =
+                        (next_state, rows, pipeline.row_drop)
+                        && let Some(drop) =
+                            self.row_drop(pipeline, &task.id, run.id, rows, share)?
+                    {
+                        if let Some(log) = &log {
+                            log.line(format!("warning: {drop}"));
+                        }
+                        self.alert(
+                            pipeline,
+                            task,
+                            &run,
+                            try_number,
+                            next_state,
+                            Some(&drop),
+                            log.as_ref(),
+                            None,
+                        );
+                    }
                     st.states[i] = next_state;
                     crate::metrics::try_finished(
                         &pipeline.id,
@@ -692,6 +711,29 @@ impl Ledger for StoreLedger {
 }
 
 impl Executor {
+    /// When `rows` is below `share` of the median of the task's last successful runs, says so.
+    fn row_drop(
+        &self,
+        pipeline: &Pipeline,
+        task: &str,
+        run: i64,
+        rows: u64,
+        share: f64,
+    ) -> Result<Option<String>, EngineError> {
+        let mut recent = self.store.recent_rows(&pipeline.id, task, run, 7)?;
+        if recent.len() < 3 {
+            return Ok(None);
+        }
+        recent.sort_unstable();
+        let median = recent[recent.len() / 2] as f64;
+        Ok(((rows as f64) < share * median).then(|| {
+            format!(
+                "{rows} rows, against a median of {median} over the last {} runs (row_drop: {share})",
+                recent.len()
+            )
+        }))
+    }
+
     /// Reports a missed deadline while the work still runs: metric, log line, alert.
     fn sla_missed(
         &self,
@@ -752,6 +794,9 @@ impl Executor {
             return;
         };
         let (event, channels) = match state {
+            _ if error.is_some() && state == TaskState::Success => {
+                (AlertEvent::RowDrop, &task.alert.row_drop)
+            }
             TaskState::Failed => (AlertEvent::Failure, &task.alert.failure),
             TaskState::UpForRetry => (AlertEvent::Retry, &task.alert.retry),
             TaskState::Success if try_number > 1 => (AlertEvent::Recovery, &task.alert.recovery),

@@ -808,6 +808,30 @@ impl Store {
         }))
     }
 
+    /// Rows reported by the latest successful tries of `task` in `pipeline`'s other runs,
+    /// newest first.
+    pub fn recent_rows(
+        &self,
+        pipeline: &str,
+        task: &str,
+        except_run: i64,
+        limit: usize,
+    ) -> Result<Vec<i64>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.rows FROM task_tries t JOIN runs r ON r.id = t.run
+             WHERE r.pipeline = ?1 AND t.task = ?2 AND t.run <> ?3 AND t.outcome = 'success'
+               AND t.rows IS NOT NULL
+             ORDER BY r.logical_date DESC, t.try_number DESC LIMIT ?4",
+        )?;
+        let rows = stmt
+            .query_map(params![pipeline, task, except_run, limit as i64], |r| {
+                r.get(0)
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     pub fn mark_replayed(&self, id: i64) -> Result<()> {
         self.conn().execute(
             "UPDATE failed_tasks SET replayed_at = ?2 WHERE id = ?1",

@@ -357,3 +357,48 @@ fn an_sla_miss_is_reported_while_the_work_still_runs() {
     assert!(text.contains("late: slow (running)"), "{text}");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_sudden_drop_in_rows_raises_an_alert() {
+    let p = TestProject::new();
+    p.write(
+        "sluice.yaml",
+        "name: test\nalerts:\n  cmd: { command: \"cat >> drops.jsonl; echo >> drops.jsonl\" }\n",
+    );
+    for (day, rows) in [(1, 10), (2, 12), (3, 10), (4, 2)] {
+        let mut csv = String::from("id\n");
+        for i in 0..rows {
+            csv.push_str(&format!("{i}\n"));
+        }
+        p.write(&format!("lake/raw/2024-01-0{day}.csv"), &csv);
+    }
+    p.write(
+        "pipelines/p.yaml",
+        "pipeline: p\nschedule: \"@daily\"\nstart_date: 2024-01-01\nrow_drop: 0.5\nalert: { row_drop: cmd }\ntasks:\n  \
+         extract:\n    extract:\n      from: { files: \"lake://raw/{{ ds }}.csv\" }\n      to: \"lake://out/{{ ds }}.parquet\"\n",
+    );
+    let backfill = p.sluice(&[
+        "backfill",
+        "p",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-03",
+    ]);
+    assert_eq!(backfill.code, 0, "{}", backfill.explain());
+    assert_eq!(
+        p.read("drops.jsonl"),
+        "",
+        "no alert while the rows are steady"
+    );
+    let run = p.sluice(&["run", "p", "--date", "2024-01-04"]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let alert: serde_json::Value =
+        serde_json::from_str(p.read("drops.jsonl").lines().next().unwrap()).unwrap();
+    assert_eq!(alert["event"], "row_drop");
+    assert_eq!(alert["task"], "extract");
+    assert_eq!(
+        alert["error"],
+        "2 rows, against a median of 10 over the last 3 runs (row_drop: 0.5)"
+    );
+}
