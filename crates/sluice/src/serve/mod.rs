@@ -383,6 +383,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         service.stop.cancel();
         service.runs.close();
         service.runs.wait().await;
+        crate::alerts::flush(Duration::from_secs(15)).await;
         let _ = server.await;
         eprintln!("sluice serve: stopped");
         Ok(exit::OK)
