@@ -181,6 +181,8 @@ impl TaskRun {
 pub struct TaskOutput {
     /// Rows the task processed, when it knows.
     pub rows: Option<u64>,
+    /// Rows it set aside instead (quarantined, or sent to the dead-letter store).
+    pub rejected: Option<u64>,
     /// The new high-water mark; committed only when the whole run succeeds, so a failed run
     /// re-reads the same rows next time.
     pub watermark: Option<String>,

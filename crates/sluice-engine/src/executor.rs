@@ -228,6 +228,7 @@ impl Executor {
             pipeline,
             &req.interval,
             run.started_at.unwrap_or_else(Utc::now),
+            req.run_type == RunType::Scheduled,
         );
         // When a task became ready because its upstream tasks finished (for the hand-off metric).
         let mut readied_at: Vec<Option<Instant>> = vec![None; pipeline.tasks.len()];
@@ -376,6 +377,10 @@ impl Executor {
                     running -= 1;
                     let task = &pipeline.tasks[i];
                     let mut watermark = None;
+                    let rejected = match &result {
+                        TryResult::Done(Ok(out)) => out.rejected,
+                        _ => None,
+                    };
                     let (outcome, error, rows, retryable) = match &result {
                         TryResult::Done(Ok(out)) => {
                             watermark = out.watermark.clone();
@@ -439,6 +444,7 @@ impl Executor {
                             outcome,
                             error: error.as_deref(),
                             rows,
+                            rejected,
                             watermark: watermark.as_deref(),
                             next_state,
                             next_retry_at: delay.map(|d| {

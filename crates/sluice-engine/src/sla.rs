@@ -1,5 +1,6 @@
 //! SLAs, watched while the work runs: a pipeline's `sla` is a deadline after its interval ends
-//! (the run must have finished by then), a task's `sla` a deadline after the run starts. A
+//! (a scheduled run must have finished by then; a manual or backfill run of an old interval
+//! would always be late), a task's `sla` a deadline after the run starts. A
 //! deadline that passes with the work unfinished is a miss, reported once, naming the late
 //! tasks and what they wait for.
 
@@ -25,12 +26,13 @@ impl Deadlines {
         pipeline: &Pipeline,
         interval: &DataInterval,
         run_started: DateTime<Utc>,
+        scheduled: bool,
     ) -> Deadlines {
         let at = |base: DateTime<Utc>, d: Duration| {
             base + chrono::Duration::from_std(d).unwrap_or_default()
         };
         let mut items = Vec::new();
-        if let Some(sla) = pipeline.sla {
+        if let Some(sla) = pipeline.sla.filter(|_| scheduled) {
             items.push((None, sla, at(interval.end, sla), false));
         }
         for (i, t) in pipeline.tasks.iter().enumerate() {

@@ -108,6 +108,8 @@ pub struct TryRecord {
     pub error: Option<String>,
     pub log_path: Option<String>,
     pub rows: Option<i64>,
+    /// Rows set aside: quarantined or sent to the dead-letter store.
+    pub rejected: Option<i64>,
     pub pid: Option<i64>,
 }
 
@@ -117,6 +119,7 @@ pub struct TryEnd<'a> {
     pub outcome: &'a str,
     pub error: Option<&'a str>,
     pub rows: Option<u64>,
+    pub rejected: Option<u64>,
     /// A high-water mark to commit when the run succeeds.
     pub watermark: Option<&'a str>,
     /// The task's state afterwards.
@@ -225,6 +228,8 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         replayed_at TEXT
      );",
+    // 6: rows a try set aside (quarantined or dead-lettered), beside the rows it processed.
+    "ALTER TABLE task_tries ADD COLUMN rejected INTEGER;",
 ];
 
 /// A bad record in the dead-letter store.
@@ -666,6 +671,7 @@ impl Store {
         let tx = conn.transaction()?;
         tx.prepare_cached(
             "UPDATE task_tries SET outcome = ?4, ended_at = ?5, error = ?6, rows = ?7, watermark = ?8,
+                    rejected = ?9,
                     duration_ms = CAST(ROUND((julianday(?5) - julianday(started_at)) * 86400000) AS INTEGER)
              WHERE run = ?1 AND task = ?2 AND try_number = ?3",
         )?
@@ -677,7 +683,8 @@ impl Store {
             ts(now),
             end.error,
             end.rows.map(|r| r as i64),
-            end.watermark
+            end.watermark,
+            end.rejected.map(|r| r as i64)
         ])?;
         tx.prepare_cached(
             "UPDATE task_instances SET state = ?3, next_retry_at = ?4, ended_at = ?5 WHERE run = ?1 AND task = ?2",
@@ -963,7 +970,8 @@ impl Store {
     pub fn tries(&self, run: i64, task: &str) -> Result<Vec<TryRecord>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT try_number, outcome, started_at, ended_at, duration_ms, error, log_path, rows, pid
+            "SELECT try_number, outcome, started_at, ended_at, duration_ms, error, log_path, rows, pid,
+                    rejected
              FROM task_tries WHERE run = ?1 AND task = ?2 ORDER BY try_number",
         )?;
         let rows = stmt.query_map(params![run, task], |r| {
@@ -977,11 +985,22 @@ impl Store {
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<i64>>(7)?,
                 r.get::<_, Option<i64>>(8)?,
+                r.get::<_, Option<i64>>(9)?,
             ))
         })?;
         rows.map(|row| {
-            let (try_number, outcome, started, ended, duration_ms, error, log_path, rows, pid) =
-                row?;
+            let (
+                try_number,
+                outcome,
+                started,
+                ended,
+                duration_ms,
+                error,
+                log_path,
+                rows,
+                pid,
+                rejected,
+            ) = row?;
             Ok(TryRecord {
                 try_number,
                 outcome,
@@ -991,6 +1010,7 @@ impl Store {
                 error,
                 log_path,
                 rows,
+                rejected,
                 pid,
             })
         })
@@ -1112,6 +1132,7 @@ mod tests {
                     outcome: "success",
                     error: None,
                     rows: Some(5),
+                    rejected: None,
                     watermark: Some("2024-01-01 10:00:00"),
                     next_state: TaskState::Success,
                     next_retry_at: None,
@@ -1224,6 +1245,7 @@ mod tests {
                     outcome,
                     error: None,
                     rows: None,
+                    rejected: None,
                     watermark: Some(mark),
                     next_state: TaskState::Success,
                     next_retry_at: None,

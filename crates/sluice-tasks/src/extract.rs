@@ -527,6 +527,7 @@ impl ExtractAction {
         ));
         Ok(TaskOutput {
             rows: Some(rows),
+            rejected: Some(rejected),
             watermark: watermark.or_else(|| run.watermark.clone()),
         })
     }

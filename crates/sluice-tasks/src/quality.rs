@@ -495,6 +495,7 @@ impl ValidateAction {
                 ));
                 Ok(TaskOutput {
                     rows: Some(good),
+                    rejected: Some(bad),
                     watermark: None,
                 })
             }

@@ -139,6 +139,8 @@ pub struct TaskView {
     pub tries: u32,
     pub duration_s: Option<f64>,
     pub rows: Option<i64>,
+    /// Rows set aside (quarantined or dead-lettered).
+    pub rejected: Option<i64>,
     pub error: Option<String>,
     pub log: Option<String>,
 }
@@ -168,6 +170,7 @@ impl RunView {
                     .and_then(|t| t.duration_ms)
                     .map(|ms| ms as f64 / 1000.0),
                 rows: last.and_then(|t| t.rows),
+                rejected: last.and_then(|t| t.rejected),
                 error: last
                     .and_then(|t| t.error.clone())
                     .filter(|_| ti.state != TaskState::Success),
@@ -218,7 +221,11 @@ impl RunView {
                     t.state.clone(),
                     format!("{} {}", t.tries, if t.tries == 1 { "try" } else { "tries" }),
                     t.duration_s.map(|d| format!("{d:.2}s")).unwrap_or_default(),
-                    t.rows.map(|r| format!("{r} rows")).unwrap_or_default(),
+                    match (t.rows, t.rejected.filter(|&r| r > 0)) {
+                        (Some(r), Some(x)) => format!("{r} rows, {x} set aside"),
+                        (Some(r), None) => format!("{r} rows"),
+                        _ => String::new(),
+                    },
                 ]
             })
             .collect();

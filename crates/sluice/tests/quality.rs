@@ -65,6 +65,17 @@ fn the_demo_quarantines_the_malformed_row_and_loads_the_others() {
     assert_eq!(run.code, 0, "{}", run.explain());
     let json = run.json();
     assert_eq!(state_of(&json, "validate_data").0, "success");
+    // Both counts are recorded: the rows that continued and the rows set aside.
+    let validate = json["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "validate_data")
+        .unwrap();
+    assert_eq!(
+        (validate["rows"].as_i64(), validate["rejected"].as_i64()),
+        (Some(400), Some(1))
+    );
 
     // The good rows continued: 400 in staging, none with the malformed address.
     let warehouse = project.join("warehouse.duckdb");

@@ -447,3 +447,40 @@ fn a_backfill_handed_to_the_server_is_followed_and_kept() {
     );
     assert_eq!(server.stop(), Some(0));
 }
+
+#[test]
+fn a_scheduled_run_past_its_sla_is_reported_while_it_runs() {
+    let p = TestProject::new();
+    p.write(
+        "sluice.yaml",
+        "name: test\nalerts:\n  cmd: { command: \"cat >> sla.jsonl; echo >> sla.jsonl\" }\n",
+    );
+    // The last closed hour ended minutes ago: with a 1s SLA its scheduled run is late at once.
+    let start = chrono::Utc::now() - chrono::Duration::hours(1);
+    p.write(
+        "pipelines/hourly.yaml",
+        &format!(
+            "pipeline: hourly\nschedule: \"@hourly\"\nstart_date: \"{}\"\nsla: 1s\nalert: {{ sla_miss: cmd }}\ntasks:\n  \
+             slow: {{ shell: {{ command: \"sleep 3\" }} }}\n  after_slow: {{ after: [slow], shell: {{ command: \"true\" }} }}\n",
+            start.format("%Y-%m-%dT%H:00:00")
+        ),
+    );
+    let server = Server::start(&p, None);
+    server.wait_for("the SLA alert", || !p.read("sla.jsonl").trim().is_empty());
+    let runs = server.runs("hourly");
+    assert_eq!(
+        runs[0]["state"], "running",
+        "reported while the run still works"
+    );
+    let miss: Value = serde_json::from_str(p.read("sla.jsonl").lines().next().unwrap()).unwrap();
+    let text = miss["error"].as_str().unwrap();
+    assert!(
+        text.starts_with("the run missed its SLA of 1s after the interval's end"),
+        "{text}"
+    );
+    assert!(
+        text.contains("late: slow (running); after_slow (none), blocked by slow (running)"),
+        "{text}"
+    );
+    assert_eq!(server.stop(), Some(0));
+}
