@@ -69,6 +69,13 @@ pub enum AlertChannel {
     Webhook { url: String, slack: bool },
     /// A program run with `sh -c`, the alert as JSON on its stdin.
     Command { command: String },
+    /// Mail through an SMTP server: `smtp://host:port` (plain, for local relays),
+    /// `smtp://host:587?tls=required` (STARTTLS) or `smtps://host:465`.
+    Email {
+        smtp: String,
+        from: String,
+        to: Vec<String>,
+    },
 }
 
 /// `statsd: { host, port, prefix }`: a DogStatsD agent (UDP).
@@ -206,18 +213,51 @@ impl Settings {
             for (k, v) in entries {
                 let name = k.scalar_text().unwrap_or_default();
                 let what = format!("alert channel `{name}`");
-                let Some(f) = Fields::new(v, &what, &["webhook", "slack", "command"], diags) else {
+                let Some(f) =
+                    Fields::new(v, &what, &["webhook", "slack", "command", "email"], diags)
+                else {
                     continue;
                 };
-                let channel = match (f.string("webhook", diags), f.string("command", diags)) {
-                    (Some(url), None) => AlertChannel::Webhook {
+                let channel = match (
+                    f.string("webhook", diags),
+                    f.string("command", diags),
+                    f.get("email"),
+                ) {
+                    (Some(url), None, None) => AlertChannel::Webhook {
                         url,
                         slack: f.bool("slack", diags).unwrap_or(false),
                     },
-                    (None, Some(command)) => AlertChannel::Command { command },
+                    (None, Some(command), None) => AlertChannel::Command { command },
+                    (None, None, Some(node)) => {
+                        let Some(e) = Fields::new(
+                            node,
+                            &format!("{what}'s `email`"),
+                            &["smtp", "from", "to"],
+                            diags,
+                        ) else {
+                            continue;
+                        };
+                        let to: Vec<String> = e
+                            .string_list("to", diags)
+                            .into_iter()
+                            .map(|(t, _)| t)
+                            .collect();
+                        match (e.string("smtp", diags), e.string("from", diags)) {
+                            (Some(smtp), Some(from)) if !to.is_empty() => {
+                                AlertChannel::Email { smtp, from, to }
+                            }
+                            _ => {
+                                diags.push(
+                                    Diagnostic::new(&node.span, format!("{what}'s `email` needs `smtp`, `from` and `to`"))
+                                        .hint("e.g. `email: { smtp: \"smtp://127.0.0.1:25\", from: sluice@example.com, to: [oncall@example.com] }`"),
+                                );
+                                continue;
+                            }
+                        }
+                    }
                     _ => {
                         diags.push(
-                            Diagnostic::new(&v.span, format!("{what} needs either `webhook` or `command`"))
+                            Diagnostic::new(&v.span, format!("{what} needs one of `webhook`, `command` or `email`"))
                                 .hint("e.g. `{ webhook: \"https://…\" }` or `{ command: \"notify-oncall\" }`"),
                         );
                         continue;

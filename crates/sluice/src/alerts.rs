@@ -1,5 +1,6 @@
 //! Delivery of alerts to the channels of `alerts:` in sluice.yaml: webhooks (JSON, or Slack's
-//! `{"text": …}`) and commands (the alert as JSON on stdin). Each delivery runs in the
+//! `{"text": …}`), e-mail (SMTP: plain for local relays, STARTTLS or TLS) and commands (the
+//! alert as JSON on stdin). Each delivery runs in the
 //! background and is retried with backoff; a channel that is down is logged and never holds up
 //! a task. Commands wait for pending deliveries (a bounded time) before they exit.
 
@@ -139,6 +140,25 @@ async fn deliver(
             } else {
                 Err(format!("the webhook answered {}", resp.status()))
             }
+        }
+        AlertChannel::Email { smtp, from, to } => {
+            use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+            let mut message = Message::builder()
+                .from(from.parse().map_err(|e| format!("`from` {from}: {e}"))?)
+                .subject(alert.summary());
+            for address in to {
+                message = message.to(address
+                    .parse()
+                    .map_err(|e| format!("`to` {address}: {e}"))?);
+            }
+            let message = message
+                .body(slack_text(alert).replace('`', ""))
+                .map_err(|e| e.to_string())?;
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp)
+                .map_err(|e| format!("smtp URL: {e}"))?
+                .build();
+            transport.send(message).await.map_err(|e| e.to_string())?;
+            Ok(())
         }
         AlertChannel::Command { command } => {
             let mut child = tokio::process::Command::new("sh")

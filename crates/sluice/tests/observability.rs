@@ -226,7 +226,7 @@ fn failures_retries_and_recoveries_reach_their_channels() {
     p.write(
         "sluice.yaml",
         &format!(
-            "name: test\nalerts:\n  hook: {{ webhook: \"{url}\", slack: true }}\n  cmd: {{ command: \"cat >> alerts.jsonl; echo >> alerts.jsonl\" }}\n"
+            "name: test\nalerts:\n  hook: {{ webhook: \"{url}\", slack: true }}\n  cmd: {{ command: \"mkdir -p alerts && cat > alerts/$$.json\" }}\n"
         ),
     );
     p.write(
@@ -239,12 +239,14 @@ fn failures_retries_and_recoveries_reach_their_channels() {
     let run = p.sluice(&["run", "p", "--date", "2024-01-01", "-q"]);
     assert_eq!(run.code, 1, "{}", run.explain());
 
-    let events: Vec<serde_json::Value> = p
-        .read("alerts.jsonl")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
+    // Deliveries run concurrently, so each alert has its own file; order by try.
+    let mut events: Vec<serde_json::Value> = std::fs::read_dir(p.path().join("alerts"))
+        .unwrap()
+        .map(|e| {
+            serde_json::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap()
+        })
         .collect();
+    events.sort_by_key(|e| (e["task"] != "flaky", e["try_number"].as_u64()));
     let seen: Vec<(String, String, u64)> = events
         .iter()
         .map(|e| {
@@ -403,5 +405,79 @@ fn a_sudden_drop_in_rows_raises_an_alert() {
     assert_eq!(
         alert["error"],
         "2 rows, against a median of 10 over the last 3 runs (row_drop: 0.5)"
+    );
+}
+
+/// A minimal SMTP server on 127.0.0.1 that accepts one message and keeps its DATA.
+fn smtp_server() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let _ = stream.write_all(b"220 test ESMTP\r\n");
+            let mut data = String::new();
+            let mut in_data = false;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                let reply: &[u8] = if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        let _ = tx.send(std::mem::take(&mut data));
+                        b"250 queued\r\n"
+                    } else {
+                        data.push_str(&line);
+                        b""
+                    }
+                } else if line.starts_with("EHLO") || line.starts_with("HELO") {
+                    b"250 test\r\n"
+                } else if line.starts_with("DATA") {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                } else if line.starts_with("QUIT") {
+                    let _ = stream.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    b"250 ok\r\n"
+                };
+                let _ = stream.write_all(reply);
+                line.clear();
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_failure_alert_arrives_by_email() {
+    let (port, mail) = smtp_server();
+    let p = TestProject::new();
+    p.write(
+        "sluice.yaml",
+        &format!(
+            "name: test\nalerts:\n  mail: {{ email: {{ smtp: \"smtp://127.0.0.1:{port}\", from: sluice@example.com, to: [oncall@example.com] }} }}\n"
+        ),
+    );
+    p.write(
+        "pipelines/p.yaml",
+        "pipeline: p\nschedule: \"@daily\"\nstart_date: 2024-01-01\nalert: { failure: mail }\ntasks:\n  \
+         broken: { shell: { command: \"echo disk full; exit 1\" } }\n",
+    );
+    let run = p.sluice(&["run", "p", "--date", "2024-01-01", "-q"]);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    let data = mail
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("an e-mail");
+    assert!(
+        data.contains("Subject: p.broken failed for 2024-01-01T00:00:00+00:00 (try 1)"),
+        "{data}"
+    );
+    assert!(data.contains("To: oncall@example.com"), "{data}");
+    assert!(
+        data.contains("disk full") && data.contains("sluice dlq replay 1"),
+        "{data}"
     );
 }
