@@ -202,11 +202,15 @@ fn bound(v: &Literal, dt: &DataType, is_length: bool) -> Option<String> {
 /// What a check still needs after the aggregate query.
 enum Need {
     Done(Result<Observation, String>),
+    /// The rows the row condition selects (row-count expectations).
+    Table {
+        rows: usize,
+    },
     Rows {
         element: usize,
         missing: Option<usize>,
         unexpected: usize,
-        rows_where: Option<String>,
+        rows_where: String,
     },
     /// Unexpected rows that depend on the whole column (duplicates, z-scores): counted by a
     /// query of their own.
@@ -267,11 +271,8 @@ pub async fn run<D: Database>(
             add(format!("COUNT(*) FILTER (WHERE {w} AND {filter})"))
         };
         let need = match &check.kind {
-            Kind::RowCount(_) => Need::Rows {
-                element: count(&mut add, "TRUE"),
-                missing: None,
-                unexpected: usize::MAX,
-                rows_where: None,
+            Kind::RowCount(_) => Need::Table {
+                rows: count(&mut add, "TRUE"),
             },
             Kind::Map { column, test, .. } => {
                 let probe = shape(sql.dtype(column));
@@ -284,13 +285,13 @@ pub async fn run<D: Database>(
                             element: count(&mut add, "TRUE"),
                             missing: None,
                             unexpected: count(&mut add, &missing),
-                            rows_where: Some(format!("{w} AND {missing}")),
+                            rows_where: format!("{w} AND {missing}"),
                         },
                         MapTest::Null => Need::Rows {
                             element: count(&mut add, "TRUE"),
                             missing: None,
                             unexpected: count(&mut add, &format!("NOT {missing}")),
-                            rows_where: Some(present),
+                            rows_where: present,
                         },
                         MapTest::Unique => {
                             let c = quote_ident(column);
@@ -328,7 +329,7 @@ pub async fn run<D: Database>(
                                 element: count(&mut add, "TRUE"),
                                 missing: Some(count(&mut add, &missing)),
                                 unexpected: count(&mut add, &format!("NOT {missing} AND {bad}")),
-                                rows_where: Some(format!("{present} AND {bad}")),
+                                rows_where: format!("{present} AND {bad}"),
                             },
                             None => Need::Fallback,
                         },
@@ -379,7 +380,7 @@ pub async fn run<D: Database>(
                     element: count(&mut add, "TRUE"),
                     missing: Some(count(&mut add, &ignored)),
                     unexpected: count(&mut add, &bad),
-                    rows_where: Some(format!("{w} AND {bad}")),
+                    rows_where: format!("{w} AND {bad}"),
                 }
             }
             Kind::Multi { .. } => Need::Fallback,
@@ -480,12 +481,8 @@ pub async fn run<D: Database>(
                 fallback.push(i);
                 Err(String::new())
             }
-            Need::Rows {
-                element,
-                unexpected: usize::MAX,
-                ..
-            } => Ok(Observation::Table {
-                rows: int(element),
+            Need::Table { rows } => Ok(Observation::Table {
+                rows: int(rows),
                 columns: columns.clone(),
             }),
             Need::Rows {
@@ -500,10 +497,8 @@ pub async fn run<D: Database>(
                     unexpected_count: int(unexpected),
                     unexpected: Vec::new(),
                 };
-                if let Some(filter) = rows_where
-                    && o.unexpected_count > 0
-                {
-                    o.unexpected = unexpected_rows(db, &sql, check, &filter).await?;
+                if o.unexpected_count > 0 {
+                    o.unexpected = unexpected_rows(db, &sql, check, &rows_where).await?;
                 }
                 Ok(Observation::Map(o))
             }
