@@ -101,6 +101,32 @@ impl Endpoint {
     }
 }
 
+/// The connection `name` (or the project's `warehouse`) as an endpoint; `None` when there is
+/// no such connection.
+pub fn endpoint_named(
+    connections: &Connections,
+    default_warehouse: &Path,
+    root: &Path,
+    name: &str,
+) -> Option<Endpoint> {
+    if let Some(c) = connections.get(name) {
+        return Some(match c.kind {
+            ConnectionKind::DuckDb => Endpoint::DuckDb {
+                name: name.to_string(),
+                path: c.duckdb_path(root).expect("a DuckDB connection"),
+            },
+            ConnectionKind::Postgres => Endpoint::Postgres(c.clone()),
+            ConnectionKind::MySql => Endpoint::MySql(c.clone()),
+            ConnectionKind::Http => Endpoint::Http(c.clone()),
+            _ => Endpoint::Other(c.clone()),
+        });
+    }
+    (name == WAREHOUSE).then(|| Endpoint::DuckDb {
+        name: WAREHOUSE.to_string(),
+        path: default_warehouse.to_path_buf(),
+    })
+}
+
 /// The endpoint `node` names, or a diagnostic.
 pub fn endpoint(
     connections: &Connections,
@@ -109,25 +135,8 @@ pub fn endpoint(
     cx: &mut CompileContext<'_>,
 ) -> Option<Endpoint> {
     let name = node.scalar_text().unwrap_or_default();
-    if let Some(c) = connections.get(&name) {
-        return Some(match c.kind {
-            ConnectionKind::DuckDb => Endpoint::DuckDb {
-                name: name.clone(),
-                path: c
-                    .duckdb_path(&cx.project.root)
-                    .expect("a DuckDB connection"),
-            },
-            ConnectionKind::Postgres => Endpoint::Postgres(c.clone()),
-            ConnectionKind::MySql => Endpoint::MySql(c.clone()),
-            ConnectionKind::Http => Endpoint::Http(c.clone()),
-            _ => Endpoint::Other(c.clone()),
-        });
-    }
-    if name == WAREHOUSE {
-        return Some(Endpoint::DuckDb {
-            name: WAREHOUSE.to_string(),
-            path: default_warehouse.to_path_buf(),
-        });
+    if let Some(e) = endpoint_named(connections, default_warehouse, &cx.project.root, &name) {
+        return Some(e);
     }
     let names = connections
         .iter()

@@ -14,7 +14,7 @@ pub mod sql;
 
 use std::sync::Arc;
 
-pub use io::{Endpoint, open_lake};
+pub use io::{Endpoint, endpoint_named, open_lake};
 
 use sluice_core::connections::Connections;
 use sluice_core::{KindRegistry, Settings};

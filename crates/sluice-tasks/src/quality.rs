@@ -591,30 +591,6 @@ pub enum Target {
     Table { endpoint: Endpoint, table: String },
 }
 
-/// The connection `name` (or the project's `warehouse`) as an endpoint.
-pub fn endpoint_named(
-    connections: &Connections,
-    default_warehouse: &Path,
-    root: &Path,
-    name: &str,
-) -> Option<Endpoint> {
-    use sluice_core::connections::ConnectionKind;
-    if let Some(c) = connections.get(name) {
-        return Some(match c.kind {
-            ConnectionKind::DuckDb => Endpoint::DuckDb {
-                name: name.to_string(),
-                path: c.duckdb_path(root)?,
-            },
-            ConnectionKind::Postgres => Endpoint::Postgres(c.clone()),
-            _ => Endpoint::Other(c.clone()),
-        });
-    }
-    (name == WAREHOUSE).then(|| Endpoint::DuckDb {
-        name: WAREHOUSE.to_string(),
-        path: default_warehouse.to_path_buf(),
-    })
-}
-
 /// Resolves a file path, glob or lake:// path to the files to read (the format from the
 /// first file's extension).
 pub async fn files_target(

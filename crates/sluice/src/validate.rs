@@ -117,7 +117,7 @@ pub fn run(global: &Global, args: ValidateArgs) -> anyhow::Result<u8> {
         {
             Some((name, table)) => {
                 let Some(endpoint) =
-                    quality::endpoint_named(&connections, &warehouse, &root, name)
+                    sluice_tasks::endpoint_named(&connections, &warehouse, &root, name)
                 else {
                     return usage(format!(
                         "unknown connection `{name}` in `{}`\n  hint: define it in connections.yaml, or use `warehouse:{table}` for the project's DuckDB",
