@@ -211,9 +211,10 @@ async fn trigger(
 ) -> Result<(StatusCode, Json<Value>)> {
     let Json(body) = body.map_err(|e| bad(e.body_text()))?;
     let p = find(&service, &id)?;
-    let date = chrono::NaiveDate::parse_from_str(&body.date, "%Y-%m-%d")
-        .map_err(|_| bad(format!("`{}` is not a date; write YYYY-MM-DD", body.date)))?;
-    let interval = p.timetable.interval_for_date(date).map_err(bad)?;
+    let interval = p
+        .timetable
+        .interval_for_date(date(&body.date)?)
+        .map_err(bad)?;
     let (run, created) =
         service
             .store
