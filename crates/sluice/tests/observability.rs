@@ -15,11 +15,7 @@ fn a_run_serves_its_metrics_while_it_executes() {
          quick: { shell: { command: \"true\" } }\n  \
          slow: { after: [quick], shell: { command: \"sleep 2\" } }\n",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = p
         .command(&[
             "run",

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestProject, sluice_bin};
+use common::{TestProject, free_port, sluice_bin};
 use serde_json::{Value, json};
 
 /// A `sluice serve` process, stopped with SIGTERM when dropped.
@@ -17,14 +17,6 @@ struct Server {
     token: Option<String>,
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {
