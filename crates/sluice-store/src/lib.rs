@@ -1,4 +1,4 @@
-//! The metadata store: runs, task instances and every try, in SQLite.
+//! The metadata store: runs, task instances and every try, in SQLite or PostgreSQL.
 //!
 //! **Invariant:** every state change of a run or a task goes through this store, in a
 //! transaction, before the executor acts on it, so a process killed at any moment leaves a
@@ -13,7 +13,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+
+#[macro_use]
+pub mod db;
+
+use db::{Conn, Dialect, Value};
 use serde::Serialize;
 use sluice_core::{DataInterval, DeadLetter, RunState, SchemaChange, TaskState};
 
@@ -21,6 +25,16 @@ use sluice_core::{DataInterval, DeadLetter, RunState, SchemaChange, TaskState};
 pub enum StoreError {
     #[error("metadata database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("metadata database error (PostgreSQL): {0}")]
+    Postgres(String),
+    #[error(
+        "cannot connect to the metadata database {url}: {reason}\n  hint: check `metadata:` in sluice.yaml or SLUICE_METADATA, and that the server accepts connections"
+    )]
+    Connect { url: String, reason: String },
+    #[error(
+        "`{url}` is not a PostgreSQL URL: {reason}\n  hint: write it as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    )]
+    Url { url: String, reason: String },
     #[error("cannot create the metadata folder {path}: {source}")]
     Folder {
         path: String,
@@ -296,11 +310,25 @@ fn parse_state<T: FromStr<Err = String>>(s: &str) -> Result<T> {
 }
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Mutex<Box<dyn Conn>>,
+}
+
+/// Where the metadata lives, as configured (`metadata:` or `SLUICE_METADATA`).
+pub enum Location<'a> {
+    Sqlite(&'a Path),
+    Postgres(&'a str),
 }
 
 impl Store {
-    /// Opens (creating if needed) the metadata database and brings its schema up to date.
+    /// Opens the metadata database at `location` and brings its schema up to date.
+    pub fn open_at(location: Location<'_>) -> Result<Store> {
+        match location {
+            Location::Sqlite(path) => Store::open(path),
+            Location::Postgres(url) => Store::connect(url),
+        }
+    }
+
+    /// Opens (creating if needed) a SQLite metadata database.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
@@ -308,11 +336,21 @@ impl Store {
                 source,
             })?;
         }
-        let conn = Connection::open(path)?;
+        let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        Store::with(Box::new(db::Sqlite(conn)))
+    }
+
+    /// Connects to a PostgreSQL metadata database (`postgres://…`), shared by every scheduler
+    /// and worker that names it.
+    pub fn connect(url: &str) -> Result<Store> {
+        Store::with(Box::new(db::Postgres::connect(url)?))
+    }
+
+    fn with(conn: Box<dyn Conn>) -> Result<Store> {
         let store = Store {
             conn: Mutex::new(conn),
         };
@@ -320,33 +358,82 @@ impl Store {
         Ok(store)
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (transactions roll back), so
-        // the poisoned guard is safe to reuse.
+    pub fn dialect(&self) -> Dialect {
+        self.conn().dialect()
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Box<dyn Conn>> {
+        // A panic while holding the lock leaves the database consistent (the open transaction,
+        // if any, is rolled back by `tx`), so the poisoned guard is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn migrate(&self) -> Result<()> {
+    /// Runs `work` in one transaction: committed when it returns Ok, rolled back otherwise.
+    fn tx<T>(&self, work: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let begin = match conn.dialect() {
+            // Take the write lock up front: a read-then-write transaction cannot then fail
+            // half-way on a busy database.
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        };
+        conn.batch(begin)?;
+        match work(&mut **conn) {
+            Ok(v) => match conn.batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = conn.batch("ROLLBACK");
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn migrate(&self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::TooNew {
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        }
-        tx.commit()?;
-        Ok(())
+        let dialect = self.dialect();
+        self.tx(|c| {
+            let version = match dialect {
+                Dialect::Sqlite => c.query_one("PRAGMA user_version", &[])?.int(0)?,
+                Dialect::Postgres => {
+                    // Schedulers and workers starting together migrate one at a time.
+                    c.query("SELECT pg_advisory_xact_lock(?1)", params![MIGRATION_LOCK])?;
+                    c.batch("CREATE TABLE IF NOT EXISTS sluice_schema (version BIGINT NOT NULL)")?;
+                    c.query_one("SELECT COALESCE(MAX(version), 0) FROM sluice_schema", &[])?
+                        .int(0)?
+                }
+            };
+            if version > known {
+                return Err(StoreError::TooNew {
+                    found: version,
+                    known,
+                });
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                match dialect {
+                    Dialect::Sqlite => c.batch(sql)?,
+                    Dialect::Postgres => c.batch(&db::postgres_ddl(sql))?,
+                }
+                let v = (i + 1) as i64;
+                match dialect {
+                    Dialect::Sqlite => c.batch(&format!("PRAGMA user_version = {v}"))?,
+                    Dialect::Postgres => {
+                        c.execute("DELETE FROM sluice_schema", &[])?;
+                        c.execute("INSERT INTO sluice_schema (version) VALUES (?1)", params![v])?;
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Finds the run of `pipeline` at this interval's logical date, or creates it with its task
     /// instances. Tasks added to the pipeline since the run was created get an instance too.
+    /// Schedulers racing to create the same run create it once (the unique key decides).
     pub fn ensure_run(
         &self,
         pipeline: &str,
@@ -354,57 +441,53 @@ impl Store {
         run_type: RunType,
         tasks: &[(&str, u32)],
     ) -> Result<(RunRecord, bool)> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let logical = ts(interval.logical_date());
-        let existing: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM runs WHERE pipeline = ?1 AND logical_date = ?2",
-                params![pipeline, logical],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let (id, created) = match existing {
-            Some(id) => (id, false),
-            None => {
-                let run_id = format!(
-                    "{}__{}",
+        self.tx(|c| {
+            let run_id = format!(
+                "{}__{}",
+                run_type.as_str(),
+                interval
+                    .logical_date()
+                    .to_rfc3339_opts(SecondsFormat::Secs, false)
+            );
+            let inserted = c.query_opt(
+                "INSERT INTO runs (pipeline, run_id, run_type, logical_date, interval_start, interval_end, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7)
+                 ON CONFLICT (pipeline, logical_date) DO NOTHING RETURNING id",
+                params![
+                    pipeline,
+                    run_id,
                     run_type.as_str(),
-                    interval
-                        .logical_date()
-                        .to_rfc3339_opts(SecondsFormat::Secs, false)
-                );
-                tx.execute(
-                    "INSERT INTO runs (pipeline, run_id, run_type, logical_date, interval_start, interval_end, state, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7)",
-                    params![
-                        pipeline,
-                        run_id,
-                        run_type.as_str(),
-                        logical,
-                        ts(interval.start),
-                        ts(interval.end),
-                        ts(Utc::now())
-                    ],
-                )?;
-                (tx.last_insert_rowid(), true)
-            }
-        };
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO task_instances (run, task, state, max_tries) VALUES (?1, ?2, 'none', ?3)",
+                    &logical,
+                    ts(interval.start),
+                    ts(interval.end),
+                    ts(Utc::now())
+                ],
             )?;
+            let (id, created) = match inserted {
+                Some(row) => (row.int(0)?, true),
+                None => (
+                    c.query_one(
+                        "SELECT id FROM runs WHERE pipeline = ?1 AND logical_date = ?2",
+                        params![pipeline, &logical],
+                    )?
+                    .int(0)?,
+                    false,
+                ),
+            };
             for (task, max_tries) in tasks {
-                insert.execute(params![id, task, max_tries])?;
+                c.execute(
+                    "INSERT INTO task_instances (run, task, state, max_tries) VALUES (?1, ?2, 'none', ?3)
+                     ON CONFLICT (run, task) DO NOTHING",
+                    params![id, *task, *max_tries],
+                )?;
             }
-        }
-        let run = read_run(&tx, id)?;
-        tx.commit()?;
-        Ok((run, created))
+            Ok((read_run(c, id)?, created))
+        })
     }
 
     pub fn run(&self, id: i64) -> Result<RunRecord> {
-        read_run(&self.conn(), id)
+        read_run(&mut **self.conn(), id)
     }
 
     pub fn find_run(
@@ -412,53 +495,52 @@ impl Store {
         pipeline: &str,
         logical_date: DateTime<Utc>,
     ) -> Result<Option<RunRecord>> {
-        let conn = self.conn();
-        let id: Option<i64> = conn
-            .query_row(
-                "SELECT id FROM runs WHERE pipeline = ?1 AND logical_date = ?2",
-                params![pipeline, ts(logical_date)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        id.map(|id| read_run(&conn, id)).transpose()
+        let mut c = self.conn();
+        let row = c.query_opt(
+            "SELECT id FROM runs WHERE pipeline = ?1 AND logical_date = ?2",
+            params![pipeline, ts(logical_date)],
+        )?;
+        row.map(|r| read_run(&mut **c, r.int(0)?)).transpose()
     }
 
     /// The latest scheduled run of a pipeline (by logical date): where its scheduler left off.
     pub fn latest_scheduled(&self, pipeline: &str) -> Result<Option<RunRecord>> {
-        let conn = self.conn();
-        let id: Option<i64> = conn
-            .query_row(
-                "SELECT id FROM runs WHERE pipeline = ?1 AND run_type = 'scheduled'
-                 ORDER BY logical_date DESC LIMIT 1",
-                params![pipeline],
-                |r| r.get(0),
-            )
-            .optional()?;
-        id.map(|id| read_run(&conn, id)).transpose()
+        let mut c = self.conn();
+        let row = c.query_opt(
+            "SELECT id FROM runs WHERE pipeline = ?1 AND run_type = 'scheduled'
+             ORDER BY logical_date DESC LIMIT 1",
+            params![pipeline],
+        )?;
+        row.map(|r| read_run(&mut **c, r.int(0)?)).transpose()
     }
 
     /// Runs not finished (queued or running), oldest first: what a restarted scheduler resumes.
     pub fn unfinished_runs(&self) -> Result<Vec<RunRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM runs WHERE state IN ('queued', 'running') ORDER BY logical_date",
-        )?;
-        let ids: Vec<i64> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        ids.into_iter().map(|id| read_run(&conn, id)).collect()
+        self.runs_where(
+            "SELECT id FROM runs WHERE state IN ('queued', 'running') ORDER BY logical_date, id",
+            &[],
+        )
+    }
+
+    fn runs_where(&self, sql: &str, params: &[Value]) -> Result<Vec<RunRecord>> {
+        let mut c = self.conn();
+        let ids = c.query(sql, params)?;
+        ids.iter().map(|r| read_run(&mut **c, r.int(0)?)).collect()
     }
 
     /// Records a backfill of `pipeline` over logical dates `from`..=`to` (YYYY-MM-DD).
     pub fn add_backfill(&self, pipeline: &str, from: &str, to: &str) -> Result<BackfillRecord> {
-        let conn = self.conn();
         let now = Utc::now();
-        conn.execute(
-            "INSERT INTO backfills (pipeline, from_date, to_date, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![pipeline, from, to, ts(now)],
-        )?;
+        let id = self
+            .conn()
+            .query_one(
+                "INSERT INTO backfills (pipeline, from_date, to_date, created_at) VALUES (?1, ?2, ?3, ?4)
+                 RETURNING id",
+                params![pipeline, from, to, ts(now)],
+            )?
+            .int(0)?;
         Ok(BackfillRecord {
-            id: conn.last_insert_rowid(),
+            id,
             pipeline: pipeline.to_string(),
             from: from.to_string(),
             to: to.to_string(),
@@ -468,30 +550,19 @@ impl Store {
 
     /// Backfills, newest first (all pipelines when `pipeline` is None).
     pub fn backfills(&self, pipeline: Option<&str>) -> Result<Vec<BackfillRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let rows = self.conn().query(
             "SELECT id, pipeline, from_date, to_date, created_at FROM backfills
-             WHERE ?1 IS NULL OR pipeline = ?1 ORDER BY id DESC",
+             WHERE CAST(?1 AS TEXT) IS NULL OR pipeline = ?1 ORDER BY id DESC",
+            params![pipeline],
         )?;
-        let rows = stmt
-            .query_map(params![pipeline], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<(i64, String, String, String, String)>>>()?;
-        rows.into_iter()
-            .map(|(id, pipeline, from, to, created)| {
+        rows.iter()
+            .map(|r| {
                 Ok(BackfillRecord {
-                    id,
-                    pipeline,
-                    from,
-                    to,
-                    created_at: parse_ts(&created)?,
+                    id: r.int(0)?,
+                    pipeline: r.text(1)?,
+                    from: r.text(2)?,
+                    to: r.text(3)?,
+                    created_at: parse_ts(&r.text(4)?)?,
                 })
             })
             .collect()
@@ -503,18 +574,16 @@ impl Store {
         pipeline: &str,
         dates: &[DateTime<Utc>],
     ) -> Result<Vec<Option<RunState>>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT state FROM runs WHERE pipeline = ?1 AND logical_date = ?2")?;
+        let mut c = self.conn();
         dates
             .iter()
             .map(|d| {
-                let state: Option<String> = stmt
-                    .query_row(params![pipeline, ts(*d)], |r| r.get(0))
-                    .optional()?;
-                state
-                    .map(|s| s.parse::<RunState>().map_err(StoreError::Corrupt))
-                    .transpose()
+                c.query_opt(
+                    "SELECT state FROM runs WHERE pipeline = ?1 AND logical_date = ?2",
+                    params![pipeline, ts(*d)],
+                )?
+                .map(|r| parse_state(&r.text(0)?))
+                .transpose()
             })
             .collect()
     }
@@ -530,104 +599,85 @@ impl Store {
 
     /// The pipelines an operator paused.
     pub fn paused(&self) -> Result<std::collections::BTreeSet<String>> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT pipeline FROM pipeline_flags WHERE paused = 1")?;
-        let names = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(names)
+        self.conn()
+            .query("SELECT pipeline FROM pipeline_flags WHERE paused = 1", &[])?
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
     }
 
     /// The latest runs of a pipeline, newest logical date first.
     pub fn runs(&self, pipeline: &str, limit: usize) -> Result<Vec<RunRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        self.runs_where(
             "SELECT id FROM runs WHERE pipeline = ?1 ORDER BY logical_date DESC LIMIT ?2",
-        )?;
-        let ids: Vec<i64> = stmt
-            .query_map(params![pipeline, limit as i64], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        ids.into_iter().map(|id| read_run(&conn, id)).collect()
+            params![pipeline, limit],
+        )
     }
 
     /// Sets a run's state. A run that succeeds commits its tasks' pending high-water marks in
     /// the same transaction: a mark advances only when everything downstream of it loaded.
     pub fn set_run_state(&self, run: i64, state: RunState) -> Result<()> {
         let now = ts(Utc::now());
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        match state {
-            RunState::Running => tx.execute(
-                "UPDATE runs SET state = ?2, started_at = COALESCE(started_at, ?3), ended_at = NULL WHERE id = ?1",
-                params![run, state.as_str(), now],
-            )?,
-            RunState::Success | RunState::Failed => tx.execute(
-                "UPDATE runs SET state = ?2, ended_at = ?3 WHERE id = ?1",
-                params![run, state.as_str(), now],
-            )?,
-            RunState::Queued => tx.execute(
-                "UPDATE runs SET state = ?2, ended_at = NULL WHERE id = ?1",
-                params![run, state.as_str()],
-            )?,
-        };
-        if state == RunState::Success {
-            tx.execute(
-                "INSERT INTO watermarks (pipeline, task, value, run, updated_at)
-                 SELECT r.pipeline, t.task, t.watermark, r.id, ?2
-                 FROM task_tries t JOIN runs r ON r.id = t.run
-                 WHERE t.run = ?1 AND t.outcome = 'success' AND t.watermark IS NOT NULL
-                   AND t.try_number = (SELECT MAX(try_number) FROM task_tries l
-                                       WHERE l.run = t.run AND l.task = t.task AND l.outcome = 'success')
-                 ON CONFLICT (pipeline, task) DO UPDATE SET value = excluded.value, run = excluded.run,
-                    updated_at = excluded.updated_at",
-                params![run, now],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        self.tx(|c| {
+            match state {
+                RunState::Running => c.execute(
+                    "UPDATE runs SET state = ?2, started_at = COALESCE(started_at, ?3), ended_at = NULL WHERE id = ?1",
+                    params![run, state.as_str(), &now],
+                )?,
+                RunState::Success | RunState::Failed => c.execute(
+                    "UPDATE runs SET state = ?2, ended_at = ?3 WHERE id = ?1",
+                    params![run, state.as_str(), &now],
+                )?,
+                RunState::Queued => c.execute(
+                    "UPDATE runs SET state = ?2, ended_at = NULL WHERE id = ?1",
+                    params![run, state.as_str()],
+                )?,
+            };
+            if state == RunState::Success {
+                c.execute(
+                    "INSERT INTO watermarks (pipeline, task, value, run, updated_at)
+                     SELECT r.pipeline, t.task, t.watermark, r.id, ?2
+                     FROM task_tries t JOIN runs r ON r.id = t.run
+                     WHERE t.run = ?1 AND t.outcome = 'success' AND t.watermark IS NOT NULL
+                       AND t.try_number = (SELECT MAX(try_number) FROM task_tries l
+                                           WHERE l.run = t.run AND l.task = t.task AND l.outcome = 'success')
+                     ON CONFLICT (pipeline, task) DO UPDATE SET value = excluded.value, run = excluded.run,
+                        updated_at = excluded.updated_at",
+                    params![run, &now],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     pub fn task_instances(&self, run: i64) -> Result<Vec<TaskInstanceRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let rows = self.conn().query(
             "SELECT task, state, tries, max_tries, next_retry_at, started_at, ended_at
-             FROM task_instances WHERE run = ?1",
+             FROM task_instances WHERE run = ?1 ORDER BY task",
+            params![run],
         )?;
-        let rows = stmt.query_map(params![run], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (task, state, tries, max_tries, next, started, ended) = row?;
-            Ok(TaskInstanceRecord {
-                task,
-                state: parse_state(&state)?,
-                tries,
-                max_tries,
-                next_retry_at: parse_opt_ts(next)?,
-                started_at: parse_opt_ts(started)?,
-                ended_at: parse_opt_ts(ended)?,
+        rows.iter()
+            .map(|r| {
+                Ok(TaskInstanceRecord {
+                    task: r.text(0)?,
+                    state: parse_state(&r.text(1)?)?,
+                    tries: r.uint(2)?,
+                    max_tries: r.uint(3)?,
+                    next_retry_at: parse_opt_ts(r.opt_text(4)?)?,
+                    started_at: parse_opt_ts(r.opt_text(5)?)?,
+                    ended_at: parse_opt_ts(r.opt_text(6)?)?,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     /// Sets a task's state without a try (scheduled, skipped, upstream_failed, none).
     pub fn set_task_state(&self, run: i64, task: &str, state: TaskState) -> Result<()> {
-        let conn = self.conn();
         let ended = state.is_finished().then(|| ts(Utc::now()));
-        conn.prepare_cached(
+        self.conn().execute(
             "UPDATE task_instances SET state = ?3, ended_at = ?4 WHERE run = ?1 AND task = ?2",
-        )?
-        .execute(params![run, task, state.as_str(), ended])?;
+            params![run, task, state.as_str(), ended],
+        )?;
         Ok(())
     }
 
@@ -641,21 +691,25 @@ impl Store {
         pid: u32,
     ) -> Result<DateTime<Utc>> {
         let now = Utc::now();
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.prepare_cached(
-            "UPDATE task_instances SET state = 'running', tries = ?3, next_retry_at = NULL,
-                    started_at = ?4, ended_at = NULL
-             WHERE run = ?1 AND task = ?2",
-        )?
-        .execute(params![run, task, try_number, ts(now)])?;
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO task_tries (run, task, try_number, outcome, started_at, log_path, pid)
-             VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
-        )?
-        .execute(params![run, task, try_number, ts(now), log_path, pid])?;
-        tx.commit()?;
-        Ok(now)
+        self.tx(|c| {
+            c.execute(
+                "UPDATE task_instances SET state = 'running', tries = ?3, next_retry_at = NULL,
+                        started_at = ?4, ended_at = NULL
+                 WHERE run = ?1 AND task = ?2",
+                params![run, task, try_number, ts(now)],
+            )?;
+            // A try number started again (after `clear`) starts afresh.
+            c.execute(
+                "INSERT INTO task_tries (run, task, try_number, outcome, started_at, log_path, pid)
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)
+                 ON CONFLICT (run, task, try_number) DO UPDATE SET outcome = excluded.outcome,
+                    started_at = excluded.started_at, log_path = excluded.log_path, pid = excluded.pid,
+                    ended_at = NULL, duration_ms = NULL, error = NULL, rows = NULL, watermark = NULL,
+                    rejected = NULL",
+                params![run, task, try_number, ts(now), log_path, pid],
+            )?;
+            Ok(now)
+        })
     }
 
     /// Records how a try ended and the task's next state, in one transaction.
@@ -667,46 +721,58 @@ impl Store {
         end: &TryEnd<'_>,
     ) -> Result<()> {
         let now = Utc::now();
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.prepare_cached(
-            "UPDATE task_tries SET outcome = ?4, ended_at = ?5, error = ?6, rows = ?7, watermark = ?8,
-                    rejected = ?9,
-                    duration_ms = CAST(ROUND((julianday(?5) - julianday(started_at)) * 86400000) AS INTEGER)
-             WHERE run = ?1 AND task = ?2 AND try_number = ?3",
-        )?
-        .execute(params![
-            run,
-            task,
-            try_number,
-            end.outcome,
-            ts(now),
-            end.error,
-            end.rows.map(|r| r as i64),
-            end.watermark,
-            end.rejected.map(|r| r as i64)
-        ])?;
-        tx.prepare_cached(
-            "UPDATE task_instances SET state = ?3, next_retry_at = ?4, ended_at = ?5 WHERE run = ?1 AND task = ?2",
-        )?
-        .execute(params![
-            run,
-            task,
-            end.next_state.as_str(),
-            end.next_retry_at.map(ts),
-            end.next_state.is_finished().then(|| ts(now))
-        ])?;
-        tx.commit()?;
-        Ok(())
+        self.tx(|c| {
+            let started = c
+                .query_opt(
+                    "SELECT started_at FROM task_tries WHERE run = ?1 AND task = ?2 AND try_number = ?3",
+                    params![run, task, try_number],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?;
+            let duration_ms = started
+                .map(|s| parse_ts(&s))
+                .transpose()?
+                .map(|s| (now - s).num_milliseconds());
+            c.execute(
+                "UPDATE task_tries SET outcome = ?4, ended_at = ?5, error = ?6, rows = ?7, watermark = ?8,
+                        rejected = ?9, duration_ms = ?10
+                 WHERE run = ?1 AND task = ?2 AND try_number = ?3",
+                params![
+                    run,
+                    task,
+                    try_number,
+                    end.outcome,
+                    ts(now),
+                    end.error,
+                    end.rows.map(|r| r as i64),
+                    end.watermark,
+                    end.rejected.map(|r| r as i64),
+                    duration_ms
+                ],
+            )?;
+            c.execute(
+                "UPDATE task_instances SET state = ?3, next_retry_at = ?4, ended_at = ?5 WHERE run = ?1 AND task = ?2",
+                params![
+                    run,
+                    task,
+                    end.next_state.as_str(),
+                    end.next_retry_at.map(ts),
+                    end.next_state.is_finished().then(|| ts(now))
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     /// The committed high-water mark of a task.
     pub fn watermark(&self, pipeline: &str, task: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT value FROM watermarks WHERE pipeline = ?1 AND task = ?2")?
-            .query_row(params![pipeline, task], |r| r.get(0))
-            .optional()?)
+        self.conn()
+            .query_opt(
+                "SELECT value FROM watermarks WHERE pipeline = ?1 AND task = ?2",
+                params![pipeline, task],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
     }
 
     pub fn add_dead_letters(
@@ -717,29 +783,26 @@ impl Store {
         records: &[DeadLetter],
     ) -> Result<()> {
         let now = ts(Utc::now());
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO dead_letters (run, task, try_number, source, line, row_number, reason, record, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
+        self.tx(|c| {
             for d in records {
-                stmt.execute(params![
-                    run,
-                    task,
-                    try_number,
-                    d.source,
-                    d.line.map(|v| v as i64),
-                    d.row.map(|v| v as i64),
-                    d.reason,
-                    d.record,
-                    now
-                ])?;
+                c.execute(
+                    "INSERT INTO dead_letters (run, task, try_number, source, line, row_number, reason, record, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        run,
+                        task,
+                        try_number,
+                        &d.source,
+                        d.line.map(|v| v as i64),
+                        d.row.map(|v| v as i64),
+                        &d.reason,
+                        &d.record,
+                        &now
+                    ],
+                )?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Records a task that exhausted its retries (its tries are read from the run when shown).
@@ -750,12 +813,13 @@ impl Store {
         error: &str,
         config: &serde_json::Value,
     ) -> Result<i64> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO failed_tasks (run, task, error, config, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![run, task, error, config.to_string(), ts(Utc::now())],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.conn()
+            .query_one(
+                "INSERT INTO failed_tasks (run, task, error, config, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 RETURNING id",
+                params![run, task, error, config.to_string(), ts(Utc::now())],
+            )?
+            .int(0)
     }
 
     /// Failed tasks, newest first (of one pipeline when given).
@@ -764,42 +828,29 @@ impl Store {
         pipeline: Option<&str>,
         limit: usize,
     ) -> Result<Vec<FailedTaskRecord>> {
-        let ids: Vec<i64> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare_cached(
-                "SELECT f.id FROM failed_tasks f JOIN runs r ON r.id = f.run
-                 WHERE ?1 IS NULL OR r.pipeline = ?1 ORDER BY f.id DESC LIMIT ?2",
-            )?;
-            stmt.query_map(params![pipeline, limit as i64], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        ids.into_iter()
-            .map(|id| self.failed_task(id).map(|f| f.expect("listed just now")))
+        let ids = self.conn().query(
+            "SELECT f.id FROM failed_tasks f JOIN runs r ON r.id = f.run
+             WHERE CAST(?1 AS TEXT) IS NULL OR r.pipeline = ?1 ORDER BY f.id DESC LIMIT ?2",
+            params![pipeline, limit],
+        )?;
+        ids.iter()
+            .map(|r| {
+                self.failed_task(r.int(0)?)?
+                    .ok_or_else(|| StoreError::Corrupt("a failed task vanished".into()))
+            })
             .collect()
     }
 
     pub fn failed_task(&self, id: i64) -> Result<Option<FailedTaskRecord>> {
-        let row = self
-            .conn()
-            .query_row(
-                "SELECT run, task, error, config, created_at, replayed_at FROM failed_tasks WHERE id = ?1",
-                params![id],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((run, task, error, config, created, replayed)) = row else {
+        let row = self.conn().query_opt(
+            "SELECT run, task, error, config, created_at, replayed_at FROM failed_tasks WHERE id = ?1",
+            params![id],
+        )?;
+        let Some(row) = row else {
             return Ok(None);
         };
-        let run = self.run(run)?;
+        let run = self.run(row.int(0)?)?;
+        let task = row.text(1)?;
         Ok(Some(FailedTaskRecord {
             id,
             tries: self.tries(run.id, &task)?,
@@ -807,11 +858,11 @@ impl Store {
             run_id: run.run_id,
             logical_date: run.logical_date,
             task,
-            error,
-            config: serde_json::from_str(&config)
+            error: row.text(2)?,
+            config: serde_json::from_str(&row.text(3)?)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            created_at: parse_ts(&created)?,
-            replayed_at: parse_opt_ts(replayed)?,
+            created_at: parse_ts(&row.text(4)?)?,
+            replayed_at: parse_opt_ts(row.opt_text(5)?)?,
         }))
     }
 
@@ -824,19 +875,17 @@ impl Store {
         except_run: i64,
         limit: usize,
     ) -> Result<Vec<i64>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT t.rows FROM task_tries t JOIN runs r ON r.id = t.run
-             WHERE r.pipeline = ?1 AND t.task = ?2 AND t.run <> ?3 AND t.outcome = 'success'
-               AND t.rows IS NOT NULL
-             ORDER BY r.logical_date DESC, t.try_number DESC LIMIT ?4",
-        )?;
-        let rows = stmt
-            .query_map(params![pipeline, task, except_run, limit as i64], |r| {
-                r.get(0)
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.conn()
+            .query(
+                "SELECT t.rows FROM task_tries t JOIN runs r ON r.id = t.run
+                 WHERE r.pipeline = ?1 AND t.task = ?2 AND t.run <> ?3 AND t.outcome = 'success'
+                   AND t.rows IS NOT NULL
+                 ORDER BY r.logical_date DESC, t.try_number DESC LIMIT ?4",
+                params![pipeline, task, except_run, limit],
+            )?
+            .iter()
+            .map(|r| r.int(0))
+            .collect()
     }
 
     pub fn mark_replayed(&self, id: i64) -> Result<()> {
@@ -849,17 +898,18 @@ impl Store {
 
     /// Deletes failed tasks and bad records recorded before `before`; returns how many.
     pub fn purge_dead_letters(&self, before: DateTime<Utc>) -> Result<usize> {
-        let conn = self.conn();
         let cut = ts(before);
-        let tasks = conn.execute(
-            "DELETE FROM failed_tasks WHERE created_at < ?1",
-            params![cut],
-        )?;
-        let records = conn.execute(
-            "DELETE FROM dead_letters WHERE created_at < ?1",
-            params![cut],
-        )?;
-        Ok(tasks + records)
+        self.tx(|c| {
+            let tasks = c.execute(
+                "DELETE FROM failed_tasks WHERE created_at < ?1",
+                params![&cut],
+            )?;
+            let records = c.execute(
+                "DELETE FROM dead_letters WHERE created_at < ?1",
+                params![&cut],
+            )?;
+            Ok((tasks + records) as usize)
+        })
     }
 
     /// Bad records, newest first, optionally of one pipeline (and one of its tasks).
@@ -869,38 +919,32 @@ impl Store {
         task: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeadLetterRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let rows = self.conn().query(
             "SELECT d.id, r.pipeline, r.run_id, d.task, d.try_number, d.source, d.line, d.row_number,
                     d.reason, d.record, d.created_at
              FROM dead_letters d JOIN runs r ON r.id = d.run
-             WHERE (?1 IS NULL OR r.pipeline = ?1) AND (?2 IS NULL OR d.task = ?2)
+             WHERE (CAST(?1 AS TEXT) IS NULL OR r.pipeline = ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR d.task = ?2)
              ORDER BY d.id DESC LIMIT ?3",
+            params![pipeline, task, limit],
         )?;
-        let rows = stmt.query_map(params![pipeline, task, limit as i64], |r| {
-            Ok((
-                DeadLetterRecord {
-                    id: r.get(0)?,
-                    pipeline: r.get(1)?,
-                    run_id: r.get(2)?,
-                    task: r.get(3)?,
-                    try_number: r.get(4)?,
-                    source: r.get(5)?,
-                    line: r.get(6)?,
-                    row: r.get(7)?,
-                    reason: r.get(8)?,
-                    record: r.get(9)?,
-                    created_at: Utc::now(),
-                },
-                r.get::<_, String>(10)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (mut d, created) = row?;
-            d.created_at = parse_ts(&created)?;
-            Ok(d)
-        })
-        .collect()
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetterRecord {
+                    id: r.int(0)?,
+                    pipeline: r.text(1)?,
+                    run_id: r.text(2)?,
+                    task: r.text(3)?,
+                    try_number: r.uint(4)?,
+                    source: r.text(5)?,
+                    line: r.opt_int(6)?,
+                    row: r.opt_int(7)?,
+                    reason: r.text(8)?,
+                    record: r.text(9)?,
+                    created_at: parse_ts(&r.text(10)?)?,
+                })
+            })
+            .collect()
     }
 
     pub fn add_schema_changes(
@@ -911,415 +955,164 @@ impl Store {
         changes: &[SchemaChange],
     ) -> Result<()> {
         let now = ts(Utc::now());
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO schema_changes (run, task, try_number, target, change, column_name, from_type, to_type, applied_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for c in changes {
-                stmt.execute(params![
-                    run,
-                    task,
-                    try_number,
-                    c.target,
-                    c.change,
-                    c.column,
-                    c.from_type,
-                    c.to_type,
-                    now
-                ])?;
+        self.tx(|c| {
+            for ch in changes {
+                c.execute(
+                    "INSERT INTO schema_changes (run, task, try_number, target, change, column_name, from_type, to_type, applied_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        run,
+                        task,
+                        try_number,
+                        &ch.target,
+                        &ch.change,
+                        &ch.column,
+                        ch.from_type.as_deref(),
+                        &ch.to_type,
+                        &now
+                    ],
+                )?;
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Schema changes applied during a run, in the order they were applied.
     pub fn schema_changes(&self, run: i64) -> Result<Vec<SchemaChangeRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let rows = self.conn().query(
             "SELECT task, try_number, target, change, column_name, from_type, to_type, applied_at
              FROM schema_changes WHERE run = ?1 ORDER BY id",
+            params![run],
         )?;
-        let rows = stmt.query_map(params![run], |r| {
-            Ok((
-                SchemaChangeRecord {
-                    task: r.get(0)?,
-                    try_number: r.get(1)?,
-                    target: r.get(2)?,
-                    change: r.get(3)?,
-                    column: r.get(4)?,
-                    from_type: r.get(5)?,
-                    to_type: r.get(6)?,
-                    applied_at: Utc::now(),
-                },
-                r.get::<_, String>(7)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (mut c, applied) = row?;
-            c.applied_at = parse_ts(&applied)?;
-            Ok(c)
-        })
-        .collect()
+        rows.iter()
+            .map(|r| {
+                Ok(SchemaChangeRecord {
+                    task: r.text(0)?,
+                    try_number: r.uint(1)?,
+                    target: r.text(2)?,
+                    change: r.text(3)?,
+                    column: r.text(4)?,
+                    from_type: r.opt_text(5)?,
+                    to_type: r.text(6)?,
+                    applied_at: parse_ts(&r.text(7)?)?,
+                })
+            })
+            .collect()
     }
 
     /// Tries of a task, oldest first.
     pub fn tries(&self, run: i64, task: &str) -> Result<Vec<TryRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        let rows = self.conn().query(
             "SELECT try_number, outcome, started_at, ended_at, duration_ms, error, log_path, rows, pid,
                     rejected
              FROM task_tries WHERE run = ?1 AND task = ?2 ORDER BY try_number",
+            params![run, task],
         )?;
-        let rows = stmt.query_map(params![run, task], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, Option<i64>>(7)?,
-                r.get::<_, Option<i64>>(8)?,
-                r.get::<_, Option<i64>>(9)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (
-                try_number,
-                outcome,
-                started,
-                ended,
-                duration_ms,
-                error,
-                log_path,
-                rows,
-                pid,
-                rejected,
-            ) = row?;
-            Ok(TryRecord {
-                try_number,
-                outcome,
-                started_at: parse_ts(&started)?,
-                ended_at: parse_opt_ts(ended)?,
-                duration_ms,
-                error,
-                log_path,
-                rows,
-                rejected,
-                pid,
+        rows.iter()
+            .map(|r| {
+                Ok(TryRecord {
+                    try_number: r.uint(0)?,
+                    outcome: r.text(1)?,
+                    started_at: parse_ts(&r.text(2)?)?,
+                    ended_at: parse_opt_ts(r.opt_text(3)?)?,
+                    duration_ms: r.opt_int(4)?,
+                    error: r.opt_text(5)?,
+                    log_path: r.opt_text(6)?,
+                    rows: r.opt_int(7)?,
+                    pid: r.opt_int(8)?,
+                    rejected: r.opt_int(9)?,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     /// Makes tasks runnable again: state none, and `retries` more tries from the current one
     /// (as Airflow's clear does). The run goes back to queued.
     pub fn clear(&self, run: i64, tasks: &[(&str, u32)]) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut n = 0;
-        {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE task_instances SET state = 'none', max_tries = tries + ?3, next_retry_at = NULL,
-                        started_at = NULL, ended_at = NULL
-                 WHERE run = ?1 AND task = ?2",
-            )?;
+        self.tx(|c| {
+            let mut n = 0;
             for (task, retries) in tasks {
-                n += stmt.execute(params![run, task, retries + 1])?;
+                n += c.execute(
+                    "UPDATE task_instances SET state = 'none', max_tries = tries + ?3, next_retry_at = NULL,
+                            started_at = NULL, ended_at = NULL
+                     WHERE run = ?1 AND task = ?2",
+                    params![run, *task, retries + 1],
+                )?;
             }
-        }
-        tx.execute(
-            "UPDATE runs SET state = 'queued', ended_at = NULL WHERE id = ?1",
-            params![run],
-        )?;
-        tx.commit()?;
-        Ok(n)
+            c.execute(
+                "UPDATE runs SET state = 'queued', ended_at = NULL WHERE id = ?1",
+                params![run],
+            )?;
+            Ok(n as usize)
+        })
     }
 
     /// A try whose process died (killed, machine lost) is closed as `interrupted`, and the
     /// task is made runnable again with one more try allowed, so the interruption does not use
     /// up a retry.
     pub fn interrupt_try(&self, run: i64, task: &str, try_number: u32, reason: &str) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE task_tries SET outcome = 'interrupted', error = ?4, ended_at = COALESCE(ended_at, ?5)
-             WHERE run = ?1 AND task = ?2 AND try_number = ?3 AND outcome = 'running'",
-            params![run, task, try_number, reason, ts(Utc::now())],
-        )?;
-        tx.execute(
-            "UPDATE task_instances SET state = 'none', max_tries = max_tries + 1, next_retry_at = NULL
-             WHERE run = ?1 AND task = ?2",
-            params![run, task],
-        )?;
-        tx.commit()?;
+        self.tx(|c| {
+            c.execute(
+                "UPDATE task_tries SET outcome = 'interrupted', error = ?4, ended_at = COALESCE(ended_at, ?5)
+                 WHERE run = ?1 AND task = ?2 AND try_number = ?3 AND outcome = 'running'",
+                params![run, task, try_number, reason, ts(Utc::now())],
+            )?;
+            c.execute(
+                "UPDATE task_instances SET state = 'none', max_tries = max_tries + 1, next_retry_at = NULL
+                 WHERE run = ?1 AND task = ?2",
+                params![run, task],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Takes the lock that lets one process execute a run. On PostgreSQL it is a session
+    /// advisory lock: held by this store's connection, released by `unlock_run` or, however
+    /// the process dies, when its connection closes. On SQLite the caller's file lock does this
+    /// job and this always succeeds.
+    pub fn try_lock_run(&self, run: i64) -> Result<bool> {
+        let mut c = self.conn();
+        match c.dialect() {
+            Dialect::Sqlite => Ok(true),
+            Dialect::Postgres => Ok(c
+                .query_one("SELECT pg_try_advisory_lock(?1)", params![RUN_LOCKS + run])?
+                .int(0)?
+                != 0),
+        }
+    }
+
+    pub fn unlock_run(&self, run: i64) -> Result<()> {
+        let mut c = self.conn();
+        if c.dialect() == Dialect::Postgres {
+            c.query("SELECT pg_advisory_unlock(?1)", params![RUN_LOCKS + run])?;
+        }
         Ok(())
     }
 }
 
-fn read_run(conn: &Connection, id: i64) -> Result<RunRecord> {
-    let row = conn.query_row(
+/// Advisory lock keys (PostgreSQL): one for migrations, and a range for runs (plus the run id),
+/// chosen so as not to meet the small keys other applications tend to use.
+const MIGRATION_LOCK: i64 = 0x51CE_0000_0000_0000;
+const RUN_LOCKS: i64 = 0x51CE_0001_0000_0000;
+
+fn read_run(c: &mut dyn Conn, id: i64) -> Result<RunRecord> {
+    let r = c.query_one(
         "SELECT pipeline, run_id, run_type, logical_date, interval_start, interval_end, state,
                 created_at, started_at, ended_at
          FROM runs WHERE id = ?1",
         params![id],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, Option<String>>(8)?,
-                r.get::<_, Option<String>>(9)?,
-            ))
-        },
     )?;
-    let (pipeline, run_id, run_type, logical, start, end, state, created, started, ended) = row;
     Ok(RunRecord {
         id,
-        pipeline,
-        run_id,
-        run_type,
-        logical_date: parse_ts(&logical)?,
-        data_interval_start: parse_ts(&start)?,
-        data_interval_end: parse_ts(&end)?,
-        state: parse_state(&state)?,
-        created_at: parse_ts(&created)?,
-        started_at: parse_opt_ts(started)?,
-        ended_at: parse_opt_ts(ended)?,
+        pipeline: r.text(0)?,
+        run_id: r.text(1)?,
+        run_type: r.text(2)?,
+        logical_date: parse_ts(&r.text(3)?)?,
+        data_interval_start: parse_ts(&r.text(4)?)?,
+        data_interval_end: parse_ts(&r.text(5)?)?,
+        state: parse_state(&r.text(6)?)?,
+        created_at: parse_ts(&r.text(7)?)?,
+        started_at: parse_opt_ts(r.opt_text(8)?)?,
+        ended_at: parse_opt_ts(r.opt_text(9)?)?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn interval(day: u32) -> DataInterval {
-        let start = DateTime::parse_from_rfc3339(&format!("2024-01-{day:02}T06:00:00Z"))
-            .unwrap()
-            .with_timezone(&Utc);
-        DataInterval {
-            start,
-            end: start + chrono::Duration::days(1),
-        }
-    }
-
-    #[test]
-    fn runs_are_unique_per_logical_date_and_resume() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db")).unwrap();
-        let (run, created) = store
-            .ensure_run("p", &interval(1), RunType::Manual, &[("a", 1), ("b", 3)])
-            .unwrap();
-        assert!(created);
-        assert_eq!(run.run_id, "manual__2024-01-01T06:00:00+00:00");
-        store.start_try(run.id, "a", 1, "log", 1).unwrap();
-        store
-            .finish_try(
-                run.id,
-                "a",
-                1,
-                &TryEnd {
-                    outcome: "success",
-                    error: None,
-                    rows: Some(5),
-                    rejected: None,
-                    watermark: Some("2024-01-01 10:00:00"),
-                    next_state: TaskState::Success,
-                    next_retry_at: None,
-                },
-            )
-            .unwrap();
-        drop(store);
-        // Re-opened, with a task added to the pipeline since.
-        let store = Store::open(&dir.path().join("m.db")).unwrap();
-        let (again, created) = store
-            .ensure_run(
-                "p",
-                &interval(1),
-                RunType::Manual,
-                &[("a", 1), ("b", 3), ("c", 1)],
-            )
-            .unwrap();
-        assert!(!created);
-        assert_eq!(again.id, run.id);
-        let tis = store.task_instances(run.id).unwrap();
-        assert_eq!(tis.len(), 3);
-        let a = tis.iter().find(|t| t.task == "a").unwrap();
-        assert_eq!((a.state, a.tries), (TaskState::Success, 1));
-        let tries = store.tries(run.id, "a").unwrap();
-        assert_eq!(tries[0].rows, Some(5));
-        assert!(tries[0].duration_ms.is_some());
-    }
-
-    #[test]
-    fn a_scheduler_finds_where_it_left_off_and_what_to_resume() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db")).unwrap();
-        assert!(store.latest_scheduled("p").unwrap().is_none());
-        let tasks = [("a", 1)];
-        let (first, _) = store
-            .ensure_run("p", &interval(1), RunType::Scheduled, &tasks)
-            .unwrap();
-        let (second, _) = store
-            .ensure_run("p", &interval(2), RunType::Scheduled, &tasks)
-            .unwrap();
-        store
-            .ensure_run("p", &interval(9), RunType::Manual, &tasks)
-            .unwrap();
-        assert_eq!(store.latest_scheduled("p").unwrap().unwrap().id, second.id);
-        store.set_run_state(first.id, RunState::Success).unwrap();
-        store.set_run_state(second.id, RunState::Running).unwrap();
-        let open: Vec<String> = store
-            .unfinished_runs()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.run_id)
-            .collect();
-        assert_eq!(
-            open,
-            [
-                "scheduled__2024-01-02T06:00:00+00:00",
-                "manual__2024-01-09T06:00:00+00:00"
-            ]
-        );
-        assert_eq!(
-            store
-                .run_states(
-                    "p",
-                    &[interval(1).start, interval(2).start, interval(3).start]
-                )
-                .unwrap(),
-            [Some(RunState::Success), Some(RunState::Running), None]
-        );
-        let b = store.add_backfill("p", "2024-01-01", "2024-01-03").unwrap();
-        assert_eq!(store.backfills(Some("p")).unwrap()[0].id, b.id);
-        assert!(store.backfills(Some("q")).unwrap().is_empty());
-        store.set_paused("p", true).unwrap();
-        store.set_paused("q", false).unwrap();
-        assert_eq!(
-            store.paused().unwrap().into_iter().collect::<Vec<_>>(),
-            ["p"]
-        );
-        store.set_paused("p", false).unwrap();
-        assert!(store.paused().unwrap().is_empty());
-    }
-
-    #[test]
-    fn interrupted_tries_do_not_use_up_retries_and_clear_adds_tries() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db")).unwrap();
-        let (run, _) = store
-            .ensure_run("p", &interval(2), RunType::Manual, &[("a", 1)])
-            .unwrap();
-        store.start_try(run.id, "a", 1, "log", 1).unwrap();
-        store
-            .interrupt_try(run.id, "a", 1, "the process running it died")
-            .unwrap();
-        let ti = &store.task_instances(run.id).unwrap()[0];
-        assert_eq!((ti.state, ti.tries, ti.max_tries), (TaskState::None, 1, 2));
-        assert_eq!(store.tries(run.id, "a").unwrap()[0].outcome, "interrupted");
-        store.clear(run.id, &[("a", 2)]).unwrap();
-        let ti = &store.task_instances(run.id).unwrap()[0];
-        assert_eq!(ti.max_tries, 1 + 3);
-        assert_eq!(store.run(run.id).unwrap().state, RunState::Queued);
-    }
-
-    fn finish(store: &Store, run: i64, task: &str, try_number: u32, outcome: &str, mark: &str) {
-        store.start_try(run, task, try_number, "log", 1).unwrap();
-        store
-            .finish_try(
-                run,
-                task,
-                try_number,
-                &TryEnd {
-                    outcome,
-                    error: None,
-                    rows: None,
-                    rejected: None,
-                    watermark: Some(mark),
-                    next_state: TaskState::Success,
-                    next_retry_at: None,
-                },
-            )
-            .unwrap();
-    }
-
-    #[test]
-    fn watermarks_advance_only_when_the_run_succeeds() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db")).unwrap();
-        let (r1, _) = store
-            .ensure_run("p", &interval(1), RunType::Manual, &[("x", 1)])
-            .unwrap();
-        finish(&store, r1.id, "x", 1, "success", "10");
-        store.set_run_state(r1.id, RunState::Failed).unwrap();
-        assert_eq!(store.watermark("p", "x").unwrap(), None);
-        store.set_run_state(r1.id, RunState::Success).unwrap();
-        assert_eq!(store.watermark("p", "x").unwrap().as_deref(), Some("10"));
-
-        // The last successful try's mark wins; a failed try's mark is never committed.
-        let (r2, _) = store
-            .ensure_run("p", &interval(2), RunType::Manual, &[("x", 2)])
-            .unwrap();
-        finish(&store, r2.id, "x", 1, "success", "20");
-        finish(&store, r2.id, "x", 2, "failed", "99");
-        store.set_run_state(r2.id, RunState::Success).unwrap();
-        assert_eq!(store.watermark("p", "x").unwrap().as_deref(), Some("20"));
-    }
-
-    #[test]
-    fn dead_letters_and_schema_changes_are_kept_per_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db")).unwrap();
-        let (run, _) = store
-            .ensure_run("p", &interval(1), RunType::Manual, &[("load", 1)])
-            .unwrap();
-        let bad = DeadLetter {
-            source: "raw/a.csv".into(),
-            line: Some(7),
-            row: Some(6),
-            reason: "column amount: `x` is not a number".into(),
-            record: "1,x".into(),
-        };
-        store
-            .add_dead_letters(run.id, "load", 1, std::slice::from_ref(&bad))
-            .unwrap();
-        let got = store.dead_letters(Some("p"), None, 10).unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!((got[0].line, got[0].row), (Some(7), Some(6)));
-        assert_eq!(got[0].reason, bad.reason);
-        assert!(
-            store
-                .dead_letters(Some("other"), None, 10)
-                .unwrap()
-                .is_empty()
-        );
-
-        let change = SchemaChange {
-            target: "warehouse:staging.orders".into(),
-            change: "add_column".into(),
-            column: "coupon".into(),
-            from_type: None,
-            to_type: "VARCHAR".into(),
-        };
-        store
-            .add_schema_changes(run.id, "load", 1, &[change])
-            .unwrap();
-        let changes = store.schema_changes(run.id).unwrap();
-        assert_eq!(changes.len(), 1);
-        assert_eq!(
-            (changes[0].column.as_str(), changes[0].to_type.as_str()),
-            ("coupon", "VARCHAR")
-        );
-    }
 }

@@ -1,0 +1,347 @@
+//! The metadata store's behaviour, the same on both backends: every case runs on SQLite (a
+//! temporary file) and on the PostgreSQL at 127.0.0.1:5432 (trust auth), in a database of its
+//! own that is dropped afterwards.
+
+use chrono::{DateTime, Utc};
+use sluice_core::{DataInterval, DeadLetter, RunState, SchemaChange, TaskState};
+use sluice_store::{RunType, Store, TryEnd};
+
+/// The server and database the PostgreSQL cases create their own databases from.
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres { name: String },
+}
+
+impl Backend {
+    /// A store on this backend; opening it again sees what the earlier one wrote.
+    fn open(&self) -> Store {
+        match self {
+            Backend::Sqlite(dir) => Store::open(&dir.path().join("m.db")).unwrap(),
+            Backend::Postgres { name } => {
+                Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).unwrap()
+            }
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Backend::Postgres { name } = self {
+            admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn admin(sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432 (database `test`)");
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    });
+}
+
+/// Runs `case` on SQLite, then on PostgreSQL.
+fn on_both(case_name: &str, case: fn(&Backend)) {
+    case(&Backend::Sqlite(tempfile::tempdir().unwrap()));
+    let name = format!("sluice_store_{case_name}_{}", std::process::id());
+    admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    admin(&format!("CREATE DATABASE {name}"));
+    case(&Backend::Postgres { name });
+}
+
+fn interval(day: u32) -> DataInterval {
+    let start = DateTime::parse_from_rfc3339(&format!("2024-01-{day:02}T06:00:00Z"))
+        .unwrap()
+        .with_timezone(&Utc);
+    DataInterval {
+        start,
+        end: start + chrono::Duration::days(1),
+    }
+}
+
+fn runs_are_unique_per_logical_date_and_resume(db: &Backend) {
+    let store = db.open();
+    let (run, created) = store
+        .ensure_run("p", &interval(1), RunType::Manual, &[("a", 1), ("b", 3)])
+        .unwrap();
+    assert!(created);
+    assert_eq!(run.run_id, "manual__2024-01-01T06:00:00+00:00");
+    store.start_try(run.id, "a", 1, "log", 1).unwrap();
+    store
+        .finish_try(
+            run.id,
+            "a",
+            1,
+            &TryEnd {
+                outcome: "success",
+                error: None,
+                rows: Some(5),
+                rejected: None,
+                watermark: Some("2024-01-01 10:00:00"),
+                next_state: TaskState::Success,
+                next_retry_at: None,
+            },
+        )
+        .unwrap();
+    drop(store);
+    // Re-opened, with a task added to the pipeline since.
+    let store = db.open();
+    let (again, created) = store
+        .ensure_run(
+            "p",
+            &interval(1),
+            RunType::Manual,
+            &[("a", 1), ("b", 3), ("c", 1)],
+        )
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, run.id);
+    let tis = store.task_instances(run.id).unwrap();
+    assert_eq!(tis.len(), 3);
+    let a = tis.iter().find(|t| t.task == "a").unwrap();
+    assert_eq!((a.state, a.tries), (TaskState::Success, 1));
+    let tries = store.tries(run.id, "a").unwrap();
+    assert_eq!(tries[0].rows, Some(5));
+    assert!(tries[0].duration_ms.is_some());
+}
+
+fn a_scheduler_finds_where_it_left_off_and_what_to_resume(db: &Backend) {
+    let store = db.open();
+    assert!(store.latest_scheduled("p").unwrap().is_none());
+    let tasks = [("a", 1)];
+    let (first, _) = store
+        .ensure_run("p", &interval(1), RunType::Scheduled, &tasks)
+        .unwrap();
+    let (second, _) = store
+        .ensure_run("p", &interval(2), RunType::Scheduled, &tasks)
+        .unwrap();
+    store
+        .ensure_run("p", &interval(9), RunType::Manual, &tasks)
+        .unwrap();
+    assert_eq!(store.latest_scheduled("p").unwrap().unwrap().id, second.id);
+    store.set_run_state(first.id, RunState::Success).unwrap();
+    store.set_run_state(second.id, RunState::Running).unwrap();
+    let open: Vec<String> = store
+        .unfinished_runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(
+        open,
+        [
+            "scheduled__2024-01-02T06:00:00+00:00",
+            "manual__2024-01-09T06:00:00+00:00"
+        ]
+    );
+    assert_eq!(
+        store
+            .run_states(
+                "p",
+                &[interval(1).start, interval(2).start, interval(3).start]
+            )
+            .unwrap(),
+        [Some(RunState::Success), Some(RunState::Running), None]
+    );
+    let b = store.add_backfill("p", "2024-01-01", "2024-01-03").unwrap();
+    assert_eq!(store.backfills(Some("p")).unwrap()[0].id, b.id);
+    assert!(store.backfills(Some("q")).unwrap().is_empty());
+    store.set_paused("p", true).unwrap();
+    store.set_paused("q", false).unwrap();
+    assert_eq!(
+        store.paused().unwrap().into_iter().collect::<Vec<_>>(),
+        ["p"]
+    );
+    store.set_paused("p", false).unwrap();
+    assert!(store.paused().unwrap().is_empty());
+}
+
+fn interrupted_tries_do_not_use_up_retries_and_clear_adds_tries(db: &Backend) {
+    let store = db.open();
+    let (run, _) = store
+        .ensure_run("p", &interval(2), RunType::Manual, &[("a", 1)])
+        .unwrap();
+    store.start_try(run.id, "a", 1, "log", 1).unwrap();
+    store
+        .interrupt_try(run.id, "a", 1, "the process running it died")
+        .unwrap();
+    let ti = &store.task_instances(run.id).unwrap()[0];
+    assert_eq!((ti.state, ti.tries, ti.max_tries), (TaskState::None, 1, 2));
+    assert_eq!(store.tries(run.id, "a").unwrap()[0].outcome, "interrupted");
+    store.clear(run.id, &[("a", 2)]).unwrap();
+    let ti = &store.task_instances(run.id).unwrap()[0];
+    assert_eq!(ti.max_tries, 1 + 3);
+    assert_eq!(store.run(run.id).unwrap().state, RunState::Queued);
+}
+
+fn finish(store: &Store, run: i64, task: &str, try_number: u32, outcome: &str, mark: &str) {
+    store.start_try(run, task, try_number, "log", 1).unwrap();
+    store
+        .finish_try(
+            run,
+            task,
+            try_number,
+            &TryEnd {
+                outcome,
+                error: None,
+                rows: None,
+                rejected: None,
+                watermark: Some(mark),
+                next_state: TaskState::Success,
+                next_retry_at: None,
+            },
+        )
+        .unwrap();
+}
+
+fn watermarks_advance_only_when_the_run_succeeds(db: &Backend) {
+    let store = db.open();
+    let (r1, _) = store
+        .ensure_run("p", &interval(1), RunType::Manual, &[("x", 1)])
+        .unwrap();
+    finish(&store, r1.id, "x", 1, "success", "10");
+    store.set_run_state(r1.id, RunState::Failed).unwrap();
+    assert_eq!(store.watermark("p", "x").unwrap(), None);
+    store.set_run_state(r1.id, RunState::Success).unwrap();
+    assert_eq!(store.watermark("p", "x").unwrap().as_deref(), Some("10"));
+
+    // The last successful try's mark wins; a failed try's mark is never committed.
+    let (r2, _) = store
+        .ensure_run("p", &interval(2), RunType::Manual, &[("x", 2)])
+        .unwrap();
+    finish(&store, r2.id, "x", 1, "success", "20");
+    finish(&store, r2.id, "x", 2, "failed", "99");
+    store.set_run_state(r2.id, RunState::Success).unwrap();
+    assert_eq!(store.watermark("p", "x").unwrap().as_deref(), Some("20"));
+}
+
+fn dead_letters_and_schema_changes_are_kept_per_run(db: &Backend) {
+    let store = db.open();
+    let (run, _) = store
+        .ensure_run("p", &interval(1), RunType::Manual, &[("load", 1)])
+        .unwrap();
+    let bad = DeadLetter {
+        source: "raw/a.csv".into(),
+        line: Some(7),
+        row: Some(6),
+        reason: "column amount: `x` is not a number".into(),
+        record: "1,x".into(),
+    };
+    store
+        .add_dead_letters(run.id, "load", 1, std::slice::from_ref(&bad))
+        .unwrap();
+    let got = store.dead_letters(Some("p"), None, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].line, got[0].row), (Some(7), Some(6)));
+    assert_eq!(got[0].reason, bad.reason);
+    assert!(
+        store
+            .dead_letters(Some("other"), None, 10)
+            .unwrap()
+            .is_empty()
+    );
+
+    let change = SchemaChange {
+        target: "warehouse:staging.orders".into(),
+        change: "add_column".into(),
+        column: "coupon".into(),
+        from_type: None,
+        to_type: "VARCHAR".into(),
+    };
+    store
+        .add_schema_changes(run.id, "load", 1, &[change])
+        .unwrap();
+    let changes = store.schema_changes(run.id).unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (changes[0].column.as_str(), changes[0].to_type.as_str()),
+        ("coupon", "VARCHAR")
+    );
+}
+
+#[test]
+fn runs_are_unique_per_logical_date_and_resume_on_both() {
+    on_both("runs_are_unique_per_logical_da", runs_are_unique_per_logical_date_and_resume);
+}
+
+#[test]
+fn a_scheduler_finds_where_it_left_off_and_what_to_resume_on_both() {
+    on_both("a_scheduler_finds_where_it_lef", a_scheduler_finds_where_it_left_off_and_what_to_resume);
+}
+
+#[test]
+fn interrupted_tries_do_not_use_up_retries_and_clear_adds_tries_on_both() {
+    on_both("interrupted_tries_do_not_use_u", interrupted_tries_do_not_use_up_retries_and_clear_adds_tries);
+}
+
+#[test]
+fn watermarks_advance_only_when_the_run_succeeds_on_both() {
+    on_both("watermarks_advance_only_when_t", watermarks_advance_only_when_the_run_succeeds);
+}
+
+#[test]
+fn dead_letters_and_schema_changes_are_kept_per_run_on_both() {
+    on_both("dead_letters_and_schema_change", dead_letters_and_schema_changes_are_kept_per_run);
+}
+
+/// Two schedulers creating the same runs at once: each run and task instance exists once.
+fn racing_schedulers_create_each_run_once(db: &Backend) {
+    let (a, b) = (db.open(), db.open());
+    let create = |store: &Store| {
+        (1..=20)
+            .filter(|&day| {
+                store
+                    .ensure_run("p", &interval(day), RunType::Scheduled, &[("x", 1), ("y", 1)])
+                    .unwrap()
+                    .1
+            })
+            .count()
+    };
+    let (made_a, made_b) = std::thread::scope(|s| {
+        let ta = s.spawn(|| create(&a));
+        let tb = s.spawn(|| create(&b));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!(made_a + made_b, 20, "each run is reported created once");
+    let runs = a.runs("p", 100).unwrap();
+    assert_eq!(runs.len(), 20);
+    for run in runs {
+        assert_eq!(b.task_instances(run.id).unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn racing_schedulers_create_each_run_once_on_both() {
+    on_both("racing", racing_schedulers_create_each_run_once);
+}
+
+/// On PostgreSQL one process at a time holds a run; the lock goes when its holder's connection
+/// does, however the holder ends.
+#[test]
+fn a_run_lock_is_held_by_one_store_and_released_with_it() {
+    let name = format!("sluice_store_locks_{}", std::process::id());
+    admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    admin(&format!("CREATE DATABASE {name}"));
+    let db = Backend::Postgres { name };
+    let (a, b) = (db.open(), db.open());
+    assert!(a.try_lock_run(7).unwrap());
+    assert!(!b.try_lock_run(7).unwrap(), "held by the other store");
+    assert!(b.try_lock_run(8).unwrap(), "another run is free");
+    a.unlock_run(7).unwrap();
+    assert!(b.try_lock_run(7).unwrap());
+    drop(b);
+    // The server ends the session when it sees the connection close: soon, not at once.
+    let freed = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        a.try_lock_run(7).unwrap()
+    });
+    assert!(freed, "released when its holder closed");
+}
