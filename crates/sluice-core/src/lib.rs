@@ -16,7 +16,7 @@ pub mod yaml;
 
 pub use diag::Diagnostic;
 pub use pipeline::{Pipeline, Task};
-pub use project::{AlertChannel, Project, ProjectPaths, Settings, Statsd};
+pub use project::{AlertChannel, Metadata, Project, ProjectPaths, Settings, Statsd};
 pub use schedule::{DataInterval, Schedule, Timetable};
 pub use state::{RunState, TaskState, TriggerRule};
 pub use task::{

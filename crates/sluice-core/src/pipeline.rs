@@ -82,6 +82,9 @@ pub struct Task {
     pub priority: i64,
     /// The pool whose slots this task takes (`pools:` in sluice.yaml).
     pub pool: Option<String>,
+    /// The worker queue that runs this task when tries are handed to `sluice worker`s
+    /// (Airflow's `queue`); workers listen on the queues they are given.
+    pub queue: String,
     /// The task's definition as written (templates unrendered), for the dead-letter store.
     pub config: serde_json::Value,
     /// Which alert channels hear of this task's failures, retries and recoveries.
@@ -169,6 +172,9 @@ const PIPELINE_KEYS: &[&str] = &[
     "tasks",
 ];
 
+/// The queue of tasks that name none, and of workers not told otherwise.
+pub const DEFAULT_QUEUE: &str = "default";
+
 /// Settings a task inherits from `defaults:`.
 const INHERITED_KEYS: &[&str] = &[
     "owner",
@@ -180,6 +186,7 @@ const INHERITED_KEYS: &[&str] = &[
     "trigger_rule",
     "pool",
     "priority",
+    "queue",
     "alert",
 ];
 
@@ -352,6 +359,7 @@ struct TaskSettings {
     trigger_rule: TriggerRule,
     priority: Option<i64>,
     pool: Option<String>,
+    queue: Option<String>,
     alert: AlertRoutes,
 }
 
@@ -389,6 +397,9 @@ fn read_task_settings(
     }
     if let Some(pool) = fields.string("pool", diags) {
         s.pool = Some(pool);
+    }
+    if let Some(queue) = fields.string("queue", diags) {
+        s.queue = Some(queue);
     }
     if let Some(node) = fields.get("alert")
         && let Some(routes) = read_alert(node, diags)
@@ -762,6 +773,7 @@ fn decode_tasks(
                 sla,
                 priority: settings.priority.unwrap_or(1),
                 pool: settings.pool,
+                queue: settings.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_string()),
                 config: body.to_json(),
                 alert: settings.alert,
                 action,

@@ -24,8 +24,6 @@ pub struct ProjectPaths {
     pub state: PathBuf,
     /// The embedded DuckDB warehouse file.
     pub warehouse: PathBuf,
-    /// The SQLite metadata database.
-    pub metadata: PathBuf,
 }
 
 impl ProjectPaths {
@@ -60,6 +58,39 @@ pub struct Settings {
     pub statsd: Option<Statsd>,
     /// Named alert channels (`alerts:`), chosen by `alert:` on pipelines and tasks.
     pub alert_channels: std::collections::BTreeMap<String, AlertChannel>,
+    /// The metadata database (`metadata:`, overridden by `SLUICE_METADATA`).
+    pub metadata: Metadata,
+}
+
+/// Where runs, tries and the dead-letter store are kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Metadata {
+    /// A SQLite file: one machine (the default, `.sluice/metadata.db`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://…`): shared by schedulers and workers on many machines.
+    Postgres(String),
+}
+
+impl Metadata {
+    /// `postgres://…` / `postgresql://…` is PostgreSQL; anything else a SQLite file, relative
+    /// to the project root, with or without `sqlite://`.
+    pub fn parse(text: &str, root: &Path) -> Metadata {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Metadata::Postgres(text.to_string())
+        } else {
+            Metadata::Sqlite(root.join(text.strip_prefix("sqlite://").unwrap_or(text)))
+        }
+    }
+}
+
+/// Never shows a password that the URL may hold.
+impl std::fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Metadata::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            Metadata::Postgres(_) => write!(f, "Postgres(…)"),
+        }
+    }
 }
 
 /// Where an alert goes.
@@ -142,7 +173,6 @@ impl Settings {
                 lake: root.join("lake"),
                 state: root.join(".sluice"),
                 warehouse: root.join("warehouse.duckdb"),
-                metadata: root.join(".sluice").join("metadata.db"),
                 root: root.clone(),
             },
             python: std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".into()),
@@ -150,6 +180,7 @@ impl Settings {
             pools: Default::default(),
             statsd: None,
             alert_channels: Default::default(),
+            metadata: Metadata::Sqlite(root.join(".sluice").join("metadata.db")),
         };
         if node.is_null() {
             return Some(settings);
@@ -169,7 +200,7 @@ impl Settings {
             settings.paths.lake = path_of(&l, "file://");
         }
         if let Some(m) = fields.string("metadata", diags) {
-            settings.paths.metadata = path_of(&m, "sqlite://");
+            settings.metadata = Metadata::parse(&m, &root);
         }
         if let Some(p) = fields.string("python", diags) {
             settings.python = p;
@@ -318,6 +349,11 @@ impl Project {
         };
         if !diags.is_empty() {
             return Err(diags.0);
+        }
+        if let Ok(m) = std::env::var("SLUICE_METADATA")
+            && !m.is_empty()
+        {
+            settings.metadata = Metadata::parse(&m, &settings.paths.root);
         }
         let connections = Connections::load(&settings.paths.root, std::env::vars(), &mut diags);
         // A `warehouse` connection replaces the settings' warehouse.

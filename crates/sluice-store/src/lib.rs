@@ -16,6 +16,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 #[macro_use]
 pub mod db;
+mod queue;
+
+pub use queue::{Claim, QueuedOutcome, QueuedResult, listen};
 
 use db::{Conn, Dialect, Value};
 use serde::Serialize;
@@ -35,6 +38,10 @@ pub enum StoreError {
         "`{url}` is not a PostgreSQL URL: {reason}\n  hint: write it as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
     )]
     Url { url: String, reason: String },
+    #[error(
+        "{0} needs the metadata on PostgreSQL\n  hint: set `metadata: postgres://…` in sluice.yaml (or SLUICE_METADATA) for the scheduler and every worker"
+    )]
+    NeedsPostgres(String),
     #[error("cannot create the metadata folder {path}: {source}")]
     Folder {
         path: String,
@@ -244,6 +251,29 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 6: rows a try set aside (quarantined or dead-lettered), beside the rows it processed.
     "ALTER TABLE task_tries ADD COLUMN rejected INTEGER;",
+    // 7: tries handed to `sluice worker`s: claimed under a lease, answered with their result.
+    "CREATE TABLE task_queue (
+        id INTEGER PRIMARY KEY,
+        run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        task TEXT NOT NULL,
+        try_number INTEGER NOT NULL,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        worker TEXT,
+        lease_until TEXT,
+        enqueued_at TEXT NOT NULL,
+        claimed_at TEXT,
+        completed_at TEXT,
+        outcome TEXT,
+        error TEXT,
+        retryable INTEGER,
+        rows INTEGER,
+        rejected INTEGER,
+        watermark TEXT,
+        UNIQUE (run, task, try_number)
+     );
+     CREATE INDEX task_queue_ready ON task_queue (state, queue, priority);",
 ];
 
 /// A bad record in the dead-letter store.
@@ -311,6 +341,8 @@ fn parse_state<T: FromStr<Err = String>>(s: &str) -> Result<T> {
 
 pub struct Store {
     conn: Mutex<Box<dyn Conn>>,
+    /// The PostgreSQL URL, for connections of its own (notifications).
+    url: Option<String>,
 }
 
 /// Where the metadata lives, as configured (`metadata:` or `SLUICE_METADATA`).
@@ -341,18 +373,19 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        Store::with(Box::new(db::Sqlite(conn)))
+        Store::with(Box::new(db::Sqlite(conn)), None)
     }
 
     /// Connects to a PostgreSQL metadata database (`postgres://…`), shared by every scheduler
     /// and worker that names it.
     pub fn connect(url: &str) -> Result<Store> {
-        Store::with(Box::new(db::Postgres::connect(url)?))
+        Store::with(Box::new(db::Postgres::connect(url)?), Some(url.to_string()))
     }
 
-    fn with(conn: Box<dyn Conn>) -> Result<Store> {
+    fn with(conn: Box<dyn Conn>, url: Option<String>) -> Result<Store> {
         let store = Store {
             conn: Mutex::new(conn),
+            url,
         };
         store.migrate()?;
         Ok(store)

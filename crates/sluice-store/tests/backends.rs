@@ -345,3 +345,71 @@ fn a_run_lock_is_held_by_one_store_and_released_with_it() {
     });
     assert!(freed, "released when its holder closed");
 }
+
+/// Workers claim each queued try once, highest priority first, only from their queues; a lease
+/// that is not renewed expires into a `lost`, retryable answer, and the late worker's answer
+/// is refused.
+#[test]
+fn workers_claim_each_try_once_and_expired_leases_are_lost() {
+    use sluice_store::QueuedOutcome;
+    use std::time::Duration;
+    let name = format!("sluice_store_queue_{}", std::process::id());
+    admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    admin(&format!("CREATE DATABASE {name}"));
+    let db = Backend::Postgres { name };
+    let store = db.open();
+    let tasks: Vec<(String, u32)> = (0..40).map(|i| (format!("t{i}"), 1)).collect();
+    let specs: Vec<(&str, u32)> = tasks.iter().map(|(t, n)| (t.as_str(), *n)).collect();
+    let (run, _) = store
+        .ensure_run("p", &interval(1), RunType::Manual, &specs)
+        .unwrap();
+    for (i, (task, _)) in tasks.iter().enumerate() {
+        store.start_try(run.id, task, 1, "log", 1).unwrap();
+        let queue = if i == 0 { "gpu" } else { "default" };
+        store.enqueue(run.id, task, 1, queue, i as i64).unwrap();
+        store.enqueue(run.id, task, 1, queue, i as i64).unwrap(); // again: no change
+    }
+    assert_eq!(store.queue_depth().unwrap(), 40);
+
+    let default = vec!["default".to_string()];
+    let lease = Duration::from_secs(30);
+    let claimed: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..3)
+            .map(|w| {
+                let default = &default;
+                let db = &db;
+                s.spawn(move || {
+                    let store = db.open();
+                    let mut mine = Vec::new();
+                    while let Some(c) = store.claim(&format!("w{w}"), default, lease).unwrap() {
+                        mine.push(c.task);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert_eq!(claimed.len(), 39, "every default-queue try once: {claimed:?}");
+    let unique: std::collections::BTreeSet<_> = claimed.iter().collect();
+    assert_eq!(unique.len(), 39);
+    assert!(!claimed.contains(&"t0".to_string()), "t0 is on the gpu queue");
+
+    let gpu = store
+        .claim("g", &["gpu".to_string()], Duration::from_millis(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(gpu.task, "t0");
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(store.expire_leases().unwrap(), 1);
+    let lost = store.queued_result(run.id, "t0", 1).unwrap().unwrap();
+    assert_eq!(lost.outcome, QueuedOutcome::Lost);
+    assert!(lost.retryable);
+    assert!(lost.error.as_deref().unwrap().contains("worker g"));
+    assert!(!store.renew_lease(gpu.id, "g", lease).unwrap());
+    let late = sluice_store::QueuedResult {
+        outcome: QueuedOutcome::Success,
+        ..lost.clone()
+    };
+    assert!(!store.answer(gpu.id, "g", &late).unwrap(), "a lost claim's answer is refused");
+}

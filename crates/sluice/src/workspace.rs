@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::NaiveDate;
 use sluice_core::diag::did_you_mean;
-use sluice_core::{Pipeline, Project};
+use sluice_core::{Metadata, Pipeline, Project};
 use sluice_store::Store;
 
 use crate::{Global, UsageError, usage};
@@ -26,10 +26,7 @@ impl Workspace {
     }
 
     pub fn store(&self) -> anyhow::Result<Arc<Store>> {
-        let path = &self.project.paths.metadata;
-        Ok(Arc::new(Store::open(path).with_context(|| {
-            format!("opening the metadata database {}", path.display())
-        })?))
+        Ok(Arc::new(open_store(&self.project.settings.metadata)?))
     }
 
     /// The named pipeline; a broken file or an unknown name is a usage error.
@@ -60,6 +57,16 @@ impl Workspace {
         let hint = did_you_mean(id, known.iter().copied())
             .unwrap_or_else(|| format!("pipelines in this project: {}", known.join(", ")));
         usage(format!("unknown pipeline `{id}`\n  hint: {hint}"))
+    }
+}
+
+/// Opens the metadata database the settings name.
+pub fn open_store(metadata: &Metadata) -> anyhow::Result<Store> {
+    match metadata {
+        Metadata::Sqlite(path) => Store::open(path)
+            .with_context(|| format!("opening the metadata database {}", path.display())),
+        // The store's errors name the URL with its password masked.
+        Metadata::Postgres(url) => Ok(Store::connect(url)?),
     }
 }
 

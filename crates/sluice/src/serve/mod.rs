@@ -318,7 +318,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
             args.addr
         ));
     }
-    let store = Arc::new(Store::open(&project.paths.metadata)?);
+    let store = Arc::new(crate::workspace::open_store(&project.settings.metadata)?);
     let metrics = crate::metrics::install(project.settings.statsd.as_ref())?;
     for d in &project.diagnostics {
         eprintln!("{d}");

@@ -1,0 +1,314 @@
+//! The task queue: how a scheduler hands tries to `sluice worker` processes through the
+//! metadata database, with no broker besides it.
+//!
+//! A try is enqueued by the scheduler that owns its run, claimed by one worker with
+//! `FOR UPDATE SKIP LOCKED` under a lease the worker renews, and answered with its result,
+//! which the scheduler reads to decide what runs next. A worker that stops renewing (killed,
+//! machine lost) has its lease expire: the try is answered `lost`, retryable, and counts as a
+//! try. Only PostgreSQL serves workers; wake-ups travel by LISTEN/NOTIFY, with polling as the
+//! fallback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::db::{Conn, Dialect};
+use crate::{Result, Store, StoreError, parse_opt_ts, parse_ts, ts};
+
+/// Channels the queue notifies: a try was enqueued; a try was answered.
+pub const ENQUEUED: &str = "sluice_enqueued";
+pub const ANSWERED: &str = "sluice_answered";
+
+/// A try a worker claimed.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: i64,
+    pub run: i64,
+    pub task: String,
+    pub try_number: u32,
+    pub queue: String,
+}
+
+/// How a queued try ended, as its worker (or lease expiry) reported.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueuedOutcome {
+    Success,
+    Failed,
+    TimedOut,
+    /// The worker's lease expired before it answered.
+    Lost,
+}
+
+impl QueuedOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QueuedOutcome::Success => "success",
+            QueuedOutcome::Failed => "failed",
+            QueuedOutcome::TimedOut => "timed_out",
+            QueuedOutcome::Lost => "lost",
+        }
+    }
+
+    fn parse(s: &str) -> Result<QueuedOutcome> {
+        Ok(match s {
+            "success" => QueuedOutcome::Success,
+            "failed" => QueuedOutcome::Failed,
+            "timed_out" => QueuedOutcome::TimedOut,
+            "lost" => QueuedOutcome::Lost,
+            other => return Err(StoreError::Corrupt(format!("queue outcome `{other}`"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueuedResult {
+    pub outcome: QueuedOutcome,
+    pub error: Option<String>,
+    pub retryable: bool,
+    pub rows: Option<u64>,
+    pub rejected: Option<u64>,
+    pub watermark: Option<String>,
+    pub worker: Option<String>,
+    pub enqueued_at: DateTime<Utc>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    fn postgres_only(&self, what: &str) -> Result<()> {
+        match self.dialect() {
+            Dialect::Postgres => Ok(()),
+            Dialect::Sqlite => Err(StoreError::NeedsPostgres(what.to_string())),
+        }
+    }
+
+    /// Hands a try to the workers of `queue`. Enqueuing the same try again (a scheduler
+    /// resuming) changes nothing.
+    pub fn enqueue(
+        &self,
+        run: i64,
+        task: &str,
+        try_number: u32,
+        queue: &str,
+        priority: i64,
+    ) -> Result<()> {
+        self.postgres_only("handing tasks to workers")?;
+        self.tx(|c| {
+            c.execute(
+                "INSERT INTO task_queue (run, task, try_number, queue, priority, state, enqueued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)
+                 ON CONFLICT (run, task, try_number) DO NOTHING",
+                params![run, task, try_number, queue, priority, ts(Utc::now())],
+            )?;
+            c.query("SELECT pg_notify(?1, ?2)", params![ENQUEUED, queue])?;
+            Ok(())
+        })
+    }
+
+    /// Whether this try was handed to the workers (and so may still be running on one).
+    pub fn is_enqueued(&self, run: i64, task: &str, try_number: u32) -> Result<bool> {
+        if self.dialect() != Dialect::Postgres {
+            return Ok(false);
+        }
+        Ok(self
+            .conn()
+            .query_opt(
+                "SELECT 1 FROM task_queue WHERE run = ?1 AND task = ?2 AND try_number = ?3",
+                params![run, task, try_number],
+            )?
+            .is_some())
+    }
+
+    /// Claims the queued try of highest priority (oldest first among equals) on one of
+    /// `queues` for `worker`, under a lease of `lease`. Workers never wait on each other's
+    /// claims: rows another worker is claiming are skipped.
+    pub fn claim(&self, worker: &str, queues: &[String], lease: Duration) -> Result<Option<Claim>> {
+        self.postgres_only("`sluice worker`")?;
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        self.tx(|c| {
+            let row = c.query_opt(
+                "UPDATE task_queue SET state = 'claimed', worker = ?1, lease_until = ?2, claimed_at = ?3
+                 WHERE id = (SELECT id FROM task_queue
+                             WHERE state = 'queued' AND queue = ANY(string_to_array(?4, ','))
+                             ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, run, task, try_number, queue",
+                params![worker, ts(until), ts(now), queues.join(",")],
+            )?;
+            let Some(row) = row else { return Ok(None) };
+            let claim = Claim {
+                id: row.int(0)?,
+                run: row.int(1)?,
+                task: row.text(2)?,
+                try_number: row.uint(3)?,
+                queue: row.text(4)?,
+            };
+            // The try starts now, on the worker: its timing excludes the wait in the queue.
+            c.execute(
+                "UPDATE task_tries SET started_at = ?4, pid = NULL
+                 WHERE run = ?1 AND task = ?2 AND try_number = ?3",
+                params![claim.run, &claim.task, claim.try_number, ts(now)],
+            )?;
+            Ok(Some(claim))
+        })
+    }
+
+    /// Renews a claim's lease. False when the claim is no longer this worker's (its lease
+    /// expired and the try was answered `lost`): the worker must stop the try.
+    pub fn renew_lease(&self, claim: i64, worker: &str, lease: Duration) -> Result<bool> {
+        let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+        Ok(self.conn().execute(
+            "UPDATE task_queue SET lease_until = ?3 WHERE id = ?1 AND worker = ?2 AND state = 'claimed'",
+            params![claim, worker, ts(until)],
+        )? == 1)
+    }
+
+    /// Answers a claimed try. False when the claim was lost meanwhile (the answer is dropped:
+    /// the try was already counted as lost and retried).
+    pub fn answer(&self, claim: i64, worker: &str, result: &QueuedResult) -> Result<bool> {
+        self.tx(|c| {
+            let n = c.execute(
+                "UPDATE task_queue SET state = 'done', outcome = ?3, error = ?4, retryable = ?5,
+                        rows = ?6, rejected = ?7, watermark = ?8, completed_at = ?9
+                 WHERE id = ?1 AND worker = ?2 AND state = 'claimed'",
+                params![
+                    claim,
+                    worker,
+                    result.outcome.as_str(),
+                    result.error.as_deref(),
+                    result.retryable,
+                    result.rows.map(|r| r as i64),
+                    result.rejected.map(|r| r as i64),
+                    result.watermark.as_deref(),
+                    ts(Utc::now())
+                ],
+            )?;
+            notify(c, ANSWERED)?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Answers `lost` every claim whose lease expired: its worker stopped renewing it.
+    pub fn expire_leases(&self) -> Result<u64> {
+        if self.dialect() != Dialect::Postgres {
+            return Ok(0);
+        }
+        let now = ts(Utc::now());
+        self.tx(|c| {
+            let n = c.execute(
+                "UPDATE task_queue SET state = 'done', outcome = 'lost', retryable = 1, completed_at = ?1,
+                        error = 'the worker ' || worker || ' stopped renewing its lease (killed or unreachable); the try is counted and retried'
+                 WHERE state = 'claimed' AND lease_until < ?1",
+                params![&now],
+            )?;
+            if n > 0 {
+                notify(c, ANSWERED)?;
+            }
+            Ok(n)
+        })
+    }
+
+    /// The answer to a queued try, once there is one.
+    pub fn queued_result(
+        &self,
+        run: i64,
+        task: &str,
+        try_number: u32,
+    ) -> Result<Option<QueuedResult>> {
+        let row = self.conn().query_opt(
+            "SELECT outcome, error, retryable, rows, rejected, watermark, worker, enqueued_at,
+                    claimed_at, completed_at
+             FROM task_queue WHERE run = ?1 AND task = ?2 AND try_number = ?3 AND state = 'done'",
+            params![run, task, try_number],
+        )?;
+        row.map(|r| {
+            Ok(QueuedResult {
+                outcome: QueuedOutcome::parse(&r.text(0)?)?,
+                error: r.opt_text(1)?,
+                retryable: r.opt_int(2)?.unwrap_or(0) != 0,
+                rows: r.opt_int(3)?.map(|v| v as u64),
+                rejected: r.opt_int(4)?.map(|v| v as u64),
+                watermark: r.opt_text(5)?,
+                worker: r.opt_text(6)?,
+                enqueued_at: parse_ts(&r.text(7)?)?,
+                claimed_at: parse_opt_ts(r.opt_text(8)?)?,
+                completed_at: parse_opt_ts(r.opt_text(9)?)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Tries waiting for a worker (the scheduler's queue depth).
+    pub fn queue_depth(&self) -> Result<u64> {
+        if self.dialect() != Dialect::Postgres {
+            return Ok(0);
+        }
+        Ok(self
+            .conn()
+            .query_one("SELECT COUNT(*) FROM task_queue WHERE state = 'queued'", &[])?
+            .int(0)? as u64)
+    }
+
+    /// The PostgreSQL URL this store was opened with, for the listeners of notifications.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+}
+
+fn notify(c: &mut dyn Conn, channel: &str) -> Result<()> {
+    c.query("SELECT pg_notify(?1, '')", params![channel])?;
+    Ok(())
+}
+
+/// Listens on `channel` of the PostgreSQL database at `url`: every notification wakes the
+/// returned `Notify`'s waiters. Reconnects when the connection drops (waking everyone, since
+/// notifications may have been missed). Needs a tokio runtime.
+pub async fn listen(url: &str, channel: &'static str) -> Result<Arc<tokio::sync::Notify>> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
+        url: crate::db::redact_url(url),
+        reason: format!("{e}"),
+    })?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let first = subscribe(&config, channel, wake.clone()).await?;
+    let waker = wake.clone();
+    tokio::spawn(async move {
+        let mut session = first;
+        loop {
+            let _ = session.await;
+            waker.notify_waiters();
+            session = loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Ok(s) = subscribe(&config, channel, waker.clone()).await {
+                    break s;
+                }
+            };
+        }
+    });
+    Ok(wake)
+}
+
+/// Connects, LISTENs, and returns the task that forwards notifications until the connection
+/// ends.
+async fn subscribe(
+    config: &tokio_postgres::Config,
+    channel: &str,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let forward = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => wake.notify_waiters(),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {channel}")).await?;
+    // The client must outlive the LISTEN: keep it with the forwarding task.
+    Ok(tokio::spawn(async move {
+        let _client = client;
+        let _ = forward.await;
+    }))
+}
