@@ -77,7 +77,26 @@ pub struct Executor {
     pub pools: Arc<crate::Pools>,
     /// Where failures, retries and recoveries are told (per the task's `alert:`).
     pub notifier: Option<Arc<dyn crate::alerts::Notifier>>,
+    /// Where tries run: here, or on `sluice worker`s.
+    pub dispatch: Dispatch,
 }
+
+/// Where an executor runs its tries.
+#[derive(Clone, Default)]
+pub enum Dispatch {
+    /// In this process.
+    #[default]
+    Local,
+    /// Handed to `sluice worker` processes through the metadata database's task queue;
+    /// `answered` wakes the executor when a worker answers (LISTEN/NOTIFY), else it polls.
+    Workers {
+        answered: Option<Arc<tokio::sync::Notify>>,
+    },
+}
+
+/// How often a run waiting on workers looks for answers (and expired leases) when no
+/// notification woke it.
+const ANSWER_POLL: Duration = Duration::from_millis(250);
 
 pub struct RunRequest<'a> {
     pub pipeline: &'a Pipeline,
@@ -105,16 +124,21 @@ enum Event {
         result: TryResult,
         /// The try's log, for the executor's own closing lines.
         log: Option<TaskLog>,
+        /// For a try run by a worker: how long it waited from ready to claimed.
+        handoff: Option<Duration>,
     },
     RetryDue {
         task: usize,
     },
 }
 
-enum TryResult {
+pub(crate) enum TryResult {
     Done(Result<TaskOutput, TaskError>),
     TimedOut(Duration),
     Interrupted,
+    /// This scheduler stopped waiting for a worker's try, which runs on: the next scheduler
+    /// to resume the run waits for its answer.
+    Detached,
 }
 
 /// One run's tasks as the executor tracks them.
@@ -150,6 +174,7 @@ impl Executor {
             max_tries: task_specs.iter().map(|(_, m)| *m).collect(),
         };
         let mut retry_at = Vec::new();
+        let mut reattach = Vec::new();
         for ti in self.store.task_instances(run.id)? {
             let Some(i) = pipeline.task_index(&ti.task) else {
                 continue; // a task removed from the pipeline since the run was created
@@ -157,6 +182,14 @@ impl Executor {
             st.tries[i] = ti.tries;
             st.max_tries[i] = ti.max_tries;
             st.states[i] = match ti.state {
+                TaskState::Running | TaskState::Queued
+                    if matches!(self.dispatch, Dispatch::Workers { .. })
+                        && self.store.is_enqueued(run.id, &ti.task, ti.tries)? =>
+                {
+                    // Handed to a worker, which may still run it: wait for its answer.
+                    reattach.push((i, ti.tries));
+                    TaskState::Running
+                }
                 TaskState::Running | TaskState::Queued => {
                     self.store.interrupt_try(
                         run.id,
@@ -210,6 +243,10 @@ impl Executor {
         let mut ready: VecDeque<usize> = VecDeque::new();
         let mut running = 0usize;
 
+        for (i, try_number) in reattach {
+            running += 1;
+            pending.spawn(self.await_answer(pipeline, i, &run, try_number, None, None, &cancel));
+        }
         for (i, at) in retry_at {
             let wait = at
                 .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
@@ -251,7 +288,7 @@ impl Executor {
                     break;
                 };
                 let i = ready.remove(k).expect("chosen from the ready tasks");
-                if let Some(at) = readied_at[i].take() {
+                if let (Dispatch::Local, Some(at)) = (&self.dispatch, readied_at[i].take()) {
                     crate::metrics::handed_off(&pipeline.id, at.elapsed());
                 }
                 running += 1;
@@ -269,59 +306,29 @@ impl Executor {
                 st.states[i] = TaskState::Running;
                 tracing::debug!(pipeline = %pipeline.id, task = %task.id, try_number, log = %log_path.display(), "try started");
                 progress.task_started(&run, &task.id, try_number);
-                let template = template_context(
-                    pipeline,
-                    &task.id,
-                    &run,
-                    try_number,
-                    &req.interval,
-                    prev.as_ref(),
-                    next.as_ref(),
-                    &self.paths,
-                );
-                let action = task.action.clone();
-                let timeout = task.timeout;
-                let project = self.paths.clone();
+                if let Dispatch::Workers { .. } = self.dispatch {
+                    self.store
+                        .enqueue(run.id, &task.id, try_number, &task.queue, task.priority)?;
+                    let waited = readied_at[i].take().map(|at| at.elapsed());
+                    pending.spawn(
+                        self.await_answer(pipeline, i, &run, try_number, slot, waited, &cancel),
+                    );
+                    continue;
+                }
+                let input = self.prepare_try(pipeline, &run, i, try_number, log_path)?;
                 let stop = cancel.child_token();
-                let redactor = self.redactor.clone();
-                let watermark = self.store.watermark(&pipeline.id, &task.id)?;
-                let ledger: Arc<dyn Ledger> = Arc::new(StoreLedger {
-                    store: self.store.clone(),
-                    run: run.id,
-                    task: task.id.clone(),
-                    try_number,
-                });
                 pending.spawn(async move {
                     // The pool slot is given back when the try ends, however it ends.
                     let _slot = slot;
                     let started = Instant::now();
-                    let (result, log) = match TaskLog::create(log_path.clone(), redactor) {
-                        Ok(log) => {
-                            let try_run = TaskRun {
-                                project,
-                                template,
-                                log,
-                                cancel: stop,
-                                watermark,
-                                ledger,
-                            };
-                            let result = execute(action.as_ref(), &try_run, timeout).await;
-                            (result, Some(try_run.log))
-                        }
-                        Err(e) => (
-                            TryResult::Done(Err(TaskError::failed(format!(
-                                "cannot create the log file {}: {e}",
-                                log_path.display()
-                            )))),
-                            None,
-                        ),
-                    };
+                    let (result, log) = run_try(input, stop).await;
                     Event::TryDone {
                         task: i,
                         try_number,
                         started,
                         result,
                         log,
+                        handoff: None,
                     }
                 });
             }
@@ -373,9 +380,18 @@ impl Executor {
                     started,
                     result,
                     log,
+                    handoff,
                 } => {
                     running -= 1;
                     let task = &pipeline.tasks[i];
+                    if let TryResult::Detached = result {
+                        interrupted = true;
+                        ready.clear();
+                        continue;
+                    }
+                    if let Some(waited) = handoff {
+                        crate::metrics::handed_off(&pipeline.id, waited);
+                    }
                     let mut watermark = None;
                     let rejected = match &result {
                         TryResult::Done(Ok(out)) => out.rejected,
@@ -402,6 +418,7 @@ impl Executor {
                             None,
                             true,
                         ),
+                        TryResult::Detached => unreachable!("handled above"),
                         TryResult::Interrupted => {
                             self.store.interrupt_try(
                                 run.id,
@@ -598,7 +615,124 @@ impl Executor {
         Ok(())
     }
 
-    fn log_path(&self, run: &RunRecord, task: &str, try_number: u32) -> PathBuf {
+    /// Everything one try needs to run, wherever it runs (here, or on a worker).
+    pub(crate) fn prepare_try(
+        &self,
+        pipeline: &Pipeline,
+        run: &RunRecord,
+        i: usize,
+        try_number: u32,
+        log_path: PathBuf,
+    ) -> Result<TryInput, EngineError> {
+        let task = &pipeline.tasks[i];
+        let interval = DataInterval {
+            start: run.data_interval_start,
+            end: run.data_interval_end,
+        };
+        let prev = pipeline.timetable.prev(&interval);
+        let next = pipeline.timetable.next(&interval);
+        Ok(TryInput {
+            action: task.action.clone(),
+            timeout: task.timeout,
+            project: self.paths.clone(),
+            template: template_context(
+                pipeline,
+                &task.id,
+                run,
+                try_number,
+                &interval,
+                prev.as_ref(),
+                next.as_ref(),
+                &self.paths,
+            ),
+            log_path,
+            redactor: self.redactor.clone(),
+            watermark: self.store.watermark(&pipeline.id, &task.id)?,
+            ledger: Arc::new(StoreLedger {
+                store: self.store.clone(),
+                run: run.id,
+                task: task.id.clone(),
+                try_number,
+            }),
+        })
+    }
+
+    /// Waits for a worker's answer to a queued try, expiring the leases of dead workers
+    /// meanwhile. A cancelled wait detaches: the try runs on, and whoever resumes the run waits
+    /// for it again.
+    #[allow(clippy::too_many_arguments)]
+    fn await_answer(
+        &self,
+        pipeline: &Pipeline,
+        i: usize,
+        run: &RunRecord,
+        try_number: u32,
+        slot: crate::pools::Slot,
+        waited: Option<Duration>,
+        cancel: &CancellationToken,
+    ) -> impl std::future::Future<Output = Event> + Send + 'static {
+        let store = self.store.clone();
+        let answered = match &self.dispatch {
+            Dispatch::Workers { answered } => answered.clone(),
+            Dispatch::Local => None,
+        };
+        let task = pipeline.tasks[i].id.clone();
+        let timeout = pipeline.tasks[i].timeout;
+        let run = run.id;
+        let cancel = cancel.clone();
+        async move {
+            let _slot = slot;
+            let started = Instant::now();
+            let mut expired_at = Instant::now();
+            let (result, handoff) = loop {
+                // Armed before looking, so that an answer landing in between still wakes us.
+                let notified = answered.as_ref().map(|n| n.notified());
+                let mut notified = std::pin::pin!(notified);
+                if let Some(n) = notified.as_mut().as_pin_mut() {
+                    n.enable();
+                }
+                match store.queued_result(run, &task, try_number) {
+                    Ok(Some(answer)) => {
+                        let queued = answer
+                            .claimed_at
+                            .map(|c| (c - answer.enqueued_at).to_std().unwrap_or_default());
+                        let handoff = waited.zip(queued).map(|(a, b)| a + b);
+                        break (answer_result(answer, timeout), handoff);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(task = %task, "cannot read the answer of a queued try: {e}")
+                    }
+                }
+                if expired_at.elapsed() >= ANSWER_POLL {
+                    expired_at = Instant::now();
+                    if let Err(e) = store.expire_leases() {
+                        tracing::warn!("cannot expire the leases of lost workers: {e}");
+                    }
+                }
+                tokio::select! {
+                    _ = async {
+                        match notified.as_mut().as_pin_mut() {
+                            Some(n) => n.await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                    _ = tokio::time::sleep(ANSWER_POLL) => {}
+                    _ = cancel.cancelled() => break (TryResult::Detached, None),
+                }
+            };
+            Event::TryDone {
+                task: i,
+                try_number,
+                started,
+                result,
+                log: None,
+                handoff,
+            }
+        }
+    }
+
+    pub(crate) fn log_path(&self, run: &RunRecord, task: &str, try_number: u32) -> PathBuf {
         self.paths
             .logs()
             .join(&run.pipeline)
@@ -608,8 +742,25 @@ impl Executor {
     }
 
     /// One process at a time executes a run: an advisory lock that the kernel releases when
-    /// the process dies, however it dies.
-    fn lock_run(&self, run: &RunRecord) -> Result<File, EngineError> {
+    /// the process dies, however it dies — and, with the metadata on PostgreSQL, a session
+    /// lock there too, so that schedulers on other machines keep off as well.
+    fn lock_run(&self, run: &RunRecord) -> Result<RunLock, EngineError> {
+        let file = self.lock_file(run)?;
+        if !self.store.try_lock_run(run.id)? {
+            return Err(EngineError::Busy {
+                pipeline: run.pipeline.clone(),
+                logical_date: run.logical_date.to_rfc3339(),
+                lock: format!("the metadata database's lock on run {}", run.id),
+            });
+        }
+        Ok(RunLock {
+            _file: file,
+            store: self.store.clone(),
+            run: run.id,
+        })
+    }
+
+    fn lock_file(&self, run: &RunRecord) -> Result<File, EngineError> {
         let dir = self.paths.locks().join(&run.pipeline);
         std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io {
             path: dir.display().to_string(),
@@ -640,6 +791,80 @@ impl Executor {
                 source,
             }),
         }
+    }
+}
+
+/// Held while a run executes.
+struct RunLock {
+    _file: File,
+    store: Arc<Store>,
+    run: i64,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        if let Err(e) = self.store.unlock_run(self.run) {
+            tracing::warn!(run = self.run, "cannot release the run's lock: {e}");
+        }
+    }
+}
+
+/// What one try needs to run.
+pub(crate) struct TryInput {
+    action: Arc<dyn sluice_core::TaskAction>,
+    timeout: Option<Duration>,
+    project: Arc<ProjectPaths>,
+    template: TemplateContext,
+    pub(crate) log_path: PathBuf,
+    redactor: Arc<Redactor>,
+    watermark: Option<String>,
+    ledger: Arc<dyn Ledger>,
+}
+
+/// Runs one try with its log; the log is returned for the executor's closing lines.
+pub(crate) async fn run_try(
+    input: TryInput,
+    stop: CancellationToken,
+) -> (TryResult, Option<TaskLog>) {
+    match TaskLog::create(input.log_path.clone(), input.redactor) {
+        Ok(log) => {
+            let try_run = TaskRun {
+                project: input.project,
+                template: input.template,
+                log,
+                cancel: stop,
+                watermark: input.watermark,
+                ledger: input.ledger,
+            };
+            let result = execute(input.action.as_ref(), &try_run, input.timeout).await;
+            (result, Some(try_run.log))
+        }
+        Err(e) => (
+            TryResult::Done(Err(TaskError::failed(format!(
+                "cannot create the log file {}: {e}",
+                input.log_path.display()
+            )))),
+            None,
+        ),
+    }
+}
+
+/// A worker's answer as the executor's result of the try.
+fn answer_result(answer: sluice_store::QueuedResult, timeout: Option<Duration>) -> TryResult {
+    use sluice_store::QueuedOutcome;
+    match answer.outcome {
+        QueuedOutcome::Success => TryResult::Done(Ok(TaskOutput {
+            rows: answer.rows,
+            rejected: answer.rejected,
+            watermark: answer.watermark,
+        })),
+        QueuedOutcome::TimedOut => TryResult::TimedOut(timeout.unwrap_or_default()),
+        QueuedOutcome::Failed | QueuedOutcome::Lost => TryResult::Done(Err(TaskError {
+            message: answer
+                .error
+                .unwrap_or_else(|| "the worker reported a failure without a message".into()),
+            retryable: answer.retryable,
+        })),
     }
 }
 

@@ -1,10 +1,13 @@
-//! Executes pipeline runs: the local, event-driven executor over the metadata store.
+//! Executes pipeline runs: the event-driven executor over the metadata store, running tries
+//! itself or handing them to `sluice worker`s, and the worker that runs them.
 
 pub mod alerts;
 pub mod executor;
 pub mod metrics;
 pub mod pools;
 mod sla;
+pub mod worker;
 
-pub use executor::{EngineError, Executor, Progress, RunOutcome, RunRequest};
+pub use executor::{Dispatch, EngineError, Executor, Progress, RunOutcome, RunRequest};
 pub use pools::Pools;
+pub use worker::Worker;

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 
 /// Seconds a try took, by pipeline, task and outcome (success, failed, timed_out).
 pub const TASK_DURATION: &str = "pipeline.task.duration";
@@ -23,6 +25,8 @@ pub const RUN_DURATION: &str = "pipeline.run.duration";
 pub const SLA_MISSES: &str = "pipeline.sla.misses";
 /// Seconds from an upstream try's end to its downstream try's start, by pipeline.
 pub const HANDOFF: &str = "pipeline.task.handoff";
+/// Tries waiting for a worker (the scheduler hands tries to `sluice worker`s).
+pub const QUEUE_DEPTH: &str = "pipeline.scheduler.queue_depth";
 
 /// Help texts and units, for exporters that show them.
 pub fn describe() {
@@ -37,6 +41,11 @@ pub fn describe() {
         Unit::Seconds,
         "Latency from an upstream task's end to its downstream task's start"
     );
+    describe_gauge!(QUEUE_DEPTH, "Tries waiting for a worker");
+}
+
+pub fn queue_depth(tries: u64) {
+    gauge!(QUEUE_DEPTH).set(tries as f64);
 }
 
 pub(crate) fn try_finished(

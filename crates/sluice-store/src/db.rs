@@ -364,9 +364,15 @@ fn read_row(row: &tokio_postgres::Row) -> Result<Row> {
     for (i, col) in row.columns().iter().enumerate() {
         let v = match *col.type_() {
             Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
-            Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into())),
-            Type::INT2 => row.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into())),
-            Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v.into())),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)?
+                .map(|v| Value::Int(v.into())),
             Type::NUMERIC | Type::FLOAT8 => row
                 .try_get::<_, Option<f64>>(i)
                 .ok()

@@ -18,7 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub mod db;
 mod queue;
 
-pub use queue::{Claim, QueuedOutcome, QueuedResult, listen};
+pub use queue::{ANSWERED, Claim, ENQUEUED, QueuedOutcome, QueuedResult, listen};
 
 use db::{Conn, Dialect, Value};
 use serde::Serialize;
@@ -456,7 +456,10 @@ impl Store {
                     Dialect::Sqlite => c.batch(&format!("PRAGMA user_version = {v}"))?,
                     Dialect::Postgres => {
                         c.execute("DELETE FROM sluice_schema", &[])?;
-                        c.execute("INSERT INTO sluice_schema (version) VALUES (?1)", params![v])?;
+                        c.execute(
+                            "INSERT INTO sluice_schema (version) VALUES (?1)",
+                            params![v],
+                        )?;
                     }
                 }
             }

@@ -75,6 +75,24 @@ pub struct QueuedResult {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+impl QueuedResult {
+    /// A result with nothing filled in, to build answers from.
+    pub fn empty() -> QueuedResult {
+        QueuedResult {
+            outcome: QueuedOutcome::Failed,
+            error: None,
+            retryable: false,
+            rows: None,
+            rejected: None,
+            watermark: None,
+            worker: None,
+            enqueued_at: Utc::now(),
+            claimed_at: None,
+            completed_at: None,
+        }
+    }
+}
+
 impl Store {
     fn postgres_only(&self, what: &str) -> Result<()> {
         match self.dialect() {
@@ -189,6 +207,20 @@ impl Store {
         })
     }
 
+    /// Hands a claimed try back to the queue unanswered (its worker is stopping), for another
+    /// worker to run under the same try number.
+    pub fn release(&self, claim: i64, worker: &str) -> Result<bool> {
+        self.tx(|c| {
+            let n = c.execute(
+                "UPDATE task_queue SET state = 'queued', worker = NULL, lease_until = NULL, claimed_at = NULL
+                 WHERE id = ?1 AND worker = ?2 AND state = 'claimed'",
+                params![claim, worker],
+            )?;
+            notify(c, ENQUEUED)?;
+            Ok(n == 1)
+        })
+    }
+
     /// Answers `lost` every claim whose lease expired: its worker stopped renewing it.
     pub fn expire_leases(&self) -> Result<u64> {
         if self.dialect() != Dialect::Postgres {
@@ -246,7 +278,10 @@ impl Store {
         }
         Ok(self
             .conn()
-            .query_one("SELECT COUNT(*) FROM task_queue WHERE state = 'queued'", &[])?
+            .query_one(
+                "SELECT COUNT(*) FROM task_queue WHERE state = 'queued'",
+                &[],
+            )?
             .int(0)? as u64)
     }
 

@@ -269,27 +269,42 @@ fn dead_letters_and_schema_changes_are_kept_per_run(db: &Backend) {
 
 #[test]
 fn runs_are_unique_per_logical_date_and_resume_on_both() {
-    on_both("runs_are_unique_per_logical_da", runs_are_unique_per_logical_date_and_resume);
+    on_both(
+        "runs_are_unique_per_logical_da",
+        runs_are_unique_per_logical_date_and_resume,
+    );
 }
 
 #[test]
 fn a_scheduler_finds_where_it_left_off_and_what_to_resume_on_both() {
-    on_both("a_scheduler_finds_where_it_lef", a_scheduler_finds_where_it_left_off_and_what_to_resume);
+    on_both(
+        "a_scheduler_finds_where_it_lef",
+        a_scheduler_finds_where_it_left_off_and_what_to_resume,
+    );
 }
 
 #[test]
 fn interrupted_tries_do_not_use_up_retries_and_clear_adds_tries_on_both() {
-    on_both("interrupted_tries_do_not_use_u", interrupted_tries_do_not_use_up_retries_and_clear_adds_tries);
+    on_both(
+        "interrupted_tries_do_not_use_u",
+        interrupted_tries_do_not_use_up_retries_and_clear_adds_tries,
+    );
 }
 
 #[test]
 fn watermarks_advance_only_when_the_run_succeeds_on_both() {
-    on_both("watermarks_advance_only_when_t", watermarks_advance_only_when_the_run_succeeds);
+    on_both(
+        "watermarks_advance_only_when_t",
+        watermarks_advance_only_when_the_run_succeeds,
+    );
 }
 
 #[test]
 fn dead_letters_and_schema_changes_are_kept_per_run_on_both() {
-    on_both("dead_letters_and_schema_change", dead_letters_and_schema_changes_are_kept_per_run);
+    on_both(
+        "dead_letters_and_schema_change",
+        dead_letters_and_schema_changes_are_kept_per_run,
+    );
 }
 
 /// Two schedulers creating the same runs at once: each run and task instance exists once.
@@ -299,7 +314,12 @@ fn racing_schedulers_create_each_run_once(db: &Backend) {
         (1..=20)
             .filter(|&day| {
                 store
-                    .ensure_run("p", &interval(day), RunType::Scheduled, &[("x", 1), ("y", 1)])
+                    .ensure_run(
+                        "p",
+                        &interval(day),
+                        RunType::Scheduled,
+                        &[("x", 1), ("y", 1)],
+                    )
                     .unwrap()
                     .1
             })
@@ -388,12 +408,22 @@ fn workers_claim_each_try_once_and_expired_leases_are_lost() {
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
     });
-    assert_eq!(claimed.len(), 39, "every default-queue try once: {claimed:?}");
+    assert_eq!(
+        claimed.len(),
+        39,
+        "every default-queue try once: {claimed:?}"
+    );
     let unique: std::collections::BTreeSet<_> = claimed.iter().collect();
     assert_eq!(unique.len(), 39);
-    assert!(!claimed.contains(&"t0".to_string()), "t0 is on the gpu queue");
+    assert!(
+        !claimed.contains(&"t0".to_string()),
+        "t0 is on the gpu queue"
+    );
 
     let gpu = store
         .claim("g", &["gpu".to_string()], Duration::from_millis(1))
@@ -411,5 +441,8 @@ fn workers_claim_each_try_once_and_expired_leases_are_lost() {
         outcome: QueuedOutcome::Success,
         ..lost.clone()
     };
-    assert!(!store.answer(gpu.id, "g", &late).unwrap(), "a lost claim's answer is refused");
+    assert!(
+        !store.answer(gpu.id, "g", &late).unwrap(),
+        "a lost claim's answer is refused"
+    );
 }

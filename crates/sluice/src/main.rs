@@ -8,6 +8,7 @@ mod output;
 mod runs;
 mod serve;
 mod validate;
+mod worker;
 mod workspace;
 
 use std::path::PathBuf;
@@ -129,6 +130,11 @@ enum Command {
         after_help = "Examples:\n  sluice serve --project demo\n  SLUICE_API_TOKEN=secret sluice serve --addr 0.0.0.0:8080\n\nThe API is described at /api/openapi.json. SIGTERM or Ctrl-C stops it; interrupted runs resume on the next start."
     )]
     Serve(serve::ServeArgs),
+    /// Run the tries that `sluice serve --workers` hands out (metadata on PostgreSQL).
+    #[command(
+        after_help = "Examples:\n  SLUICE_METADATA=postgres://sluice@db/sluice sluice worker\n  sluice worker --queues gpu,default --concurrency 8 --lease 30s\n\nThe first SIGTERM (or Ctrl-C) stops taking tries and lets the running ones finish; a second hands them back to the queue."
+    )]
+    Worker(worker::WorkerArgs),
     /// Check data against a Great Expectations suite (files, the lake, or a table).
     #[command(
         after_help = "Examples:\n  sluice validate --suite suites/orders.json data/orders.csv\n  sluice validate --suite suites/orders.json 'lake://orders/*/data.parquet' --format json\n  sluice validate --suite suites/orders.json warehouse:staging.orders --result-format COMPLETE\n\nExit code 0 when the suite passes, 1 when it fails, 2 for usage or configuration errors."
@@ -169,6 +175,7 @@ fn main() -> ExitCode {
         Command::Dlq { command } => runs::dlq(&cli.global, command),
         Command::Validate(args) => validate::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),
+        Command::Worker(args) => worker::run(&cli.global, args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
             Ok(exit::OK)

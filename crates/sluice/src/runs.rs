@@ -165,6 +165,7 @@ fn executor(ws: &Workspace, store: Arc<Store>) -> Executor {
             &ws.project.settings.alert_channels,
             &ws.project.paths.root,
         ),
+        dispatch: sluice_engine::Dispatch::Local,
     }
 }
 

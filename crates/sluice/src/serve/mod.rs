@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 use sluice_core::{DataInterval, Diagnostic, Pipeline, Project};
-use sluice_engine::{EngineError, Executor, Progress, RunRequest};
+use sluice_engine::{Dispatch, EngineError, Executor, Progress, RunRequest};
 use sluice_store::{RunType, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// Where the REST API listens. Off loopback, a token is required (SLUICE_API_TOKEN).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// Hand tries to `sluice worker` processes (on this or other machines) instead of running
+    /// them here. Needs the metadata on PostgreSQL.
+    #[arg(long)]
+    workers: bool,
 }
 
 /// Runs started by the server report through its own lines, not a progress bar.
@@ -48,7 +52,7 @@ pub struct Loaded {
     pools: Arc<sluice_engine::Pools>,
     pub pipelines: BTreeMap<String, Arc<Pipeline>>,
     pub problems: Vec<Diagnostic>,
-    fingerprint: Vec<(PathBuf, SystemTime, u64)>,
+    fingerprint: Fingerprint,
 }
 
 pub struct Service {
@@ -62,6 +66,8 @@ pub struct Service {
     runs: TaskTracker,
     pub stop: CancellationToken,
     pub wake: Notify,
+    /// Where runs execute their tries.
+    dispatch: Dispatch,
 }
 
 impl Service {
@@ -82,6 +88,7 @@ impl Service {
                 &project.settings.alert_channels,
                 &project.paths.root,
             ),
+            dispatch: self.dispatch.clone(),
         }
     }
 
@@ -151,6 +158,9 @@ impl Service {
 
     /// One scheduler pass: resume what is unfinished, then create what is due.
     fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
+        if let Dispatch::Workers { .. } = self.dispatch {
+            sluice_engine::metrics::queue_depth(self.store.queue_depth()?);
+        }
         let paused = self.store.paused()?;
         let pipelines = self.loaded.read().expect("lock").pipelines.clone();
         let now = chrono::Utc::now();
@@ -274,7 +284,9 @@ fn merge(old: &Loaded, new: &Project) -> BTreeMap<String, Arc<Pipeline>> {
 }
 
 /// Modification time and size of every file that defines the project.
-fn fingerprint(root: &Path) -> Vec<(PathBuf, SystemTime, u64)> {
+pub(crate) type Fingerprint = Vec<(PathBuf, SystemTime, u64)>;
+
+pub(crate) fn fingerprint(root: &Path) -> Fingerprint {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
@@ -319,6 +331,11 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let store = Arc::new(crate::workspace::open_store(&project.settings.metadata)?);
+    if args.workers && store.dialect() != sluice_store::db::Dialect::Postgres {
+        return usage(
+            "`sluice serve --workers` needs the metadata on PostgreSQL\n  hint: set `metadata: postgres://…` in sluice.yaml (or SLUICE_METADATA), the same for every worker",
+        );
+    }
     let metrics = crate::metrics::install(project.settings.statsd.as_ref())?;
     for d in &project.diagnostics {
         eprintln!("{d}");
@@ -328,6 +345,16 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         .iter()
         .map(|p| (p.id.clone(), Arc::new(p.clone())))
         .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let dispatch = match (args.workers, store.url()) {
+        (true, Some(url)) => Dispatch::Workers {
+            answered: Some(runtime.block_on(sluice_store::listen(url, sluice_store::ANSWERED))?),
+        },
+        (true, None) => Dispatch::Workers { answered: None },
+        (false, _) => Dispatch::Local,
+    };
     let service = Arc::new(Service {
         loaded: RwLock::new(Loaded {
             pools: Arc::new(sluice_engine::Pools::new(&project.settings.pools)),
@@ -343,10 +370,8 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         runs: TaskTracker::new(),
         stop: CancellationToken::new(),
         wake: Notify::new(),
+        dispatch,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await

@@ -1,6 +1,9 @@
 //! Drives the real `sluice` binary against a project in a temporary folder.
 #![allow(dead_code)]
 
+pub mod pg;
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
