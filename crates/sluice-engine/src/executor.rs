@@ -90,7 +90,7 @@ pub enum Dispatch {
     /// Handed to `sluice worker` processes through the metadata database's task queue;
     /// `answered` wakes the executor when a worker answers (LISTEN/NOTIFY), else it polls.
     Workers {
-        answered: Option<Arc<tokio::sync::Notify>>,
+        answered: Option<Arc<sluice_store::Notifications>>,
     },
 }
 
@@ -296,19 +296,30 @@ impl Executor {
                 let try_number = st.tries[i];
                 let task = &pipeline.tasks[i];
                 let log_path = self.log_path(&run, &task.id, try_number);
-                self.store.start_try(
-                    run.id,
-                    &task.id,
-                    try_number,
-                    &log_path.to_string_lossy(),
-                    std::process::id(),
-                )?;
+                let log_name = log_path.to_string_lossy();
+                match self.dispatch {
+                    Dispatch::Local => {
+                        self.store.start_try(
+                            run.id,
+                            &task.id,
+                            try_number,
+                            &log_name,
+                            std::process::id(),
+                        )?;
+                    }
+                    Dispatch::Workers { .. } => self.store.start_queued_try(
+                        run.id,
+                        &task.id,
+                        try_number,
+                        &log_name,
+                        &task.queue,
+                        task.priority,
+                    )?,
+                }
                 st.states[i] = TaskState::Running;
                 tracing::debug!(pipeline = %pipeline.id, task = %task.id, try_number, log = %log_path.display(), "try started");
                 progress.task_started(&run, &task.id, try_number);
                 if let Dispatch::Workers { .. } = self.dispatch {
-                    self.store
-                        .enqueue(run.id, &task.id, try_number, &task.queue, task.priority)?;
                     let waited = readied_at[i].take().map(|at| at.elapsed());
                     pending.spawn(
                         self.await_answer(pipeline, i, &run, try_number, slot, waited, &cancel),
@@ -684,13 +695,10 @@ impl Executor {
             let _slot = slot;
             let started = Instant::now();
             let mut expired_at = Instant::now();
+            let key = sluice_store::answer_key(run, &task, try_number);
+            // Subscribed before looking, so that an answer landing in between still wakes us.
+            let mut answers = answered.as_ref().map(|n| n.subscribe());
             let (result, handoff) = loop {
-                // Armed before looking, so that an answer landing in between still wakes us.
-                let notified = answered.as_ref().map(|n| n.notified());
-                let mut notified = std::pin::pin!(notified);
-                if let Some(n) = notified.as_mut().as_pin_mut() {
-                    n.enable();
-                }
                 match store.queued_result(run, &task, try_number) {
                     Ok(Some(answer)) => {
                         let queued = answer
@@ -710,13 +718,22 @@ impl Executor {
                         tracing::warn!("cannot expire the leases of lost workers: {e}");
                     }
                 }
-                tokio::select! {
-                    _ = async {
-                        match notified.as_mut().as_pin_mut() {
-                            Some(n) => n.await,
-                            None => std::future::pending().await,
+                let this_one = async {
+                    use tokio::sync::broadcast::error::RecvError;
+                    let Some(answers) = answers.as_mut() else {
+                        return std::future::pending().await;
+                    };
+                    loop {
+                        match answers.recv().await {
+                            Ok(k) if k == key || k.is_empty() => return,
+                            Ok(_) => {}
+                            Err(RecvError::Lagged(_)) => return,
+                            Err(RecvError::Closed) => return std::future::pending().await,
                         }
-                    } => {}
+                    }
+                };
+                tokio::select! {
+                    _ = this_one => {}
                     _ = tokio::time::sleep(ANSWER_POLL) => {}
                     _ = cancel.cancelled() => break (TryResult::Detached, None),
                 }

@@ -18,7 +18,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub mod db;
 mod queue;
 
-pub use queue::{ANSWERED, Claim, ENQUEUED, QueuedOutcome, QueuedResult, listen};
+pub use queue::{
+    ANSWERED, Claim, ENQUEUED, Notifications, QueuedOutcome, QueuedResult, answer_key, listen,
+};
 
 use db::{Conn, Dialect, Value};
 use serde::Serialize;
@@ -727,25 +729,8 @@ impl Store {
         pid: u32,
     ) -> Result<DateTime<Utc>> {
         let now = Utc::now();
-        self.tx(|c| {
-            c.execute(
-                "UPDATE task_instances SET state = 'running', tries = ?3, next_retry_at = NULL,
-                        started_at = ?4, ended_at = NULL
-                 WHERE run = ?1 AND task = ?2",
-                params![run, task, try_number, ts(now)],
-            )?;
-            // A try number started again (after `clear`) starts afresh.
-            c.execute(
-                "INSERT INTO task_tries (run, task, try_number, outcome, started_at, log_path, pid)
-                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)
-                 ON CONFLICT (run, task, try_number) DO UPDATE SET outcome = excluded.outcome,
-                    started_at = excluded.started_at, log_path = excluded.log_path, pid = excluded.pid,
-                    ended_at = NULL, duration_ms = NULL, error = NULL, rows = NULL, watermark = NULL,
-                    rejected = NULL",
-                params![run, task, try_number, ts(now), log_path, pid],
-            )?;
-            Ok(now)
-        })
+        self.tx(|c| record_try_start(c, run, task, try_number, &ts(now), log_path, pid))?;
+        Ok(now)
     }
 
     /// Records how a try ended and the task's next state, in one transaction.
@@ -1130,6 +1115,35 @@ impl Store {
 /// chosen so as not to meet the small keys other applications tend to use.
 const MIGRATION_LOCK: i64 = 0x51CE_0000_0000_0000;
 const RUN_LOCKS: i64 = 0x51CE_0001_0000_0000;
+
+/// Marks the task running and records its try as started.
+fn record_try_start(
+    c: &mut dyn Conn,
+    run: i64,
+    task: &str,
+    try_number: u32,
+    now: &str,
+    log_path: &str,
+    pid: u32,
+) -> Result<()> {
+    c.execute(
+        "UPDATE task_instances SET state = 'running', tries = ?3, next_retry_at = NULL,
+                started_at = ?4, ended_at = NULL
+         WHERE run = ?1 AND task = ?2",
+        params![run, task, try_number, now],
+    )?;
+    // A try number started again (after `clear`) starts afresh.
+    c.execute(
+        "INSERT INTO task_tries (run, task, try_number, outcome, started_at, log_path, pid)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)
+         ON CONFLICT (run, task, try_number) DO UPDATE SET outcome = excluded.outcome,
+            started_at = excluded.started_at, log_path = excluded.log_path, pid = excluded.pid,
+            ended_at = NULL, duration_ms = NULL, error = NULL, rows = NULL, watermark = NULL,
+            rejected = NULL",
+        params![run, task, try_number, now, log_path, pid],
+    )?;
+    Ok(())
+}
 
 fn read_run(c: &mut dyn Conn, id: i64) -> Result<RunRecord> {
     let r = c.query_one(

@@ -101,26 +101,28 @@ impl Store {
         }
     }
 
-    /// Hands a try to the workers of `queue`. Enqueuing the same try again (a scheduler
-    /// resuming) changes nothing.
-    pub fn enqueue(
+    /// Records the start of a try and hands it to the workers of `queue`, in one transaction.
+    /// Handing the same try again (a scheduler resuming) queues nothing more.
+    pub fn start_queued_try(
         &self,
         run: i64,
         task: &str,
         try_number: u32,
+        log_path: &str,
         queue: &str,
         priority: i64,
     ) -> Result<()> {
         self.postgres_only("handing tasks to workers")?;
+        let now = ts(Utc::now());
         self.tx(|c| {
+            crate::record_try_start(c, run, task, try_number, &now, log_path, std::process::id())?;
             c.execute(
                 "INSERT INTO task_queue (run, task, try_number, queue, priority, state, enqueued_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)
                  ON CONFLICT (run, task, try_number) DO NOTHING",
-                params![run, task, try_number, queue, priority, ts(Utc::now())],
+                params![run, task, try_number, queue, priority, &now],
             )?;
-            c.query("SELECT pg_notify(?1, ?2)", params![ENQUEUED, queue])?;
-            Ok(())
+            notify(c, ENQUEUED, queue)
         })
     }
 
@@ -186,6 +188,14 @@ impl Store {
     /// the try was already counted as lost and retried).
     pub fn answer(&self, claim: i64, worker: &str, result: &QueuedResult) -> Result<bool> {
         self.tx(|c| {
+            let key = c
+                .query_opt(
+                    "SELECT run, task, try_number FROM task_queue WHERE id = ?1",
+                    params![claim],
+                )?
+                .map(|r| Ok::<_, StoreError>(answer_key(r.int(0)?, &r.text(1)?, r.uint(2)?)))
+                .transpose()?
+                .unwrap_or_default();
             let n = c.execute(
                 "UPDATE task_queue SET state = 'done', outcome = ?3, error = ?4, retryable = ?5,
                         rows = ?6, rejected = ?7, watermark = ?8, completed_at = ?9
@@ -202,7 +212,7 @@ impl Store {
                     ts(Utc::now())
                 ],
             )?;
-            notify(c, ANSWERED)?;
+            notify(c, ANSWERED, &key)?;
             Ok(n == 1)
         })
     }
@@ -216,7 +226,7 @@ impl Store {
                  WHERE id = ?1 AND worker = ?2 AND state = 'claimed'",
                 params![claim, worker],
             )?;
-            notify(c, ENQUEUED)?;
+            notify(c, ENQUEUED, "")?;
             Ok(n == 1)
         })
     }
@@ -235,7 +245,8 @@ impl Store {
                 params![&now],
             )?;
             if n > 0 {
-                notify(c, ANSWERED)?;
+                // No key: every waiter looks.
+                notify(c, ANSWERED, "")?;
             }
             Ok(n)
         })
@@ -291,36 +302,67 @@ impl Store {
     }
 }
 
-fn notify(c: &mut dyn Conn, channel: &str) -> Result<()> {
-    c.query("SELECT pg_notify(?1, '')", params![channel])?;
+/// The payload of an answer's notification: which try was answered.
+pub fn answer_key(run: i64, task: &str, try_number: u32) -> String {
+    format!("{run}:{task}:{try_number}")
+}
+
+fn notify(c: &mut dyn Conn, channel: &str, payload: &str) -> Result<()> {
+    c.query("SELECT pg_notify(?1, ?2)", params![channel, payload])?;
     Ok(())
 }
 
-/// Listens on `channel` of the PostgreSQL database at `url`: every notification wakes the
-/// returned `Notify`'s waiters. Reconnects when the connection drops (waking everyone, since
-/// notifications may have been missed). Needs a tokio runtime.
-pub async fn listen(url: &str, channel: &'static str) -> Result<Arc<tokio::sync::Notify>> {
+/// The notifications of one channel: a wake-up for everyone, and each payload for those who
+/// wait for a particular one (a run waiting on many tries queries only for the answered one).
+/// An empty payload, or a reconnection, means "everyone look".
+pub struct Notifications {
+    wake: tokio::sync::Notify,
+    payloads: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Notifications {
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.payloads.subscribe()
+    }
+
+    fn deliver(&self, payload: String) {
+        self.wake.notify_waiters();
+        let _ = self.payloads.send(payload);
+    }
+}
+
+/// Listens on `channel` of the PostgreSQL database at `url`. Reconnects when the connection
+/// drops (telling everyone to look, since notifications may have been missed). Needs a tokio
+/// runtime.
+pub async fn listen(url: &str, channel: &'static str) -> Result<Arc<Notifications>> {
     let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
         url: crate::db::redact_url(url),
         reason: format!("{e}"),
     })?;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let first = subscribe(&config, channel, wake.clone()).await?;
-    let waker = wake.clone();
+    let notes = Arc::new(Notifications {
+        wake: tokio::sync::Notify::new(),
+        payloads: tokio::sync::broadcast::channel(4096).0,
+    });
+    let first = subscribe(&config, channel, notes.clone()).await?;
+    let again = notes.clone();
     tokio::spawn(async move {
         let mut session = first;
         loop {
             let _ = session.await;
-            waker.notify_waiters();
+            again.deliver(String::new());
             session = loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Ok(s) = subscribe(&config, channel, waker.clone()).await {
+                if let Ok(s) = subscribe(&config, channel, again.clone()).await {
                     break s;
                 }
             };
         }
     });
-    Ok(wake)
+    Ok(notes)
 }
 
 /// Connects, LISTENs, and returns the task that forwards notifications until the connection
@@ -328,13 +370,15 @@ pub async fn listen(url: &str, channel: &'static str) -> Result<Arc<tokio::sync:
 async fn subscribe(
     config: &tokio_postgres::Config,
     channel: &str,
-    wake: Arc<tokio::sync::Notify>,
+    notes: Arc<Notifications>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
     let forward = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(_)) => wake.notify_waiters(),
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    notes.deliver(n.payload().to_string())
+                }
                 Ok(_) => {}
                 Err(_) => break,
             }

@@ -384,10 +384,14 @@ fn workers_claim_each_try_once_and_expired_leases_are_lost() {
         .ensure_run("p", &interval(1), RunType::Manual, &specs)
         .unwrap();
     for (i, (task, _)) in tasks.iter().enumerate() {
-        store.start_try(run.id, task, 1, "log", 1).unwrap();
         let queue = if i == 0 { "gpu" } else { "default" };
-        store.enqueue(run.id, task, 1, queue, i as i64).unwrap();
-        store.enqueue(run.id, task, 1, queue, i as i64).unwrap(); // again: no change
+        store
+            .start_queued_try(run.id, task, 1, "log", queue, i as i64)
+            .unwrap();
+        // Again (a scheduler resuming): still one queued try.
+        store
+            .start_queued_try(run.id, task, 1, "log", queue, i as i64)
+            .unwrap();
     }
     assert_eq!(store.queue_depth().unwrap(), 40);
 
