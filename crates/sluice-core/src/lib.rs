@@ -6,6 +6,7 @@
 pub mod connections;
 pub mod decode;
 pub mod diag;
+pub mod lineage;
 pub mod pipeline;
 pub mod project;
 pub mod schedule;
@@ -15,6 +16,7 @@ pub mod template;
 pub mod yaml;
 
 pub use diag::Diagnostic;
+pub use lineage::{Dataset, Lineage};
 pub use pipeline::{Pipeline, Task};
 pub use project::{AlertChannel, Metadata, Project, ProjectPaths, Settings, Statsd};
 pub use schedule::{DataInterval, Schedule, Timetable};

@@ -35,6 +35,12 @@ pub trait TaskAction: Send + Sync + fmt::Debug {
     /// Runs one try. Must stop promptly (killing processes, interrupting queries) when
     /// `run.cancel` fires or when the returned future is dropped.
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>>;
+
+    /// What the task reads and writes. With a context, names are rendered for that try;
+    /// without, templated names stay as written (the shape of the graph across runs).
+    fn lineage(&self, _template: Option<&TemplateContext>) -> crate::Lineage {
+        crate::Lineage::default()
+    }
 }
 
 /// What a kind sees while checking its configuration.

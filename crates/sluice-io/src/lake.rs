@@ -31,6 +31,8 @@ pub struct Lake {
     /// How the root is shown to people (secrets masked).
     shown: String,
     project_root: PathBuf,
+    /// Bucket and key prefix, when the lake is in S3 (for lineage names).
+    s3: Option<(String, String)>,
 }
 
 impl fmt::Debug for Lake {
@@ -72,6 +74,7 @@ impl Lake {
             local_root: Some(root.to_path_buf()),
             shown: root.display().to_string(),
             project_root: project_root.to_path_buf(),
+            s3: None,
         })
     }
 
@@ -113,7 +116,32 @@ impl Lake {
             local_root: None,
             shown,
             project_root: project_root.to_path_buf(),
+            s3: Some((bucket.to_string(), prefix.to_string())),
         })
+    }
+
+    /// The OpenLineage dataset of a file (or glob) given as `lake://…`, `file://…` or a path
+    /// relative to the project folder: `s3://BUCKET` and the key in an S3 lake, else `file` and
+    /// the absolute path.
+    pub fn dataset(&self, uri: &str) -> sluice_core::Dataset {
+        if let Some(rel) = uri.strip_prefix(LAKE_SCHEME) {
+            let rel = rel.trim_start_matches('/');
+            if let Some((bucket, prefix)) = &self.s3 {
+                let key = if prefix.is_empty() {
+                    rel.to_string()
+                } else {
+                    format!("{prefix}/{rel}")
+                };
+                return sluice_core::Dataset::new(format!("s3://{bucket}"), key);
+            }
+            let root = self.local_root.clone().unwrap_or_default();
+            return sluice_core::Dataset::new("file", root.join(rel).to_string_lossy());
+        }
+        let path = match uri.strip_prefix("file://") {
+            Some(abs) => PathBuf::from(abs),
+            None => self.project_root.join(uri),
+        };
+        sluice_core::Dataset::new("file", path.to_string_lossy())
     }
 
     /// Resolves `lake://…`, `file:///…` or a path relative to the project folder.

@@ -400,6 +400,48 @@ fn pagination(node: &Node, cx: &mut CompileContext<'_>) -> Option<Pagination> {
 }
 
 impl TaskAction for ExtractAction {
+    fn lineage(&self, template: Option<&TemplateContext>) -> sluice_core::Lineage {
+        use crate::lineage::{fields_of, lake_dataset, rendered, sql_lineage};
+        let mut lineage = sluice_core::Lineage::default();
+        let schema = match &self.source {
+            Source::Query { endpoint, query } => {
+                let read = sql_lineage(&rendered(query, template), endpoint);
+                lineage.sql = read.sql;
+                for d in read.inputs {
+                    lineage = lineage.input(d);
+                }
+                None
+            }
+            Source::Files(files) => {
+                if let Some(d) = lake_dataset(&self.lake, &rendered(&files.path, template)) {
+                    lineage = lineage.input(d);
+                }
+                files.schema.as_ref()
+            }
+            Source::Http(http) => {
+                let url = http.connection.url();
+                let authority = match url.port() {
+                    Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+                    None => url.host_str().unwrap_or_default().to_string(),
+                };
+                let path = rendered(&http.path, template);
+                let base = url.path().trim_end_matches('/');
+                lineage = lineage.input(sluice_core::Dataset::new(
+                    format!("{}://{authority}", url.scheme()),
+                    format!("{base}/{}", path.trim_start_matches('/')),
+                ));
+                http.schema.as_ref()
+            }
+        };
+        if let Some(out) = lake_dataset(&self.lake, &rendered(&self.to, template)) {
+            if let Some(schema) = schema {
+                lineage.fields.insert(out.clone(), fields_of(schema));
+            }
+            lineage = lineage.output(out);
+        }
+        lineage
+    }
+
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(io::until_cancelled(
             run,

@@ -5,6 +5,7 @@
 mod duck;
 pub mod extract;
 mod io;
+pub mod lineage;
 pub mod load;
 mod process;
 pub mod python;

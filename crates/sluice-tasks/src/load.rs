@@ -345,6 +345,24 @@ pub(crate) fn upstream_extract(
 }
 
 impl TaskAction for LoadAction {
+    fn lineage(
+        &self,
+        template: Option<&sluice_core::template::TemplateContext>,
+    ) -> sluice_core::Lineage {
+        use crate::lineage::{fields_of, lake_dataset, rendered, table_dataset};
+        let mut lineage = sluice_core::Lineage::default();
+        if let Some(input) = lake_dataset(&self.lake, &rendered(&self.source.path, template)) {
+            if let Some(schema) = &self.source.schema {
+                lineage.fields.insert(input.clone(), fields_of(schema));
+            }
+            lineage = lineage.input(input);
+        }
+        if let Some(out) = table_dataset(&self.target, &format!("{}.{}", self.schema, self.table)) {
+            lineage = lineage.output(out);
+        }
+        lineage
+    }
+
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(io::until_cancelled(
             run,

@@ -405,6 +405,27 @@ impl TaskKind for ValidateKind {
 }
 
 impl TaskAction for ValidateAction {
+    fn lineage(
+        &self,
+        template: Option<&sluice_core::template::TemplateContext>,
+    ) -> sluice_core::Lineage {
+        use crate::lineage::{lake_dataset, rendered, table_dataset};
+        let mut lineage = sluice_core::Lineage::default();
+        let input = match &self.data {
+            Data::Files(files) => lake_dataset(&self.lake, &rendered(&files.path, template)),
+            Data::Table { endpoint, table } => table_dataset(endpoint, table),
+        };
+        if let Some(d) = input {
+            lineage = lineage.input(d);
+        }
+        for path in self.output.iter().chain(&self.quarantine) {
+            if let Some(d) = lake_dataset(&self.lake, &rendered(path, template)) {
+                lineage = lineage.output(d);
+            }
+        }
+        lineage
+    }
+
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(io::until_cancelled(
             run,

@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use sluice_core::connections::Connections;
 use sluice_core::decode::Fields;
 use sluice_core::task::CompileContext;
+use sluice_core::template::TemplateContext;
 use sluice_core::yaml::{Node, Span};
 use sluice_core::{Diagnostic, TaskAction, TaskError, TaskKind, TaskOutput, TaskRun};
 use sluice_warehouse::{QueryGuard, Warehouse, WarehouseError, Warehouses, execute_in_transaction};
@@ -137,6 +138,14 @@ impl TaskKind for SqlKind {
 }
 
 impl TaskAction for SqlAction {
+    fn lineage(&self, template: Option<&TemplateContext>) -> sluice_core::Lineage {
+        let warehouse = Endpoint::DuckDb {
+            name: "warehouse".into(),
+            path: self.warehouse.path().to_path_buf(),
+        };
+        crate::lineage::sql_lineage(&crate::lineage::rendered(&self.sql, template), &warehouse)
+    }
+
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(async move {
             let sql = run.render(&self.sql)?;
