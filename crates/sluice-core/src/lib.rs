@@ -18,7 +18,9 @@ pub mod yaml;
 pub use diag::Diagnostic;
 pub use lineage::{Dataset, Lineage};
 pub use pipeline::{Pipeline, Task};
-pub use project::{AlertChannel, Metadata, Project, ProjectPaths, Settings, Statsd};
+pub use project::{
+    AlertChannel, LineageSettings, LineageTarget, Metadata, Project, ProjectPaths, Settings, Statsd,
+};
 pub use schedule::{DataInterval, Schedule, Timetable};
 pub use state::{RunState, TaskState, TriggerRule};
 pub use task::{

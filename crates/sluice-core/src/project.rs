@@ -60,6 +60,24 @@ pub struct Settings {
     pub alert_channels: std::collections::BTreeMap<String, AlertChannel>,
     /// The metadata database (`metadata:`, overridden by `SLUICE_METADATA`).
     pub metadata: Metadata,
+    /// Where OpenLineage run events go (`lineage:`), if anywhere.
+    pub lineage: Option<LineageSettings>,
+}
+
+/// `lineage: { file: … | url: …, namespace: … }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineageSettings {
+    /// The namespace of Sluice's jobs (default: the project's name).
+    pub namespace: String,
+    pub target: LineageTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineageTarget {
+    /// Appended to, one event per line (NDJSON).
+    File(PathBuf),
+    /// An OpenLineage HTTP endpoint (Marquez: events are POSTed to `/api/v1/lineage`).
+    Http(String),
 }
 
 /// Where runs, tries and the dead-letter store are kept.
@@ -127,6 +145,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "pools",
     "statsd",
     "alerts",
+    "lineage",
 ];
 
 impl Settings {
@@ -181,6 +200,7 @@ impl Settings {
             statsd: None,
             alert_channels: Default::default(),
             metadata: Metadata::Sqlite(root.join(".sluice").join("metadata.db")),
+            lineage: None,
         };
         if node.is_null() {
             return Some(settings);
@@ -318,6 +338,43 @@ impl Settings {
                     )
                     .hint("DogStatsD listens on 8125 by default"),
                 ),
+            }
+        }
+        if let Some(node) = fields.get("lineage") {
+            let f = Fields::new(node, "`lineage`", &["file", "url", "namespace"], diags)?;
+            let target = match (f.string("file", diags), f.string("url", diags)) {
+                (Some(file), None) => Some(LineageTarget::File(root.join(file))),
+                (None, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                    Some(LineageTarget::Http(url))
+                }
+                (None, Some(url)) => {
+                    diags.push(
+                        Diagnostic::new(
+                            &f.get("url").expect("given").span,
+                            format!("`{url}` is not an http:// or https:// URL"),
+                        )
+                        .hint("e.g. `url: http://127.0.0.1:5000` for Marquez"),
+                    );
+                    None
+                }
+                _ => {
+                    diags.push(
+                        Diagnostic::new(
+                            &node.span,
+                            "`lineage` needs exactly one of `file` (NDJSON) or `url` (an OpenLineage endpoint)",
+                        )
+                        .hint("e.g. `lineage: { file: lineage.ndjson }` or `lineage: { url: http://127.0.0.1:5000 }`"),
+                    );
+                    None
+                }
+            };
+            if let Some(target) = target {
+                settings.lineage = Some(LineageSettings {
+                    namespace: f
+                        .string("namespace", diags)
+                        .unwrap_or_else(|| settings.name.clone()),
+                    target,
+                });
             }
         }
         Some(settings)

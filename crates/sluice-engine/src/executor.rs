@@ -22,6 +22,8 @@ use sluice_core::{
     TaskLog, TaskOutput, TaskRun, TaskState,
 };
 use sluice_store::{RunRecord, RunType, Store, StoreError, TryEnd};
+
+use crate::lineage::EventType;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +81,8 @@ pub struct Executor {
     pub notifier: Option<Arc<dyn crate::alerts::Notifier>>,
     /// Where tries run: here, or on `sluice worker`s.
     pub dispatch: Dispatch,
+    /// Where OpenLineage run events go, if anywhere.
+    pub lineage: Option<Arc<dyn crate::lineage::LineageSink>>,
 }
 
 /// Where an executor runs its tries.
@@ -319,6 +323,7 @@ impl Executor {
                 st.states[i] = TaskState::Running;
                 tracing::debug!(pipeline = %pipeline.id, task = %task.id, try_number, log = %log_path.display(), "try started");
                 progress.task_started(&run, &task.id, try_number);
+                self.emit_lineage(pipeline, &run, i, try_number, EventType::Start, None);
                 if let Dispatch::Workers { .. } = self.dispatch {
                     let waited = readied_at[i].take().map(|at| at.elapsed());
                     pending.spawn(
@@ -448,6 +453,14 @@ impl Executor {
                                 TaskState::None,
                                 Some("interrupted"),
                             );
+                            self.emit_lineage(
+                                pipeline,
+                                &run,
+                                i,
+                                try_number,
+                                EventType::Abort,
+                                Some("interrupted"),
+                            );
                             continue;
                         }
                     };
@@ -556,6 +569,12 @@ impl Executor {
                         }
                     }
                     progress.task_finished(&run, &task.id, next_state, error.as_deref());
+                    let event = if outcome == "success" {
+                        EventType::Complete
+                    } else {
+                        EventType::Fail
+                    };
+                    self.emit_lineage(pipeline, &run, i, try_number, event, error.as_deref());
                     if let Some(d) = delay {
                         pending.spawn(async move {
                             tokio::time::sleep(d).await;
@@ -624,6 +643,51 @@ impl Executor {
             stack.extend(task.downstream.iter().rev());
         }
         Ok(())
+    }
+
+    /// Tells the lineage sink about a try, when the task reads or writes data.
+    fn emit_lineage(
+        &self,
+        pipeline: &Pipeline,
+        run: &RunRecord,
+        i: usize,
+        try_number: u32,
+        event: EventType,
+        error: Option<&str>,
+    ) {
+        let Some(sink) = &self.lineage else { return };
+        let task = &pipeline.tasks[i];
+        let interval = DataInterval {
+            start: run.data_interval_start,
+            end: run.data_interval_end,
+        };
+        let prev = pipeline.timetable.prev(&interval);
+        let next = pipeline.timetable.next(&interval);
+        let ctx = template_context(
+            pipeline,
+            &task.id,
+            run,
+            try_number,
+            &interval,
+            prev.as_ref(),
+            next.as_ref(),
+            &self.paths,
+        );
+        let mut lineage = task.action.lineage(Some(&ctx));
+        if lineage.is_empty() {
+            return;
+        }
+        lineage.sql = lineage.sql.map(|q| self.redactor.redact(&q));
+        sink.emit(crate::lineage::run_event(
+            event,
+            sink.namespace(),
+            pipeline,
+            &task.id,
+            run,
+            try_number,
+            &lineage,
+            error,
+        ));
     }
 
     /// Everything one try needs to run, wherever it runs (here, or on a worker).

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod executor;
+pub mod lineage;
 pub mod metrics;
 pub mod pools;
 mod sla;

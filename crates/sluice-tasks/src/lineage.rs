@@ -68,6 +68,28 @@ pub fn rendered(text: &str, template: Option<&TemplateContext>) -> String {
         .unwrap_or_else(|| text.to_string())
 }
 
+/// SQL with its template expressions stood in for by NULL (and its tags dropped), to read the
+/// shape of a templated statement without a try. Templates in identifier positions do not
+/// parse this way; such SQL has no lineage until it runs.
+pub fn without_templates(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(start) = [rest.find("{{"), rest.find("{%")].into_iter().flatten().min() {
+        out.push_str(&rest[..start]);
+        let expression = rest[start..].starts_with("{{");
+        let close = if expression { "}}" } else { "%}" };
+        let Some(end) = rest[start..].find(close) else {
+            return out;
+        };
+        if expression {
+            out.push_str("NULL");
+        }
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The dataset of a file or glob in the lake (or the project folder).
 pub fn lake_dataset(lake: &LakeHandle, path: &str) -> Option<Dataset> {
     lake.as_ref().as_ref().ok().map(|l| l.dataset(path))
@@ -117,8 +139,33 @@ pub fn sql_lineage(sql: &str, endpoint: &Endpoint) -> Lineage {
     else {
         return lineage;
     };
+    // Columns of tables the script itself creates: an INSERT without a column list fills
+    // them in order.
+    let mut declared: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for statement in &statements {
-        let (target, query, columns) = written(statement);
+        if let Statement::CreateTable(create) = statement
+            && !create.columns.is_empty()
+        {
+            declared.insert(
+                object_name(&create.name).to_lowercase(),
+                create
+                    .columns
+                    .iter()
+                    .map(|c| c.name.value.clone())
+                    .collect(),
+            );
+        }
+    }
+    for statement in &statements {
+        let (target, query, mut columns) = written(statement);
+        if columns.is_empty()
+            && matches!(statement, Statement::Insert(_))
+            && let Some(cols) = target
+                .as_ref()
+                .and_then(|t| declared.get(&object_name(t).to_lowercase()))
+        {
+            columns = cols.clone();
+        }
         let mut ctes = query.map(cte_names).unwrap_or_default();
         if let Statement::Query(q) = statement {
             ctes.extend(cte_names(q));
@@ -342,6 +389,34 @@ mod tests {
         );
         assert_eq!(cols["tier"][0].0.name, "warehouse.crm.customers");
         assert_eq!(cols["day"][0].1, "day");
+    }
+
+    #[test]
+    fn an_insert_fills_the_columns_the_script_declared_in_order() {
+        let l = sql_lineage(
+            "CREATE TABLE IF NOT EXISTS a.e (id BIGINT, day DATE, big BOOLEAN);
+             DELETE FROM a.e WHERE day = '2024-01-01';
+             INSERT INTO a.e SELECT order_id, CAST(created_at AS DATE), total > 100 FROM s.orders",
+            &warehouse(),
+        );
+        assert_eq!(names(&l.outputs), ["warehouse.a.e"]);
+        let cols = &l.columns[&l.outputs[0]];
+        let origin = |c: &str| cols[c][0].1.clone();
+        assert_eq!(
+            (origin("id"), origin("day"), origin("big")),
+            ("order_id".into(), "created_at".into(), "total".into())
+        );
+    }
+
+    #[test]
+    fn templated_values_do_not_hide_the_tables() {
+        let sql = "DELETE FROM t WHERE day = {{ ds | sql }};{% if true %}INSERT INTO t SELECT * FROM s{% endif %}";
+        assert_eq!(
+            without_templates(sql),
+            "DELETE FROM t WHERE day = NULL;INSERT INTO t SELECT * FROM s"
+        );
+        let l = sql_lineage(&without_templates(sql), &warehouse());
+        assert_eq!(names(&l.inputs), ["warehouse.main.s"]);
     }
 
     #[test]

@@ -143,7 +143,11 @@ impl TaskAction for SqlAction {
             name: "warehouse".into(),
             path: self.warehouse.path().to_path_buf(),
         };
-        crate::lineage::sql_lineage(&crate::lineage::rendered(&self.sql, template), &warehouse)
+        let sql = match template {
+            Some(_) => crate::lineage::rendered(&self.sql, template),
+            None => crate::lineage::without_templates(&self.sql),
+        };
+        crate::lineage::sql_lineage(&sql, &warehouse)
     }
 
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {

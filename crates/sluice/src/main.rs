@@ -3,6 +3,7 @@
 mod alerts;
 mod check;
 mod init;
+mod lineage;
 mod metrics;
 mod output;
 mod runs;
@@ -130,6 +131,11 @@ enum Command {
         after_help = "Examples:\n  sluice serve --project demo\n  SLUICE_API_TOKEN=secret sluice serve --addr 0.0.0.0:8080\n\nThe API is described at /api/openapi.json. SIGTERM or Ctrl-C stops it; interrupted runs resume on the next start."
     )]
     Serve(serve::ServeArgs),
+    /// Show what a table or file is made from and what is made from it, across pipelines.
+    #[command(
+        after_help = "Examples:\n  sluice lineage staging.orders\n  sluice lineage analytics.daily_sales --json\n\nRun events go to `lineage:` in sluice.yaml: `{ file: lineage.ndjson }` or `{ url: http://marquez:5000 }` (OpenLineage)."
+    )]
+    Lineage(lineage::LineageArgs),
     /// Run the tries that `sluice serve --workers` hands out (metadata on PostgreSQL).
     #[command(
         after_help = "Examples:\n  SLUICE_METADATA=postgres://sluice@db/sluice sluice worker\n  sluice worker --queues gpu,default --concurrency 8 --lease 30s\n\nThe first SIGTERM (or Ctrl-C) stops taking tries and lets the running ones finish; a second hands them back to the queue."
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
         Command::Dlq { command } => runs::dlq(&cli.global, command),
         Command::Validate(args) => validate::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),
+        Command::Lineage(args) => lineage::run(&cli.global, args),
         Command::Worker(args) => worker::run(&cli.global, args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());

@@ -154,8 +154,8 @@ fn interval_for(p: &Pipeline, date: Option<&str>) -> anyhow::Result<DataInterval
     }
 }
 
-fn executor(ws: &Workspace, store: Arc<Store>) -> Executor {
-    Executor {
+fn executor(ws: &Workspace, store: Arc<Store>) -> anyhow::Result<Executor> {
+    Ok(Executor {
         store,
         paths: ws.project.paths.clone(),
         parallelism: ws.project.settings.parallelism,
@@ -166,7 +166,8 @@ fn executor(ws: &Workspace, store: Arc<Store>) -> Executor {
             &ws.project.paths.root,
         ),
         dispatch: sluice_engine::Dispatch::Local,
-    }
+        lineage: crate::lineage::sink(ws.project.settings.lineage.as_ref())?,
+    })
 }
 
 pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
@@ -174,7 +175,7 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
     let pipeline = ws.pipeline(&args.pipeline)?;
     let interval = interval_for(pipeline, args.date.as_deref())?;
     let store = ws.store()?;
-    let exec = executor(&ws, store.clone());
+    let exec = executor(&ws, store.clone())?;
     let progress = LiveProgress::new(pipeline.tasks.len() as u64, global.quiet, args.json);
     let statsd = ws.project.settings.statsd.as_ref();
     let outcome = runtime()?.block_on(async {
@@ -198,6 +199,7 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
             )
             .await;
         crate::alerts::flush(ALERT_FLUSH).await;
+        crate::lineage::flush(&exec);
         anyhow::Ok(outcome?)
     });
     progress.finish();
@@ -354,7 +356,7 @@ pub fn backfill(global: &Global, args: BackfillArgs) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     let store = ws.store()?;
-    let exec = executor(&ws, store.clone());
+    let exec = executor(&ws, store.clone())?;
     let progress = LiveProgress::new(
         (intervals.len() * pipeline.tasks.len()) as u64,
         global.quiet,
@@ -389,6 +391,7 @@ pub fn backfill(global: &Global, args: BackfillArgs) -> anyhow::Result<u8> {
             .collect::<Vec<_>>()
             .await;
         crate::alerts::flush(ALERT_FLUSH).await;
+        crate::lineage::flush(&exec);
         results
     });
     progress.finish();
@@ -648,7 +651,7 @@ fn dlq_replay(ws: &Workspace, store: Arc<Store>, id: i64) -> anyhow::Result<u8> 
         start: run.data_interval_start,
         end: run.data_interval_end,
     };
-    let exec = executor(ws, store.clone());
+    let exec = executor(ws, store.clone())?;
     let progress = LiveProgress::new(specs.len() as u64, false, false);
     let outcome = runtime()?.block_on(async {
         let outcome = exec
@@ -664,6 +667,7 @@ fn dlq_replay(ws: &Workspace, store: Arc<Store>, id: i64) -> anyhow::Result<u8> 
             )
             .await;
         crate::alerts::flush(ALERT_FLUSH).await;
+        crate::lineage::flush(&exec);
         outcome
     });
     progress.finish();

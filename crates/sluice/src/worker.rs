@@ -79,6 +79,8 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<u8> {
         pools: Arc::new(sluice_engine::Pools::new(&project.settings.pools)),
         notifier: None,
         dispatch: sluice_engine::Dispatch::Local,
+        // The scheduler that handed out the try tells its lineage.
+        lineage: None,
     };
     let root = project.paths.root.clone();
     let pipelines = Arc::new(Pipelines {

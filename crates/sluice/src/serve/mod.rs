@@ -68,6 +68,8 @@ pub struct Service {
     pub wake: Notify,
     /// Where runs execute their tries.
     dispatch: Dispatch,
+    /// Where OpenLineage run events go.
+    lineage: Option<Arc<dyn sluice_engine::lineage::LineageSink>>,
 }
 
 impl Service {
@@ -89,6 +91,7 @@ impl Service {
                 &project.paths.root,
             ),
             dispatch: self.dispatch.clone(),
+            lineage: self.lineage.clone(),
         }
     }
 
@@ -355,6 +358,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         (true, None) => Dispatch::Workers { answered: None },
         (false, _) => Dispatch::Local,
     };
+    let lineage = crate::lineage::sink(project.settings.lineage.as_ref())?;
     let service = Arc::new(Service {
         loaded: RwLock::new(Loaded {
             pools: Arc::new(sluice_engine::Pools::new(&project.settings.pools)),
@@ -371,6 +375,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         stop: CancellationToken::new(),
         wake: Notify::new(),
         dispatch,
+        lineage,
     });
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
@@ -409,6 +414,9 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         service.runs.close();
         service.runs.wait().await;
         crate::alerts::flush(Duration::from_secs(15)).await;
+        if let Some(sink) = &service.lineage {
+            sink.flush(Duration::from_secs(15));
+        }
         let _ = server.await;
         eprintln!("sluice serve: stopped");
         Ok(exit::OK)
