@@ -74,7 +74,11 @@ pub fn rendered(text: &str, template: Option<&TemplateContext>) -> String {
 pub fn without_templates(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
-    while let Some(start) = [rest.find("{{"), rest.find("{%")].into_iter().flatten().min() {
+    while let Some(start) = [rest.find("{{"), rest.find("{%")]
+        .into_iter()
+        .flatten()
+        .min()
+    {
         out.push_str(&rest[..start]);
         let expression = rest[start..].starts_with("{{");
         let close = if expression { "}}" } else { "%}" };

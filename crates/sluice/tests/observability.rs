@@ -186,33 +186,7 @@ fn webhook() -> (
     String,
     std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 ) {
-    use std::sync::{Arc, Mutex};
-    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/hook",
-                axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
-                    let sink = sink.clone();
-                    async move {
-                        sink.lock().unwrap().push(body);
-                        "ok"
-                    }
-                }),
-            );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (url, got)
+    common::json_receiver("/hook")
 }
 
 #[test]
