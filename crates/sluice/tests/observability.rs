@@ -34,7 +34,7 @@ fn a_run_serves_its_metrics_while_it_executes() {
         .build()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let want = "pipeline_task_duration_count{pipeline=\"p\",task=\"quick\",outcome=\"success\"} 1";
+    let want = "pipeline_task_duration_seconds_count{pipeline=\"p\",task=\"quick\",outcome=\"success\"} 1";
     let mut seen = String::new();
     while std::time::Instant::now() < deadline && !seen.contains(want) {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -47,8 +47,30 @@ fn a_run_serves_its_metrics_while_it_executes() {
     }
     assert!(seen.contains(want), "{seen}");
     assert!(
-        seen.contains("pipeline_task_handoff_count{pipeline=\"p\"} 1"),
+        seen.contains("pipeline_task_handoff_seconds_count{pipeline=\"p\"} 1"),
         "{seen}"
+    );
+    // Prometheus' own linter and parser accept the exposition as it is.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test installs it)");
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(seen.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{seen}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
     );
     assert!(child.wait().unwrap().success());
 }

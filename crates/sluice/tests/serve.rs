@@ -41,10 +41,10 @@ fn serve_catches_up_picks_up_changed_files_and_obeys_the_api() {
     let (status, metrics) = server.request(reqwest::Method::GET, "/metrics", None, None);
     assert_eq!(status, 200);
     for line in [
-        "pipeline_task_duration_bucket{pipeline=\"hourly\",task=\"first\",outcome=\"success\",le=\"",
-        "pipeline_task_duration_count{pipeline=\"hourly\",task=\"second\",outcome=\"success\"} 3",
-        "pipeline_task_handoff_count{pipeline=\"hourly\"} 3",
-        "pipeline_run_duration_count{pipeline=\"hourly\",state=\"success\"} 3",
+        "pipeline_task_duration_seconds_bucket{pipeline=\"hourly\",task=\"first\",outcome=\"success\",le=\"",
+        "pipeline_task_duration_seconds_count{pipeline=\"hourly\",task=\"second\",outcome=\"success\"} 3",
+        "pipeline_task_handoff_seconds_count{pipeline=\"hourly\"} 3",
+        "pipeline_run_duration_seconds_count{pipeline=\"hourly\",state=\"success\"} 3",
     ] {
         assert!(metrics.contains(line), "{line} not in:\n{metrics}");
     }
