@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use sluice_core::AlertChannel;
@@ -24,7 +24,8 @@ const BACKOFF: &[Duration] = &[
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Deliverer {
-    channels: BTreeMap<String, AlertChannel>,
+    /// Replaced when `sluice serve` reloads changed settings.
+    channels: RwLock<BTreeMap<String, AlertChannel>>,
     /// Commands run in the project folder.
     root: PathBuf,
     http: reqwest::Client,
@@ -33,7 +34,8 @@ pub struct Deliverer {
 
 static DELIVERER: OnceLock<Arc<Deliverer>> = OnceLock::new();
 
-/// The process's deliverer, or `None` when the project has no alert channels.
+/// The process's deliverer, or `None` when the project has no alert channels. Called again with
+/// other channels (the settings changed), it delivers to those from then on.
 pub fn notifier(
     channels: &BTreeMap<String, AlertChannel>,
     root: &Path,
@@ -43,12 +45,18 @@ pub fn notifier(
     }
     let d = DELIVERER.get_or_init(|| {
         Arc::new(Deliverer {
-            channels: channels.clone(),
+            channels: RwLock::new(channels.clone()),
             root: root.to_path_buf(),
             http: reqwest::Client::new(),
             pending: TaskTracker::new(),
         })
     });
+    {
+        let mut current = d.channels.write().unwrap_or_else(|p| p.into_inner());
+        if *current != *channels {
+            *current = channels.clone();
+        }
+    }
     Some(d.clone())
 }
 
@@ -63,7 +71,13 @@ pub async fn flush(limit: Duration) {
 impl Notifier for Deliverer {
     fn send(&self, alert: Alert) {
         for name in &alert.channels {
-            let Some(channel) = self.channels.get(name).cloned() else {
+            let channel = self
+                .channels
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .cloned();
+            let Some(channel) = channel else {
                 continue;
             };
             let (name, alert, http, root) = (

@@ -34,7 +34,8 @@ fn a_run_serves_its_metrics_while_it_executes() {
         .build()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let want = "pipeline_task_duration_seconds_count{pipeline=\"p\",task=\"quick\",outcome=\"success\"} 1";
+    let want =
+        "pipeline_task_duration_seconds_count{pipeline=\"p\",task=\"quick\",outcome=\"success\"} 1";
     let mut seen = String::new();
     while std::time::Instant::now() < deadline && !seen.contains(want) {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -472,4 +473,39 @@ fn a_failure_alert_arrives_by_email() {
         data.contains("disk full") && data.contains("sluice dlq replay 1"),
         "{data}"
     );
+}
+
+/// An alert channel that accepts connections and never answers holds each delivery attempt for
+/// its whole timeout (10 s). The run must not notice: the retry, the hand-off to the next tasks
+/// and the run's end go on at full speed while the alert waits in the background.
+#[test]
+fn a_dead_webhook_never_holds_up_the_run() {
+    // Connections queue in the listen backlog and are never answered.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", black_hole.local_addr().unwrap());
+    let p = TestProject::new();
+    p.write(
+        "sluice.yaml",
+        &format!("name: test\nalerts:\n  dead: {{ webhook: \"{url}\" }}\n"),
+    );
+    p.write(
+        "pipelines/p.yaml",
+        "pipeline: p\nschedule: \"@daily\"\nstart_date: 2024-01-01\nalert: { retry: dead, recovery: dead }\ntasks:\n  \
+         flaky:\n    retries: 1\n    retry_delay: 0s\n    \
+         shell: { command: \"test -f tried || { touch tried; exit 1; }\" }\n  \
+         a: { after: [flaky], shell: { command: \"true\" } }\n  \
+         b: { after: [a], shell: { command: \"true\" } }\n  \
+         c: { after: [b], shell: { command: \"true\" } }\n",
+    );
+    let run = p.sluice(&["run", "p", "--date", "2024-01-01", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let json = run.json();
+    assert_eq!(json["state"], "success", "{json:#}");
+    assert_eq!(common::state_of(&json, "flaky"), ("success".to_string(), 2));
+    let took = json["duration_s"].as_f64().unwrap();
+    assert!(
+        took < 3.0,
+        "the run took {took} s: a delivery attempt to the dead webhook held it up"
+    );
+    drop(black_hole);
 }

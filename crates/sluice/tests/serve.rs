@@ -348,3 +348,39 @@ fn a_scheduled_run_past_its_sla_is_reported_while_it_runs() {
     );
     assert_eq!(server.stop(), Some(0));
 }
+
+/// Alert channels changed in sluice.yaml while the server runs are used from then on.
+#[test]
+fn changed_alert_channels_are_picked_up_without_a_restart() {
+    let (first, got_first) = common::json_receiver("/first");
+    let (second, got_second) = common::json_receiver("/second");
+    let settings = |url: &str| format!("name: test\nalerts:\n  ops: {{ webhook: \"{url}\" }}\n");
+    let p = TestProject::new();
+    p.write("sluice.yaml", &settings(&first));
+    p.write(
+        "pipelines/broken.yaml",
+        "pipeline: broken\nschedule: none\nstart_date: 2024-01-01\nalert: { failure: ops }\ntasks:\n  fail: { retries: 0, shell: { command: \"exit 1\" } }\n",
+    );
+    let server = Server::start(&p, None);
+    let trigger = |date: &str| {
+        let (status, run) = server.post("/api/pipelines/broken/runs", json!({ "date": date }));
+        assert_eq!(status, 201, "{run}");
+    };
+    trigger("2024-01-01");
+    server.wait_for("the alert on the first channel", || {
+        !got_first.lock().unwrap().is_empty()
+    });
+    p.write("sluice.yaml", &settings(&second));
+    // The server reloads changed files on its next tick; a second run's alert goes to the new URL.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    trigger("2024-01-02");
+    server.wait_for("the alert on the changed channel", || {
+        !got_second.lock().unwrap().is_empty()
+    });
+    assert_eq!(
+        got_first.lock().unwrap().len(),
+        1,
+        "nothing more to the old URL"
+    );
+    assert_eq!(server.stop(), Some(0));
+}
