@@ -210,3 +210,39 @@ fn handing_tries_to_workers_needs_postgres() {
         out.explain()
     );
 }
+
+/// A scheduler stopped while a worker runs a try leaves the try running; the next scheduler
+/// waits for that try's answer instead of starting it again.
+#[test]
+fn a_restarted_scheduler_waits_for_the_tries_its_predecessor_handed_out() {
+    let db = Database::create("sluice_reattach");
+    let p = project(&db);
+    p.write(
+        "pipelines/slow.yaml",
+        "pipeline: slow\nschedule: none\nstart_date: 2024-01-01\ntasks:\n  wait: { shell: { command: \"sleep 3\" } }\n  after_wait: { after: [wait], shell: { command: \"echo done\" } }\n",
+    );
+    let mut w = worker(&p, "w", &[]);
+    let server = Server::start_with(&p, None, &["--workers"]);
+    let (status, run) = server.post("/api/pipelines/slow/runs", json!({ "date": "2024-01-01" }));
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    server.wait_for("the slow task to run on the worker", || {
+        db.column("SELECT count(*) FROM task_queue WHERE state = 'claimed'") == ["1"]
+    });
+    assert_eq!(server.stop(), Some(0));
+
+    let server = Server::start_with(&p, None, &["--workers"]);
+    server.wait_for("the resumed run to finish", || {
+        server.get(&format!("/api/runs/{id}"))["state"] == "success"
+    });
+    let tries = server.get(&format!("/api/runs/{id}/tasks/wait/tries"))["tries"].clone();
+    let outcomes: Vec<&str> = tries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["success"], "one try, run once, answered to the new scheduler");
+    kill(&mut w);
+    assert_eq!(server.stop(), Some(0));
+}
