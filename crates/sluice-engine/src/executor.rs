@@ -241,8 +241,6 @@ impl Executor {
             .parallelism
             .min(pipeline.max_active_tasks as usize)
             .max(1);
-        let prev = pipeline.timetable.prev(&req.interval);
-        let next = pipeline.timetable.next(&req.interval);
         let mut pending: JoinSet<Event> = JoinSet::new();
         let mut ready: VecDeque<usize> = VecDeque::new();
         let mut running = 0usize;
@@ -503,16 +501,7 @@ impl Executor {
                     if next_state == TaskState::Failed {
                         // Retries exhausted (or pointless): the task's context goes to the
                         // dead-letter store, where `sluice dlq replay` picks it up.
-                        let ctx = template_context(
-                            pipeline,
-                            &task.id,
-                            &run,
-                            try_number,
-                            &req.interval,
-                            prev.as_ref(),
-                            next.as_ref(),
-                            &self.paths,
-                        );
+                        let ctx = self.try_context(pipeline, &run, &task.id, try_number);
                         let config = rendered(&task.config, &ctx, &self.redactor);
                         failed_id = Some(self.store.add_failed_task(
                             run.id,
@@ -657,22 +646,7 @@ impl Executor {
     ) {
         let Some(sink) = &self.lineage else { return };
         let task = &pipeline.tasks[i];
-        let interval = DataInterval {
-            start: run.data_interval_start,
-            end: run.data_interval_end,
-        };
-        let prev = pipeline.timetable.prev(&interval);
-        let next = pipeline.timetable.next(&interval);
-        let ctx = template_context(
-            pipeline,
-            &task.id,
-            run,
-            try_number,
-            &interval,
-            prev.as_ref(),
-            next.as_ref(),
-            &self.paths,
-        );
+        let ctx = self.try_context(pipeline, run, &task.id, try_number);
         let mut lineage = task.action.lineage(Some(&ctx));
         if lineage.is_empty() {
             return;
@@ -690,6 +664,34 @@ impl Executor {
         ));
     }
 
+    /// The template variables of a try of `task` in `run`.
+    fn try_context(
+        &self,
+        pipeline: &Pipeline,
+        run: &RunRecord,
+        task: &str,
+        try_number: u32,
+    ) -> TemplateContext {
+        let interval = DataInterval {
+            start: run.data_interval_start,
+            end: run.data_interval_end,
+        };
+        let prev = pipeline.timetable.prev(&interval);
+        let next = pipeline.timetable.next(&interval);
+        TemplateContext::new(
+            &pipeline.id,
+            task,
+            &run.run_id,
+            try_number,
+            &interval,
+            prev.as_ref(),
+            next.as_ref(),
+            pipeline.params.clone(),
+            pipeline.item.clone(),
+        )
+        .with_project(&self.paths)
+    }
+
     /// Everything one try needs to run, wherever it runs (here, or on a worker).
     pub(crate) fn prepare_try(
         &self,
@@ -700,26 +702,11 @@ impl Executor {
         log_path: PathBuf,
     ) -> Result<TryInput, EngineError> {
         let task = &pipeline.tasks[i];
-        let interval = DataInterval {
-            start: run.data_interval_start,
-            end: run.data_interval_end,
-        };
-        let prev = pipeline.timetable.prev(&interval);
-        let next = pipeline.timetable.next(&interval);
         Ok(TryInput {
             action: task.action.clone(),
             timeout: task.timeout,
             project: self.paths.clone(),
-            template: template_context(
-                pipeline,
-                &task.id,
-                run,
-                try_number,
-                &interval,
-                prev.as_ref(),
-                next.as_ref(),
-                &self.paths,
-            ),
+            template: self.try_context(pipeline, run, &task.id, try_number),
             log_path,
             redactor: self.redactor.clone(),
             watermark: self.store.watermark(&pipeline.id, &task.id)?,
@@ -1145,32 +1132,6 @@ impl Executor {
             channels: channels.clone(),
         });
     }
-}
-
-/// The template variables of one try.
-#[allow(clippy::too_many_arguments)]
-fn template_context(
-    pipeline: &Pipeline,
-    task: &str,
-    run: &RunRecord,
-    try_number: u32,
-    interval: &DataInterval,
-    prev: Option<&DataInterval>,
-    next: Option<&DataInterval>,
-    paths: &ProjectPaths,
-) -> TemplateContext {
-    TemplateContext::new(
-        &pipeline.id,
-        task,
-        &run.run_id,
-        try_number,
-        interval,
-        prev,
-        next,
-        pipeline.params.clone(),
-        pipeline.item.clone(),
-    )
-    .with_project(paths)
 }
 
 /// A task's configuration with its templates rendered for the try (left as written where they

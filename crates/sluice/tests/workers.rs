@@ -242,7 +242,11 @@ fn a_restarted_scheduler_waits_for_the_tries_its_predecessor_handed_out() {
         .iter()
         .map(|t| t["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["success"], "one try, run once, answered to the new scheduler");
+    assert_eq!(
+        outcomes,
+        ["success"],
+        "one try, run once, answered to the new scheduler"
+    );
     kill(&mut w);
     assert_eq!(server.stop(), Some(0));
 }
