@@ -1,8 +1,10 @@
-//! The local executor: runs one pipeline run's tasks as soon as their upstream tasks allow.
+//! The executor: runs one pipeline run's tasks as soon as their upstream tasks allow, in this
+//! process or on `sluice worker`s (`Dispatch`).
 //!
 //! Event-driven: every try and every retry timer is a future in one `JoinSet`; the loop wakes
 //! when one of them finishes, records the outcome, and evaluates the finished task's downstream
-//! tasks at once. Nothing polls, nothing sleeps except retry delays.
+//! tasks at once. Locally nothing polls; a try handed to a worker is awaited through the
+//! database's notifications, with a slow poll only as the fallback.
 //!
 //! **Invariant:** the store is written before the executor acts on a transition (a try is
 //! recorded as started before its work begins, and as ended before its dependents are
@@ -86,10 +88,9 @@ pub struct Executor {
 }
 
 /// Where an executor runs its tries.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub enum Dispatch {
     /// In this process.
-    #[default]
     Local,
     /// Handed to `sluice worker` processes through the metadata database's task queue;
     /// `answered` wakes the executor when a worker answers (LISTEN/NOTIFY), else it polls.
