@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod project;
 pub mod schedule;
 pub mod state;
+pub mod stream;
 pub mod task;
 pub mod template;
 pub mod yaml;

@@ -335,7 +335,7 @@ fn pipeline_id(
     valid_id(&id, &node.span, "pipeline", diags).then_some(id)
 }
 
-fn valid_id(id: &str, span: &Span, what: &str, diags: &mut Diagnostics) -> bool {
+pub(crate) fn valid_id(id: &str, span: &Span, what: &str, diags: &mut Diagnostics) -> bool {
     let ok = !id.is_empty()
         && id.len() <= 250
         && id

@@ -387,6 +387,8 @@ pub struct Project {
     pub paths: Arc<ProjectPaths>,
     pub connections: Connections,
     pub pipelines: Vec<Pipeline>,
+    /// Valid stream files (`stream:`), run by `sluice stream` and `sluice serve`.
+    pub streams: Vec<crate::stream::Stream>,
     pub diagnostics: Vec<Diagnostic>,
     /// Pipeline ids per file, including files that had problems (so `sluice run` can tell a
     /// broken pipeline from an unknown one).
@@ -441,11 +443,40 @@ impl Project {
         files.sort();
 
         let mut pipelines: Vec<Pipeline> = Vec::new();
+        let mut streams: Vec<crate::stream::Stream> = Vec::new();
         let mut ids: HashMap<String, PathBuf> = HashMap::new();
         for file in files {
             let display = paths.display(&file).into_owned();
             let mut file_diags = Diagnostics::default();
             let loaded = match std::fs::read_to_string(&file) {
+                Ok(text)
+                    if yaml::parse(display.as_str().into(), &text)
+                        .is_ok_and(|root| crate::stream::is_stream_file(&root)) =>
+                {
+                    if let Some(stream) =
+                        crate::stream::load_file(&display, &text, &connections, &mut file_diags)
+                    {
+                        if let Some(other) = ids.get(&stream.id) {
+                            file_diags.push(
+                                Diagnostic::new(
+                                    &stream.span,
+                                    format!(
+                                        "`{}` is also the name of a pipeline or stream in {}",
+                                        stream.id,
+                                        paths.display(other)
+                                    ),
+                                )
+                                .hint(
+                                    "pipeline and stream names must be unique across the project",
+                                ),
+                            );
+                        } else {
+                            ids.insert(stream.id.clone(), file.clone());
+                            streams.push(stream);
+                        }
+                    }
+                    pipeline::LoadedFile::default()
+                }
                 Ok(text) => pipeline::load_file(&display, &text, &paths, kinds, &mut file_diags),
                 Err(e) => {
                     file_diags.push(Diagnostic {
@@ -525,6 +556,7 @@ impl Project {
             paths,
             connections,
             pipelines,
+            streams,
             diagnostics: diags.0,
             files: ids,
         })

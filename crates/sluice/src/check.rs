@@ -20,9 +20,22 @@ pub fn run(global: &Global, json: bool) -> anyhow::Result<u8> {
                 })
             })
             .collect();
+        let streams: Vec<serde_json::Value> = project
+            .streams
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "stream": s.id,
+                    "file": s.file,
+                    "topics": s.source.topics,
+                    "group": s.source.group,
+                })
+            })
+            .collect();
         let out = serde_json::json!({
             "ok": ok,
             "pipelines": pipelines,
+            "streams": streams,
             "problems": project.diagnostics,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -35,9 +48,13 @@ pub fn run(global: &Global, json: bool) -> anyhow::Result<u8> {
             .values()
             .collect::<std::collections::HashSet<_>>()
             .len();
+        let streams = match project.streams.len() {
+            0 => String::new(),
+            n => format!(" and {n} stream{}", plural(n)),
+        };
         if ok {
             println!(
-                "ok: {} pipeline{} in {} file{}, no problems",
+                "ok: {} pipeline{}{streams} in {} file{}, no problems",
                 project.pipelines.len(),
                 plural(project.pipelines.len()),
                 files,
