@@ -8,6 +8,7 @@ mod metrics;
 mod output;
 mod runs;
 mod serve;
+mod stream;
 mod validate;
 mod worker;
 mod workspace;
@@ -141,6 +142,11 @@ enum Command {
         after_help = "Examples:\n  SLUICE_METADATA=postgres://sluice@db/sluice sluice worker\n  sluice worker --queues gpu,default --concurrency 8 --lease 30s\n\nThe first SIGTERM (or Ctrl-C) stops taking tries and lets the running ones finish; a second hands them back to the queue."
     )]
     Worker(worker::WorkerArgs),
+    /// Run a stream file: Kafka into a table in micro-batches (at least once or exactly once).
+    #[command(
+        after_help = "Examples:\n  sluice stream orders_raw\n  sluice stream orders_raw --stop-when-idle 10s\n\nSIGTERM or Ctrl-C stops it after the batch in hand; the next start resumes from the committed offsets."
+    )]
+    Stream(stream::StreamArgs),
     /// Check data against a Great Expectations suite (files, the lake, or a table).
     #[command(
         after_help = "Examples:\n  sluice validate --suite suites/orders.json data/orders.csv\n  sluice validate --suite suites/orders.json 'lake://orders/*/data.parquet' --format json\n  sluice validate --suite suites/orders.json warehouse:staging.orders --result-format COMPLETE\n\nExit code 0 when the suite passes, 1 when it fails, 2 for usage or configuration errors."
@@ -183,6 +189,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Lineage(args) => lineage::run(&cli.global, args),
         Command::Worker(args) => worker::run(&cli.global, args),
+        Command::Stream(args) => stream::run(&cli.global, args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
             Ok(exit::OK)

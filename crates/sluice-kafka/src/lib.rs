@@ -1,0 +1,277 @@
+//! `sluice stream`: Kafka into a table in micro-batches.
+//!
+//! A batch closes at `max_records` or `max_wait`. Each record is decoded (JSON), checked for
+//! its required fields, and either loaded or sent to the dead-letter table with its topic,
+//! partition, offset, payload and reason. With `exactly_once` the batch's rows, its dead
+//! letters and the partitions' next offsets are written in one PostgreSQL transaction; the
+//! offsets row of each partition is locked and read first, and records below it are skipped —
+//! so a batch replayed after a crash, or processed by a stale owner after a rebalance, writes
+//! nothing twice. With `at_least_once` the offsets are committed to Kafka only after the sink
+//! committed the rows; appended rows are keyed by topic, partition and offset, so a replay
+//! rewrites rather than duplicates.
+
+mod sink;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sluice_core::connections::Connections;
+use sluice_core::stream::{Delivery, StartPosition, Stream, Target};
+use tokio_util::sync::CancellationToken;
+
+pub use sink::PgSink;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("the sink: {0}")]
+    Sink(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// One record as read.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+}
+
+/// A record the sink will not take, and why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub record: Record,
+    pub reason: String,
+}
+
+/// Counts since the stream started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub consumed: u64,
+    pub loaded: u64,
+    pub dead_lettered: u64,
+    /// Records a replay found already written (below the stored offsets).
+    pub skipped: u64,
+    pub batches: u64,
+}
+
+/// Checks a record: JSON object with every required field present and not null.
+pub fn decode(record: &Record, require: &[String]) -> Result<serde_json::Value, String> {
+    let value: serde_json::Value = serde_json::from_slice(&record.payload).map_err(|e| {
+        format!(
+            "malformed JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let Some(object) = value.as_object() else {
+        return Err(format!("expected a JSON object, found {}", kind(&value)));
+    };
+    let missing: Vec<&str> = require
+        .iter()
+        .filter(|f| {
+            object
+                .get(f.as_str())
+                .is_none_or(serde_json::Value::is_null)
+        })
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("missing required field(s): {}", missing.join(", ")));
+    }
+    Ok(value)
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The consumer for `stream`: manual commits, the configured start, cooperative rebalancing.
+fn consumer(stream: &Stream) -> Result<StreamConsumer, StreamError> {
+    let src = &stream.source;
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &src.brokers)
+        .set("group.id", &src.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "auto.offset.reset",
+            match src.start {
+                StartPosition::Earliest => "earliest",
+                StartPosition::Latest => "latest",
+            },
+        );
+    for (k, v) in &src.properties {
+        config.set(k, v);
+    }
+    let consumer: StreamConsumer = config.create()?;
+    let topics: Vec<&str> = src.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
+
+/// Runs `stream` until `stop` (or, with `stop_when_idle`, until no record came for that long).
+pub async fn run(
+    stream: &Stream,
+    connections: &Connections,
+    stop: CancellationToken,
+    stop_when_idle: Option<Duration>,
+) -> Result<Totals, StreamError> {
+    if stream.aggregate.is_some() {
+        return Err(StreamError::Unsupported(format!(
+            "stream `{}`: windowed aggregation is not wired to Kafka yet; run it without `aggregate:`",
+            stream.id
+        )));
+    }
+    let url = match &stream.sink.target {
+        Target::Table {
+            connection, kind, ..
+        } if *kind == sluice_core::connections::ConnectionKind::Postgres => connections
+            .get(connection)
+            .map(|c| c.expose_uri().to_string())
+            .ok_or_else(|| StreamError::Sink(format!("no connection `{connection}`")))?,
+        other => {
+            return Err(StreamError::Unsupported(format!(
+                "stream `{}`: sink {other:?} is not supported yet; write into a PostgreSQL table",
+                stream.id
+            )));
+        }
+    };
+    let mut sink = PgSink::connect(&url, stream).await?;
+    let consumer = consumer(stream)?;
+    let mut totals = Totals::default();
+    let mut last_record = Instant::now();
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        let batch = next_batch(&consumer, stream, &stop).await?;
+        if batch.is_empty() {
+            // Idle counts only once partitions are assigned: joining the group takes a while
+            // (brokers delay the first rebalance, 3 s by default).
+            if consumer.assignment()?.count() == 0 {
+                last_record = Instant::now();
+            } else if stop_when_idle.is_some_and(|idle| last_record.elapsed() >= idle) {
+                break;
+            }
+            continue;
+        }
+        last_record = Instant::now();
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for record in batch {
+            match decode(&record, &stream.require) {
+                Ok(value) => good.push((record, value)),
+                Err(reason) => bad.push(Rejected { record, reason }),
+            }
+        }
+        totals.consumed += (good.len() + bad.len()) as u64;
+        // The next offset to read, per partition: what is committed once the batch is durable.
+        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for r in good
+            .iter()
+            .map(|(r, _)| r)
+            .chain(bad.iter().map(|b| &b.record))
+        {
+            let e = next.entry((r.topic.clone(), r.partition)).or_insert(0);
+            *e = (*e).max(r.offset + 1);
+        }
+        let written = sink
+            .write(&good, &bad, &next, stream.delivery == Delivery::ExactlyOnce)
+            .await?;
+        totals.loaded += written.loaded;
+        totals.dead_lettered += written.dead_lettered;
+        totals.skipped += written.skipped;
+        totals.batches += 1;
+        metrics::counter!("stream.records.in", "stream" => stream.id.clone())
+            .increment((good.len() + bad.len()) as u64);
+        metrics::counter!("stream.records.out", "stream" => stream.id.clone())
+            .increment(written.loaded);
+        metrics::counter!("stream.records.dead_lettered", "stream" => stream.id.clone())
+            .increment(written.dead_lettered);
+        // Committed to Kafka after the sink's commit: at least once by itself, and the
+        // consumer group's lag stays visible with exactly once too.
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &next {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        consumer.commit(&tpl, CommitMode::Sync)?;
+    }
+    Ok(totals)
+}
+
+/// Reads until `max_records` or `max_wait` (from the batch's first record).
+async fn next_batch(
+    consumer: &StreamConsumer,
+    stream: &Stream,
+    stop: &CancellationToken,
+) -> Result<Vec<Record>, StreamError> {
+    let mut batch = Vec::new();
+    let max = stream.batch.max_records as usize;
+    let mut deadline = tokio::time::Instant::now() + stream.batch.max_wait;
+    while batch.len() < max {
+        let message = tokio::select! {
+            m = consumer.recv() => m?,
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = stop.cancelled() => break,
+        };
+        if batch.is_empty() {
+            deadline = tokio::time::Instant::now() + stream.batch.max_wait;
+        }
+        batch.push(Record {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            payload: message.payload().unwrap_or_default().to_vec(),
+        });
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(payload: &str) -> Record {
+        Record {
+            topic: "t".into(),
+            partition: 0,
+            offset: 7,
+            payload: payload.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn records_are_checked_with_the_reason_spelled_out() {
+        let require = vec!["id".to_string(), "ts".to_string()];
+        assert!(decode(&record(r#"{"id": 1, "ts": "x"}"#), &require).is_ok());
+        assert_eq!(
+            decode(&record(r#"{"id": 1, "ts": null}"#), &require).unwrap_err(),
+            "missing required field(s): ts"
+        );
+        assert!(
+            decode(&record("{\"id\": 1,\n oops}"), &require)
+                .unwrap_err()
+                .starts_with("malformed JSON at line 2, column 2")
+        );
+        assert_eq!(
+            decode(&record("[1]"), &require).unwrap_err(),
+            "expected a JSON object, found an array"
+        );
+    }
+}

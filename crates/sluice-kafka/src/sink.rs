@@ -1,0 +1,280 @@
+//! The PostgreSQL table sink: rows, dead letters and (exactly once) the partitions' next
+//! offsets in one transaction.
+
+use std::collections::BTreeMap;
+
+use sluice_core::stream::{SinkMode, Stream, Target};
+
+use crate::{Record, Rejected, StreamError};
+
+/// Where the partitions' next offsets live, in the sink's database.
+const OFFSETS: &str = "sluice_stream_offsets";
+/// Dead letters when the stream names no `dead_letter:` table.
+const DEFAULT_DEAD_LETTERS: &str = "sluice_stream_dead_letters";
+
+pub struct PgSink {
+    client: tokio_postgres::Client,
+    stream: String,
+    table: String,
+    dead_letters: String,
+    /// Upsert keys (record fields), empty when appending.
+    keys: Vec<String>,
+}
+
+/// What one batch wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Written {
+    pub loaded: u64,
+    pub dead_lettered: u64,
+    pub skipped: u64,
+}
+
+fn sink_error(e: tokio_postgres::Error) -> StreamError {
+    StreamError::Sink(match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    })
+}
+
+/// `schema.table` → `"schema"."table"`.
+fn quote(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A key field's value as text: strings as they are, anything else as JSON.
+fn key_text(v: Option<&serde_json::Value>) -> String {
+    match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+impl PgSink {
+    pub async fn connect(url: &str, stream: &Stream) -> Result<PgSink, StreamError> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(sink_error)?;
+        tokio::spawn(connection);
+        let Target::Table { table, .. } = &stream.sink.target else {
+            return Err(StreamError::Unsupported("the sink is not a table".into()));
+        };
+        let dead_letters = match &stream.dead_letter {
+            None => DEFAULT_DEAD_LETTERS.to_string(),
+            Some(Target::Table { table, .. }) => table.clone(),
+            Some(other) => {
+                return Err(StreamError::Unsupported(format!(
+                    "dead letters to {other:?} are not supported yet; name a table in the sink's database"
+                )));
+            }
+        };
+        let keys = match stream.sink.mode {
+            SinkMode::Append => Vec::new(),
+            SinkMode::Upsert => stream.sink.key.clone(),
+        };
+        let sink = PgSink {
+            client,
+            stream: stream.id.clone(),
+            table: quote(table),
+            dead_letters: quote(&dead_letters),
+            keys,
+        };
+        sink.create_tables().await?;
+        Ok(sink)
+    }
+
+    async fn create_tables(&self) -> Result<(), StreamError> {
+        let key_columns: String = self
+            .keys
+            .iter()
+            .map(|k| format!("{} text NOT NULL, ", quote(k)))
+            .collect();
+        let primary = if self.keys.is_empty() {
+            "_topic, _partition, _offset".to_string()
+        } else {
+            self.keys
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let schemas: Vec<String> = [&self.table, &self.dead_letters]
+            .iter()
+            .filter_map(|t| t.rsplit_once('.').map(|(s, _)| s.to_string()))
+            .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {s};"))
+            .collect();
+        self.client
+            .batch_execute(&format!(
+                "{schemas}
+                 CREATE TABLE IF NOT EXISTS {OFFSETS} (
+                    stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
+                    next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (stream, topic, partition));
+                 CREATE TABLE IF NOT EXISTS {table} (
+                    {key_columns}record jsonb NOT NULL, _topic text NOT NULL,
+                    _partition integer NOT NULL, _offset bigint NOT NULL,
+                    loaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY ({primary}));
+                 CREATE TABLE IF NOT EXISTS {dead} (
+                    stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
+                    \"offset\" bigint NOT NULL, payload text NOT NULL, reason text NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (stream, topic, partition, \"offset\"));",
+                schemas = schemas.join("\n"),
+                table = self.table,
+                dead = self.dead_letters,
+            ))
+            .await
+            .map_err(sink_error)
+    }
+
+    /// Writes a batch. `next` holds each partition's next offset after the batch.
+    pub async fn write(
+        &mut self,
+        good: &[(Record, serde_json::Value)],
+        bad: &[Rejected],
+        next: &BTreeMap<(String, i32), i64>,
+        exactly_once: bool,
+    ) -> Result<crate::sink::Written, StreamError> {
+        let stream = self.stream.clone();
+        let tx = self.client.transaction().await.map_err(sink_error)?;
+        // Exactly once: lock each partition's offsets row and skip what is below it (a replay,
+        // or a stale owner after a rebalance, writes nothing twice).
+        let mut stored: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        if exactly_once {
+            for (topic, partition) in next.keys() {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {OFFSETS} (stream, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
+                         ON CONFLICT DO NOTHING"
+                    ),
+                    &[&stream, topic, partition],
+                )
+                .await
+                .map_err(sink_error)?;
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "SELECT next_offset FROM {OFFSETS} WHERE stream = $1 AND topic = $2 AND partition = $3 FOR UPDATE"
+                        ),
+                        &[&stream, topic, partition],
+                    )
+                    .await
+                    .map_err(sink_error)?;
+                stored.insert((topic.clone(), *partition), row.get(0));
+            }
+        }
+        let fresh = |r: &Record| {
+            stored
+                .get(&(r.topic.clone(), r.partition))
+                .is_none_or(|next| r.offset >= *next)
+        };
+        let mut written = crate::sink::Written::default();
+        // Upserts: the last record of a key in the batch wins.
+        let mut rows: Vec<&(Record, serde_json::Value)> = Vec::new();
+        let mut by_key: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+        for row in good {
+            if !fresh(&row.0) {
+                written.skipped += 1;
+                continue;
+            }
+            if self.keys.is_empty() {
+                rows.push(row);
+            } else {
+                let key: Vec<String> = self.keys.iter().map(|k| key_text(row.1.get(k))).collect();
+                match by_key.get(&key) {
+                    Some(&i) => rows[i] = row,
+                    None => {
+                        by_key.insert(key, rows.len());
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+        if !rows.is_empty() {
+            let topics: Vec<&str> = rows.iter().map(|(r, _)| r.topic.as_str()).collect();
+            let partitions: Vec<i32> = rows.iter().map(|(r, _)| r.partition).collect();
+            let offsets: Vec<i64> = rows.iter().map(|(r, _)| r.offset).collect();
+            let records: Vec<&serde_json::Value> = rows.iter().map(|(_, v)| v).collect();
+            let mut columns: Vec<Vec<String>> = vec![Vec::new(); self.keys.len()];
+            for (_, v) in &rows {
+                for (i, k) in self.keys.iter().enumerate() {
+                    columns[i].push(key_text(v.get(k)));
+                }
+            }
+            let key_names: Vec<String> = self.keys.iter().map(|k| quote(k)).collect();
+            let key_params: Vec<String> = (0..self.keys.len())
+                .map(|i| format!("${}::text[]", i + 5))
+                .collect();
+            let conflict = if self.keys.is_empty() {
+                "ON CONFLICT DO NOTHING".to_string()
+            } else {
+                format!(
+                    "ON CONFLICT ({}) DO UPDATE SET record = excluded.record, _topic = excluded._topic,
+                     _partition = excluded._partition, _offset = excluded._offset, loaded_at = now()",
+                    key_names.join(", ")
+                )
+            };
+            let sql = format!(
+                "INSERT INTO {table} ({keys}record, _topic, _partition, _offset)
+                 SELECT * FROM UNNEST({params}$4::jsonb[], $1::text[], $2::integer[], $3::bigint[])
+                 {conflict}",
+                table = self.table,
+                keys = key_names
+                    .iter()
+                    .map(|k| format!("{k}, "))
+                    .collect::<String>(),
+                params = key_params
+                    .iter()
+                    .map(|p| format!("{p}, "))
+                    .collect::<String>(),
+            );
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&topics, &partitions, &offsets, &records];
+            for c in &columns {
+                params.push(c);
+            }
+            written.loaded = tx.execute(&sql, &params).await.map_err(sink_error)?;
+        }
+        let bad: Vec<&Rejected> = bad.iter().filter(|b| fresh(&b.record)).collect();
+        if !bad.is_empty() {
+            let topics: Vec<&str> = bad.iter().map(|b| b.record.topic.as_str()).collect();
+            let partitions: Vec<i32> = bad.iter().map(|b| b.record.partition).collect();
+            let offsets: Vec<i64> = bad.iter().map(|b| b.record.offset).collect();
+            let payloads: Vec<String> = bad
+                .iter()
+                .map(|b| String::from_utf8_lossy(&b.record.payload).into_owned())
+                .collect();
+            let reasons: Vec<&str> = bad.iter().map(|b| b.reason.as_str()).collect();
+            written.dead_lettered = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO {} (stream, topic, partition, \"offset\", payload, reason)
+                         SELECT $1, * FROM UNNEST($2::text[], $3::integer[], $4::bigint[], $5::text[], $6::text[])
+                         ON CONFLICT DO NOTHING",
+                        self.dead_letters
+                    ),
+                    &[&stream, &topics, &partitions, &offsets, &payloads, &reasons],
+                )
+                .await
+                .map_err(sink_error)?;
+        }
+        if exactly_once {
+            for ((topic, partition), offset) in next {
+                tx.execute(
+                    &format!(
+                        "UPDATE {OFFSETS} SET next_offset = GREATEST(next_offset, $4), updated_at = now()
+                         WHERE stream = $1 AND topic = $2 AND partition = $3"
+                    ),
+                    &[&stream, topic, partition, offset],
+                )
+                .await
+                .map_err(sink_error)?;
+            }
+        }
+        tx.commit().await.map_err(sink_error)?;
+        Ok(written)
+    }
+}

@@ -1,0 +1,153 @@
+//! `sluice stream` against a Kafka-protocol broker (librdkafka's mock cluster, running in this
+//! test process on a local port) and the real PostgreSQL: orders stream into a table, bad
+//! records into the dead-letter table with their reasons, and a stream killed with SIGKILL again
+//! and again still ends with every order exactly once and consumed = loaded + dead-lettered.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::TestProject;
+use common::pg::Database;
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+const PARTITIONS: i32 = 3;
+
+fn produce(brokers: &str, topic: &str, payloads: &[String]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let sends: Vec<_> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                producer
+                    .send_result(
+                        FutureRecord::<(), _>::to(topic)
+                            .payload(p.as_str())
+                            .partition(i as i32 % PARTITIONS),
+                    )
+                    .map_err(|(e, _)| e)
+            })
+            .collect();
+        for s in sends {
+            s.unwrap().await.unwrap().unwrap();
+        }
+    });
+}
+
+fn project(db: &Database, brokers: &str) -> TestProject {
+    let p = TestProject::new();
+    p.write("connections.yaml", &format!("shop: {}\n", db.url));
+    p.write(
+        "pipelines/orders_raw.yaml",
+        &format!(
+            "stream: orders_raw
+source:
+  kafka:
+    brokers: \"{brokers}\"
+    topic: orders
+    group: loader
+    format: json
+    # A killed consumer's partitions move on after its session times out.
+    properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\" }}
+require: [id, ts]
+sink: {{ into: shop, table: raw.orders, mode: upsert, key: [id] }}
+batch: {{ max_records: 50, max_wait: 200ms }}
+delivery: exactly_once
+dead_letter: {{ into: shop, table: raw.dead_letters }}
+"
+        ),
+    );
+    p
+}
+
+fn start(p: &TestProject) -> Child {
+    p.command(&["stream", "orders_raw", "--stop-when-idle", "2s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn killed_again_and_again_a_stream_loads_every_order_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", PARTITIONS, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut payloads: Vec<String> = (0..20_000)
+        .map(|i| {
+            format!(
+                r#"{{"id": {i}, "ts": "2024-01-01T00:00:{:02}Z", "amount": {}.5}}"#,
+                i % 60,
+                i % 100
+            )
+        })
+        .collect();
+    // Ten of each kind of bad record, spread over the partitions.
+    for i in 0..10 {
+        payloads.insert(i * 1_000 + 1, format!(r#"{{"id": "bad{i}"}}"#));
+        payloads.insert(i * 1_000 + 2, "{\"id\": 1, ".to_string());
+        payloads.insert(i * 1_000 + 3, "[1, 2]".to_string());
+    }
+    produce(&brokers, "orders", &payloads);
+
+    let db = Database::create("sluice_stream_eo");
+    let p = project(&db, &brokers);
+    let mut kills = 0;
+    for round in 0..10u64 {
+        let mut child = start(&p);
+        // Past the group join (the broker delays the first rebalance by 3 s), into the work.
+        std::thread::sleep(Duration::from_millis(3_300 + (round * 397) % 1_500));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let _ = child.wait();
+    }
+    let out = start(&p).wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{summary}");
+
+    assert_eq!(
+        db.column("SELECT count(*) || '/' || count(DISTINCT id) FROM raw.orders"),
+        ["20000/20000"],
+        "every order once ({kills} kills); last run: {summary}"
+    );
+    // Every amount is something and a half: twice the sum is a whole number.
+    let twice: i64 = (0..20_000).map(|i| 2 * (i % 100) + 1).sum();
+    assert_eq!(
+        db.column("SELECT (2 * sum((record->>'amount')::numeric))::bigint FROM raw.orders"),
+        [twice.to_string()]
+    );
+    let reasons = db.column(
+        "SELECT reason || ' ×' || count(*) FROM raw.dead_letters GROUP BY reason ORDER BY reason",
+    );
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("expected a JSON object, found an array ×10"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("malformed JSON at line 1"),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[2], "missing required field(s): ts ×10");
+    // Consumed = loaded + dead-lettered: the committed offsets cover every record produced.
+    assert_eq!(
+        db.column("SELECT sum(next_offset) FROM sluice_stream_offsets WHERE stream = 'orders_raw'"),
+        [payloads.len().to_string()]
+    );
+    eprintln!("stream: {kills} kills; last run: {summary}");
+    assert!(kills >= 5, "the stream was killed mid-way ({kills} times)");
+}
