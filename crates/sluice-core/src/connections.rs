@@ -238,10 +238,7 @@ impl Connections {
         if let Ok(text) = std::fs::read_to_string(&path) {
             match yaml::parse(CONNECTIONS_FILE.into(), &text) {
                 Ok(node) => out.read_file(&node, diags),
-                Err(e) => diags.push(Diagnostic::new(
-                    &e.span,
-                    format!("YAML syntax error: {}", e.message),
-                )),
+                Err(e) => diags.push(e.diagnostic()),
             }
         }
         for (var, value) in env {

@@ -203,10 +203,7 @@ pub fn load_file(
     let root = match yaml::parse(file.into(), text) {
         Ok(n) => n,
         Err(e) => {
-            diags.push(
-                Diagnostic::new(&e.span, format!("YAML syntax error: {}", e.message))
-                    .hint("check the indentation and that quotes and brackets are closed"),
-            );
+            diags.push(e.diagnostic());
             return LoadedFile::default();
         }
     };

@@ -175,10 +175,7 @@ impl Settings {
         let node = match yaml::parse(SETTINGS_FILE.into(), &text) {
             Ok(n) => n,
             Err(e) => {
-                diags.push(Diagnostic::new(
-                    &e.span,
-                    format!("YAML syntax error: {}", e.message),
-                ));
+                diags.push(e.diagnostic());
                 return None;
             }
         };
