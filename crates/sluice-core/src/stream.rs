@@ -248,6 +248,12 @@ pub fn load_file(
             .hint("write into a DuckDB or PostgreSQL table, or use `delivery: at_least_once` (lake files are named by offsets, so a rewrite overwrites)"),
         );
     }
+    if let (Some(node), Some(Delivery::AtLeastOnce)) = (f.get("aggregate"), delivery) {
+        diags.push(
+            Diagnostic::new(&node.span, "a windowed `aggregate` needs `delivery: exactly_once`")
+                .hint("its window state is checkpointed with the offsets in the sink's transaction; at least once would count replayed records twice"),
+        );
+    }
     let dead_letter = f
         .get("dead_letter")
         .and_then(|n| target(n, "`dead_letter`", connections, diags));

@@ -11,6 +11,7 @@
 //! rewrites rather than duplicates.
 
 mod sink;
+mod windows;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,7 +23,8 @@ use sluice_core::connections::Connections;
 use sluice_core::stream::{Delivery, StartPosition, Stream, Target};
 use tokio_util::sync::CancellationToken;
 
-pub use sink::PgSink;
+pub use sink::{PgSink, SinkBatch};
+pub use windows::event_time;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -32,6 +34,10 @@ pub enum StreamError {
     Sink(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error(
+        "another process wrote this stream's partitions meanwhile (a rebalance); the batch was not written"
+    )]
+    Fenced,
 }
 
 /// One record as read.
@@ -132,12 +138,6 @@ pub async fn run(
     stop: CancellationToken,
     stop_when_idle: Option<Duration>,
 ) -> Result<Totals, StreamError> {
-    if stream.aggregate.is_some() {
-        return Err(StreamError::Unsupported(format!(
-            "stream `{}`: windowed aggregation is not wired to Kafka yet; run it without `aggregate:`",
-            stream.id
-        )));
-    }
     let url = match &stream.sink.target {
         Target::Table {
             connection, kind, ..
@@ -153,6 +153,20 @@ pub async fn run(
         }
     };
     let mut sink = PgSink::connect(&url, stream).await?;
+    let now_ms = || chrono::Utc::now().timestamp_millis();
+    let restore =
+        |state: Option<serde_json::Value>| -> Result<Option<windows::Windows>, StreamError> {
+            let mut w = windows::Windows::of(stream);
+            if let (Some(w), Some(state)) = (&mut w, state) {
+                w.restore(state, now_ms()).map_err(|e| {
+                    StreamError::Sink(format!(
+                        "the checkpointed window state does not read back: {e}"
+                    ))
+                })?;
+            }
+            Ok(w)
+        };
+    let mut windows = restore(sink.load_state().await?)?;
     let consumer = consumer(stream)?;
     let mut totals = Totals::default();
     let mut last_record = Instant::now();
@@ -172,8 +186,8 @@ pub async fn run(
             continue;
         }
         last_record = Instant::now();
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
+        let mut good: Vec<(Record, serde_json::Value)> = Vec::new();
+        let mut bad: Vec<Rejected> = Vec::new();
         for record in batch {
             match decode(&record, &stream.require) {
                 Ok(value) => good.push((record, value)),
@@ -191,9 +205,63 @@ pub async fn run(
             let e = next.entry((r.topic.clone(), r.partition)).or_insert(0);
             *e = (*e).max(r.offset + 1);
         }
-        let written = sink
-            .write(&good, &bad, &next, stream.delivery == Delivery::ExactlyOnce)
-            .await?;
+        let written = match &mut windows {
+            None => {
+                sink.write(
+                    &SinkBatch {
+                        rows: &good,
+                        results: &[],
+                        bad: &bad,
+                        state: None,
+                        expected: None,
+                    },
+                    &next,
+                    stream.delivery == Delivery::ExactlyOnce,
+                )
+                .await?
+            }
+            Some(w) => {
+                // Records below the committed offsets are already in the window state.
+                let stored = sink.stored_offsets().await?;
+                let fresh = |r: &Record| {
+                    stored
+                        .get(&(r.topic.clone(), r.partition))
+                        .is_none_or(|n| r.offset >= *n)
+                };
+                let before = good.len() + bad.len();
+                good.retain(|(r, _)| fresh(r));
+                bad.retain(|b| fresh(&b.record));
+                let skipped = (before - good.len() - bad.len()) as u64;
+                bad.extend(w.add(std::mem::take(&mut good), now_ms()));
+                let fired = w.fire(now_ms());
+                let state = w.state();
+                let result = sink
+                    .write(
+                        &SinkBatch {
+                            rows: &[],
+                            results: &fired,
+                            bad: &bad,
+                            state: Some(&state),
+                            expected: Some(&stored),
+                        },
+                        &next,
+                        true,
+                    )
+                    .await;
+                match result {
+                    Ok(mut written) => {
+                        written.skipped += skipped;
+                        written
+                    }
+                    Err(StreamError::Fenced) => {
+                        // Another owner moved on: take its state and go on from there.
+                        windows = restore(sink.load_state().await?)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
         totals.loaded += written.loaded;
         totals.dead_lettered += written.dead_lettered;
         totals.skipped += written.skipped;

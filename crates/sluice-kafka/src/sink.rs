@@ -4,11 +4,14 @@
 use std::collections::BTreeMap;
 
 use sluice_core::stream::{SinkMode, Stream, Target};
+use sluice_stream::{Emit, Fired, Value};
 
 use crate::{Record, Rejected, StreamError};
 
 /// Where the partitions' next offsets live, in the sink's database.
 const OFFSETS: &str = "sluice_stream_offsets";
+/// Window state checkpoints, beside the offsets they cover.
+const STATE: &str = "sluice_stream_state";
 /// Dead letters when the stream names no `dead_letter:` table.
 const DEFAULT_DEAD_LETTERS: &str = "sluice_stream_dead_letters";
 
@@ -19,6 +22,20 @@ pub struct PgSink {
     dead_letters: String,
     /// Upsert keys (record fields), empty when appending.
     keys: Vec<String>,
+    /// For windowed results: the group key fields and the result columns.
+    results: Option<(Vec<String>, Vec<String>)>,
+}
+
+/// What one transaction writes.
+pub struct SinkBatch<'a> {
+    pub rows: &'a [(Record, serde_json::Value)],
+    pub results: &'a [Fired],
+    pub bad: &'a [Rejected],
+    /// The window state after the batch (checkpointed with the offsets).
+    pub state: Option<&'a serde_json::Value>,
+    /// The stored offsets the batch was filtered with: if another process moved them since, the
+    /// batch is refused (`StreamError::Fenced`).
+    pub expected: Option<&'a BTreeMap<(String, i32), i64>>,
 }
 
 /// What one batch wrote.
@@ -71,9 +88,21 @@ impl PgSink {
                 )));
             }
         };
-        let keys = match stream.sink.mode {
-            SinkMode::Append => Vec::new(),
-            SinkMode::Upsert => stream.sink.key.clone(),
+        let results = stream.aggregate.as_ref().map(|a| {
+            (
+                a.key.clone(),
+                a.compute.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+            )
+        });
+        let keys = match (stream.sink.mode, &results) {
+            (SinkMode::Upsert, _) => stream.sink.key.clone(),
+            // Windowed results are one row per group and window.
+            (SinkMode::Append, Some((group, _))) => group
+                .iter()
+                .cloned()
+                .chain(["window_start".to_string()])
+                .collect(),
+            (SinkMode::Append, None) => Vec::new(),
         };
         let sink = PgSink {
             client,
@@ -81,18 +110,15 @@ impl PgSink {
             table: quote(table),
             dead_letters: quote(&dead_letters),
             keys,
+            results,
         };
         sink.create_tables().await?;
         Ok(sink)
     }
 
-    async fn create_tables(&self) -> Result<(), StreamError> {
-        let key_columns: String = self
-            .keys
-            .iter()
-            .map(|k| format!("{} text NOT NULL, ", quote(k)))
-            .collect();
-        let primary = if self.keys.is_empty() {
+    /// The table's key: the upsert keys, else where the record came from.
+    fn primary_key(&self) -> String {
+        if self.keys.is_empty() {
             "_topic, _partition, _offset".to_string()
         } else {
             self.keys
@@ -100,6 +126,37 @@ impl PgSink {
                 .map(|k| quote(k))
                 .collect::<Vec<_>>()
                 .join(", ")
+        }
+    }
+
+    async fn create_tables(&self) -> Result<(), StreamError> {
+        let primary = self.primary_key();
+        let columns = match &self.results {
+            None => {
+                let keys: String = self
+                    .keys
+                    .iter()
+                    .map(|k| format!("{} text NOT NULL, ", quote(k)))
+                    .collect();
+                format!(
+                    "{keys}record jsonb NOT NULL, _topic text NOT NULL, _partition integer NOT NULL,
+                     _offset bigint NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now()"
+                )
+            }
+            Some((group, computed)) => {
+                let group: String = group
+                    .iter()
+                    .map(|k| format!("{} text NOT NULL, ", quote(k)))
+                    .collect();
+                let computed: String = computed
+                    .iter()
+                    .map(|c| format!("{} double precision, ", quote(c)))
+                    .collect();
+                format!(
+                    "{group}window_start timestamptz NOT NULL, window_end timestamptz NOT NULL,
+                     {computed}updated_at timestamptz NOT NULL DEFAULT now()"
+                )
+            }
         };
         let schemas: Vec<String> = [&self.table, &self.dead_letters]
             .iter()
@@ -113,10 +170,10 @@ impl PgSink {
                     stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
                     next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
                     PRIMARY KEY (stream, topic, partition));
-                 CREATE TABLE IF NOT EXISTS {table} (
-                    {key_columns}record jsonb NOT NULL, _topic text NOT NULL,
-                    _partition integer NOT NULL, _offset bigint NOT NULL,
-                    loaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY ({primary}));
+                 CREATE TABLE IF NOT EXISTS {STATE} (
+                    stream text PRIMARY KEY, state jsonb NOT NULL,
+                    updated_at timestamptz NOT NULL DEFAULT now());
+                 CREATE TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({primary}));
                  CREATE TABLE IF NOT EXISTS {dead} (
                     stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
                     \"offset\" bigint NOT NULL, payload text NOT NULL, reason text NOT NULL,
@@ -130,15 +187,51 @@ impl PgSink {
             .map_err(sink_error)
     }
 
+    /// The window state of the last committed batch.
+    pub async fn load_state(&self) -> Result<Option<serde_json::Value>, StreamError> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT state FROM {STATE} WHERE stream = $1"),
+                &[&self.stream],
+            )
+            .await
+            .map_err(sink_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Every partition's next offset, as committed with the rows.
+    pub async fn stored_offsets(&self) -> Result<BTreeMap<(String, i32), i64>, StreamError> {
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT topic, partition, next_offset FROM {OFFSETS} WHERE stream = $1"),
+                &[&self.stream],
+            )
+            .await
+            .map_err(sink_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    (r.get::<_, String>(0), r.get::<_, i32>(1)),
+                    r.get::<_, i64>(2),
+                )
+            })
+            .collect())
+    }
+
     /// Writes a batch. `next` holds each partition's next offset after the batch.
     pub async fn write(
         &mut self,
-        good: &[(Record, serde_json::Value)],
-        bad: &[Rejected],
+        batch: &SinkBatch<'_>,
         next: &BTreeMap<(String, i32), i64>,
         exactly_once: bool,
     ) -> Result<crate::sink::Written, StreamError> {
+        let (good, bad) = (batch.rows, batch.bad);
         let stream = self.stream.clone();
+        let (table, primary, shape) =
+            (self.table.clone(), self.primary_key(), self.results.clone());
         let tx = self.client.transaction().await.map_err(sink_error)?;
         // Exactly once: lock each partition's offsets row and skip what is below it (a replay,
         // or a stale owner after a rebalance, writes nothing twice).
@@ -164,6 +257,15 @@ impl PgSink {
                     .await
                     .map_err(sink_error)?;
                 stored.insert((topic.clone(), *partition), row.get(0));
+            }
+            if let Some(expected) = batch.expected {
+                let moved = stored
+                    .iter()
+                    .any(|(tp, now)| expected.get(tp).copied().unwrap_or(0) != *now);
+                if moved {
+                    tx.rollback().await.map_err(sink_error)?;
+                    return Err(StreamError::Fenced);
+                }
             }
         }
         let fresh = |r: &Record| {
@@ -238,6 +340,21 @@ impl PgSink {
             }
             written.loaded = tx.execute(&sql, &params).await.map_err(sink_error)?;
         }
+        if let Some((group, computed)) = &shape {
+            written.loaded +=
+                write_results(&tx, &table, &primary, group, computed, batch.results).await?;
+        }
+        if let Some(state) = batch.state {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {STATE} (stream, state) VALUES ($1, $2)
+                     ON CONFLICT (stream) DO UPDATE SET state = excluded.state, updated_at = now()"
+                ),
+                &[&stream, state],
+            )
+            .await
+            .map_err(sink_error)?;
+        }
         let bad: Vec<&Rejected> = bad.iter().filter(|b| fresh(&b.record)).collect();
         if !bad.is_empty() {
             let topics: Vec<&str> = bad.iter().map(|b| b.record.topic.as_str()).collect();
@@ -276,5 +393,80 @@ impl PgSink {
         }
         tx.commit().await.map_err(sink_error)?;
         Ok(written)
+    }
+}
+
+/// Windowed results: upserted on the table's key; retracted windows deleted.
+async fn write_results(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    primary: &str,
+    group: &[String],
+    computed: &[String],
+    results: &[Fired],
+) -> Result<u64, StreamError> {
+    {
+        type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+        let ts = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        let mut n = 0;
+        for f in results {
+            let mut params: Vec<Param> =
+                f.key.iter().map(|k| Box::new(k.clone()) as Param).collect();
+            params.push(Box::new(ts(f.start)));
+            if f.emit == Emit::Retract {
+                let key_match: Vec<String> = group
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| format!("{} = ${}", quote(g), i + 1))
+                    .chain([format!("window_start = ${}", group.len() + 1)])
+                    .collect();
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p.as_ref() as _).collect();
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE {}", key_match.join(" AND ")),
+                    &refs,
+                )
+                .await
+                .map_err(sink_error)?;
+                continue;
+            }
+            params.push(Box::new(ts(f.end)));
+            for v in &f.values {
+                params.push(Box::new(match v {
+                    Value::Number(x) => Some(*x),
+                    _ => None,
+                }));
+            }
+            let columns: Vec<String> = group
+                .iter()
+                .map(|g| quote(g))
+                .chain(["window_start".into(), "window_end".into()])
+                .chain(computed.iter().map(|c| quote(c)))
+                .collect();
+            let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+            let updates: Vec<String> = ["window_end".to_string()]
+                .into_iter()
+                .chain(computed.iter().map(|c| quote(c)))
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect();
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p.as_ref() as _).collect();
+            n += tx
+                .execute(
+                    &format!(
+                        "INSERT INTO {} ({}) VALUES ({})
+                         ON CONFLICT ({}) DO UPDATE SET {}, updated_at = now()",
+                        table,
+                        columns.join(", "),
+                        placeholders.join(", "),
+                        primary,
+                        updates.join(", ")
+                    ),
+                    &refs,
+                )
+                .await
+                .map_err(sink_error)?;
+        }
+        Ok(n)
     }
 }

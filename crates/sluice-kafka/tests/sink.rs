@@ -8,7 +8,7 @@ use sluice_core::connections::ConnectionKind;
 use sluice_core::stream::{
     Batch, Delivery, Format, KafkaSource, Sink, SinkMode, StartPosition, Stream, Target,
 };
-use sluice_kafka::{PgSink, Record, Rejected};
+use sluice_kafka::{PgSink, Record, Rejected, SinkBatch};
 
 const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -94,12 +94,38 @@ async fn a_replayed_batch_writes_nothing_twice() {
     }];
     let next: BTreeMap<(String, i32), i64> =
         [(("t".to_string(), 0), 5), (("t".to_string(), 1), 4)].into();
-    let first = sink.write(&good, &bad, &next, true).await.unwrap();
+    let first = sink
+        .write(
+            &SinkBatch {
+                rows: &good,
+                results: &[],
+                bad: &bad,
+                state: None,
+                expected: None,
+            },
+            &next,
+            true,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         (first.loaded, first.dead_lettered, first.skipped),
         (4, 1, 0)
     );
-    let again = sink.write(&good, &bad, &next, true).await.unwrap();
+    let again = sink
+        .write(
+            &SinkBatch {
+                rows: &good,
+                results: &[],
+                bad: &bad,
+                state: None,
+                expected: None,
+            },
+            &next,
+            true,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         (again.loaded, again.dead_lettered, again.skipped),
         (0, 0, 4)
@@ -110,7 +136,20 @@ async fn a_replayed_batch_writes_nothing_twice() {
         (record(1, 4, "{}"), serde_json::json!({ "id": 40 })),
     ];
     let next: BTreeMap<(String, i32), i64> = [(("t".to_string(), 1), 5)].into();
-    let w = sink.write(&more, &[], &next, true).await.unwrap();
+    let w = sink
+        .write(
+            &SinkBatch {
+                rows: &more,
+                results: &[],
+                bad: &[],
+                state: None,
+                expected: None,
+            },
+            &next,
+            true,
+        )
+        .await
+        .unwrap();
     assert_eq!((w.loaded, w.skipped), (1, 1));
     drop(sink);
     admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;

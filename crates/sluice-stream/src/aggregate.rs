@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 /// A field value of a record, as the window sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Null,
     Number(f64),
@@ -41,7 +41,7 @@ pub enum Aggregate {
 }
 
 /// The running state of one aggregate in one window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Acc {
     Count(u64),
     Sum(Option<f64>),

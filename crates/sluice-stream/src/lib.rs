@@ -19,4 +19,4 @@ pub mod window;
 
 pub use aggregate::{Aggregate, Value};
 pub use watermark::Watermarks;
-pub use window::{Fired, Placed, WindowOperator, WindowSpec};
+pub use window::{Emit, Fired, Placed, Snapshot, WindowOperator, WindowSpec};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Clock {
     /// Greatest event time seen on the partition.
     max_event_time: Option<i64>,
@@ -11,7 +11,8 @@ struct Clock {
     last_active: i64,
 }
 
-#[derive(Debug, Clone)]
+/// Serialisable: checkpointed beside the window state (processing times are reset on restore).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Watermarks {
     out_of_orderness: i64,
     /// A partition without records for this long stops holding the watermark back.
@@ -104,10 +105,12 @@ impl Watermarks {
             .collect()
     }
 
-    /// Restores the watermark handed out before a restart (from the checkpoint), so that it
-    /// never goes back across restarts either.
-    pub fn restore(&mut self, emitted: Option<i64>) {
-        self.emitted = emitted;
+    /// After a restore from a checkpoint: partitions count as active from `now`, so that none
+    /// looks idle for the time the process was down.
+    pub fn resume(&mut self, now: i64) {
+        for clock in self.partitions.values_mut() {
+            clock.last_active = now;
+        }
     }
 }
 
