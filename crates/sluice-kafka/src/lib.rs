@@ -232,6 +232,13 @@ pub async fn run(
                 good.retain(|(r, _)| fresh(r));
                 bad.retain(|b| fresh(&b.record));
                 let skipped = (before - good.len() - bad.len()) as u64;
+                let assigned: Vec<(String, i32)> = consumer
+                    .assignment()?
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                w.assign(&assigned, now_ms());
                 bad.extend(w.add(std::mem::take(&mut good), now_ms()));
                 let fired = w.fire(now_ms());
                 let state = w.state();

@@ -14,6 +14,8 @@ pub struct Windows {
     key_fields: Vec<String>,
     /// The fields the aggregates read, in the order the operator sees them.
     inputs: Vec<String>,
+    /// The stream's topics: a partition's watermark is kept per topic and partition.
+    topics: Vec<String>,
 }
 
 fn ms(d: std::time::Duration) -> i64 {
@@ -93,7 +95,24 @@ impl Windows {
             event_field: et.field.clone(),
             key_fields: agg.key.clone(),
             inputs,
+            topics: stream.source.topics.clone(),
         })
+    }
+
+    /// One number per topic and partition, for the watermarks.
+    fn partition_id(&self, topic: &str, partition: i32) -> i32 {
+        let t = self.topics.iter().position(|x| x == topic).unwrap_or(0) as i32;
+        t * 1_000_000 + partition
+    }
+
+    /// The partitions this process reads now: one without records yet holds the watermark
+    /// back (until it has records), and revoked ones stop counting.
+    pub fn assign(&mut self, partitions: &[(String, i32)], now: i64) {
+        let ids: Vec<i32> = partitions
+            .iter()
+            .map(|(t, p)| self.partition_id(t, *p))
+            .collect();
+        self.watermarks.assign(&ids, now);
     }
 
     /// The state to checkpoint.
@@ -140,7 +159,8 @@ impl Windows {
                 });
                 continue;
             }
-            self.watermarks.observe(record.partition, t, now);
+            let id = self.partition_id(&record.topic, record.partition);
+            self.watermarks.observe(id, t, now);
         }
         rejected
     }
