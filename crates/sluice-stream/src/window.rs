@@ -49,6 +49,24 @@ struct Window {
     dirty: bool,
 }
 
+fn fresh(aggregates: &[Aggregate], end: i64) -> Window {
+    Window {
+        end,
+        accs: aggregates.iter().map(|a| a.start()).collect(),
+        fired: false,
+        dirty: false,
+    }
+}
+
+fn add(aggregates: &[Aggregate], window: &mut Window, fields: &[Value]) {
+    for (a, acc) in aggregates.iter().zip(&mut window.accs) {
+        a.add(acc, fields);
+    }
+    if window.fired {
+        window.dirty = true;
+    }
+}
+
 /// Where a record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
@@ -110,24 +128,6 @@ impl WindowOperator {
         watermark.is_some_and(|w| w >= end - 1 + self.lateness)
     }
 
-    fn fresh(&self, end: i64) -> Window {
-        Window {
-            end,
-            accs: self.aggregates.iter().map(|a| a.start()).collect(),
-            fired: false,
-            dirty: false,
-        }
-    }
-
-    fn add(&self, window: &mut Window, fields: &[Value]) {
-        for (a, acc) in self.aggregates.iter().zip(&mut window.accs) {
-            a.add(acc, fields);
-        }
-        if window.fired {
-            window.dirty = true;
-        }
-    }
-
     /// Adds a record of `key` at event time `t`. `watermark` is the stream's watermark before
     /// this record (in micro-batches: before its batch).
     pub fn insert(
@@ -151,18 +151,14 @@ impl WindowOperator {
             return Placed::Late;
         }
         let mut updated = false;
+        let aggregates = &self.aggregates;
+        let windows = self.windows.entry(key).or_default();
         for (start, end) in live {
-            let mut window = self
-                .windows
-                .get_mut(&key)
-                .and_then(|w| w.remove(&start))
-                .unwrap_or_else(|| self.fresh(end));
+            let window = windows
+                .entry(start)
+                .or_insert_with(|| fresh(aggregates, end));
             updated |= window.fired;
-            self.add(&mut window, fields);
-            self.windows
-                .entry(key.clone())
-                .or_default()
-                .insert(start, window);
+            add(aggregates, window, fields);
         }
         if updated {
             Placed::Updated
@@ -194,7 +190,7 @@ impl WindowOperator {
             self.late += 1;
             return Placed::Late;
         }
-        let mut merged = self.fresh(end);
+        let mut merged = fresh(&self.aggregates, end);
         let mut updated = false;
         let sessions = self.windows.get_mut(&key).expect("inserted above");
         let parts: Vec<(i64, Window)> = overlapping
@@ -215,7 +211,7 @@ impl WindowOperator {
                 acc.merge(other);
             }
         }
-        self.add(&mut merged, fields);
+        add(&self.aggregates, &mut merged, fields);
         self.windows.entry(key).or_default().insert(start, merged);
         if updated {
             Placed::Updated
