@@ -208,13 +208,7 @@ pub async fn run(
         let written = match &mut windows {
             None => {
                 sink.write(
-                    &SinkBatch {
-                        rows: &good,
-                        results: &[],
-                        bad: &bad,
-                        state: None,
-                        expected: None,
-                    },
+                    &SinkBatch::rows(&good, &bad),
                     &next,
                     stream.delivery == Delivery::ExactlyOnce,
                 )

@@ -38,6 +38,19 @@ pub struct SinkBatch<'a> {
     pub expected: Option<&'a BTreeMap<(String, i32), i64>>,
 }
 
+impl<'a> SinkBatch<'a> {
+    /// Records as rows, with the ones rejected (no window state, no fencing).
+    pub fn rows(rows: &'a [(Record, serde_json::Value)], bad: &'a [Rejected]) -> SinkBatch<'a> {
+        SinkBatch {
+            rows,
+            results: &[],
+            bad,
+            state: None,
+            expected: None,
+        }
+    }
+}
+
 /// What one batch wrote.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Written {

@@ -95,17 +95,7 @@ async fn a_replayed_batch_writes_nothing_twice() {
     let next: BTreeMap<(String, i32), i64> =
         [(("t".to_string(), 0), 5), (("t".to_string(), 1), 4)].into();
     let first = sink
-        .write(
-            &SinkBatch {
-                rows: &good,
-                results: &[],
-                bad: &bad,
-                state: None,
-                expected: None,
-            },
-            &next,
-            true,
-        )
+        .write(&SinkBatch::rows(&good, &bad), &next, true)
         .await
         .unwrap();
     assert_eq!(
@@ -113,17 +103,7 @@ async fn a_replayed_batch_writes_nothing_twice() {
         (4, 1, 0)
     );
     let again = sink
-        .write(
-            &SinkBatch {
-                rows: &good,
-                results: &[],
-                bad: &bad,
-                state: None,
-                expected: None,
-            },
-            &next,
-            true,
-        )
+        .write(&SinkBatch::rows(&good, &bad), &next, true)
         .await
         .unwrap();
     assert_eq!(
@@ -137,17 +117,7 @@ async fn a_replayed_batch_writes_nothing_twice() {
     ];
     let next: BTreeMap<(String, i32), i64> = [(("t".to_string(), 1), 5)].into();
     let w = sink
-        .write(
-            &SinkBatch {
-                rows: &more,
-                results: &[],
-                bad: &[],
-                state: None,
-                expected: None,
-            },
-            &next,
-            true,
-        )
+        .write(&SinkBatch::rows(&more, &[]), &next, true)
         .await
         .unwrap();
     assert_eq!((w.loaded, w.skipped), (1, 1));
