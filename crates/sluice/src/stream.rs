@@ -53,3 +53,50 @@ pub fn run(global: &Global, args: StreamArgs) -> anyhow::Result<u8> {
     );
     Ok(exit::OK)
 }
+
+/// Keeps every stream of the project running until `stop`, restarting one that fails with
+/// backoff (1 s, doubling, at most a minute). Streams are read when the server starts.
+pub fn supervise(
+    streams: &[sluice_core::stream::Stream],
+    connections: &sluice_core::connections::Connections,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio_util::task::TaskTracker {
+    let tracker = tokio_util::task::TaskTracker::new();
+    for stream in streams.iter().cloned() {
+        let (connections, stop) = (connections.clone(), stop.clone());
+        tracker.spawn(async move {
+            let mut backoff = std::time::Duration::from_secs(1);
+            loop {
+                let started = std::time::Instant::now();
+                let outcome = sluice_kafka::run(&stream, &connections, stop.clone(), None).await;
+                if stop.is_cancelled() {
+                    break;
+                }
+                match outcome {
+                    Ok(_) => backoff = std::time::Duration::from_secs(1),
+                    Err(sluice_kafka::StreamError::Unsupported(why)) => {
+                        eprintln!("stream {}: {why}", stream.id);
+                        break;
+                    }
+                    Err(e) => {
+                        // A stream that ran a good while before failing starts over gently.
+                        if started.elapsed() > std::time::Duration::from_secs(300) {
+                            backoff = std::time::Duration::from_secs(1);
+                        }
+                        eprintln!(
+                            "stream {}: {e}; restarting in {}s",
+                            stream.id,
+                            backoff.as_secs()
+                        );
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+            }
+        });
+    }
+    tracker
+}

@@ -272,3 +272,33 @@ dead_letter: {{ into: shop, table: agg.dead_letters }}
     );
     eprintln!("windows: {kills} kills; last run: {summary}");
 }
+
+/// `sluice serve` keeps the project's streams running: records produced while it serves land
+/// in the table, and SIGTERM stops the stream with the server.
+#[test]
+fn sluice_serve_keeps_the_streams_running() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", PARTITIONS, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let orders = |from: i32, to: i32| -> Vec<String> {
+        (from..to)
+            .map(|i| format!(r#"{{"id": {i}, "ts": "2024-01-01T00:00:00Z"}}"#))
+            .collect()
+    };
+    produce(&brokers, "orders", &orders(0, 100));
+    let db = Database::create("sluice_stream_serve");
+    let p = project(&db, &brokers);
+    let server = common::server::Server::start(&p, None);
+    let count = || db.column("SELECT count(*) FROM raw.orders")[0].clone();
+    server.wait_up_to(Duration::from_secs(60), "the first orders to land", || {
+        db.column(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'raw' AND tablename = 'orders'",
+        ) == ["1"]
+            && count() == "100"
+    });
+    produce(&brokers, "orders", &orders(100, 150));
+    server.wait_up_to(Duration::from_secs(30), "the later orders to land", || {
+        count() == "150"
+    });
+    assert_eq!(server.stop(), Some(0));
+}

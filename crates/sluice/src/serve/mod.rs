@@ -5,8 +5,9 @@
 //! resumes unfinished runs (restarted server, API triggers, cleared tasks) and creates the runs
 //! whose intervals have closed (catchup honoured, at most `max_active_runs` per pipeline). Runs
 //! execute concurrently through the same executor as `sluice run`, which hands a finished
-//! task's dependents their turn at once. SIGTERM stops scheduling, interrupts running tasks
-//! (they do not use up a retry) and exits; the next start resumes those runs.
+//! task's dependents their turn at once. The project's streams run beside the scheduler
+//! (`stream::supervise`). SIGTERM stops scheduling, interrupts running tasks (they do not use
+//! up a retry), stops the streams after their batch in hand, and exits; the next start resumes.
 
 mod api;
 
@@ -399,6 +400,14 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
                 .with_graceful_shutdown(async move { server_stop.cancelled().await })
                 .await
         });
+        let streams = {
+            let loaded = service.loaded.read().expect("lock");
+            crate::stream::supervise(
+                &loaded.project.streams,
+                &loaded.project.connections,
+                service.stop.clone(),
+            )
+        };
         loop {
             service.reload_if_changed();
             if let Err(e) = service.tick() {
@@ -413,6 +422,8 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         service.stop.cancel();
         service.runs.close();
         service.runs.wait().await;
+        streams.close();
+        streams.wait().await;
         crate::alerts::flush(Duration::from_secs(15)).await;
         if let Some(sink) = &service.lineage {
             sink.flush(Duration::from_secs(15));
