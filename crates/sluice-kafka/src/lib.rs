@@ -207,12 +207,10 @@ pub async fn run(
         }
         let written = match &mut windows {
             None => {
-                sink.write(
-                    &SinkBatch::rows(&good, &bad),
-                    &next,
-                    stream.delivery == Delivery::ExactlyOnce,
-                )
-                .await?
+                let batch = SinkBatch::rows(&good, &bad);
+                let exactly_once = stream.delivery == Delivery::ExactlyOnce;
+                write_until_done(&mut sink, &url, stream, &batch, &next, exactly_once, &stop)
+                    .await?
             }
             Some(w) => {
                 // Records below the committed offsets are already in the window state.
@@ -236,19 +234,15 @@ pub async fn run(
                 bad.extend(w.add(std::mem::take(&mut good), now_ms()));
                 let fired = w.fire(now_ms());
                 let state = w.state();
-                let result = sink
-                    .write(
-                        &SinkBatch {
-                            rows: &[],
-                            results: &fired,
-                            bad: &bad,
-                            state: Some(&state),
-                            expected: Some(&stored),
-                        },
-                        &next,
-                        true,
-                    )
-                    .await;
+                let batch = SinkBatch {
+                    rows: &[],
+                    results: &fired,
+                    bad: &bad,
+                    state: Some(&state),
+                    expected: Some(&stored),
+                };
+                let result =
+                    write_until_done(&mut sink, &url, stream, &batch, &next, true, &stop).await;
                 match result {
                     Ok(mut written) => {
                         written.skipped += skipped;
@@ -282,6 +276,40 @@ pub async fn run(
         consumer.commit(&tpl, CommitMode::Sync)?;
     }
     Ok(totals)
+}
+
+/// Writes a batch, retrying while the sink is down (backoff from 1 s, doubling to 30 s,
+/// reconnecting when the connection was lost). Meanwhile nothing more is consumed: librdkafka's
+/// prefetch queue is bounded, so memory is too. Gives up only when stopped.
+async fn write_until_done(
+    sink: &mut PgSink,
+    url: &str,
+    stream: &Stream,
+    batch: &SinkBatch<'_>,
+    next: &BTreeMap<(String, i32), i64>,
+    exactly_once: bool,
+    stop: &CancellationToken,
+) -> Result<sink::Written, StreamError> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let error = match sink.write(batch, next, exactly_once).await {
+            Err(StreamError::Sink(e)) => e,
+            other => return other,
+        };
+        tracing::warn!(stream = %stream.id, "the sink refused a batch: {error}; trying again in {}s", backoff.as_secs());
+        metrics::counter!("stream.sink.retries", "stream" => stream.id.clone()).increment(1);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.cancelled() => return Err(StreamError::Sink(error)),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        if sink.is_closed() {
+            match PgSink::connect(url, stream).await {
+                Ok(fresh) => *sink = fresh,
+                Err(e) => tracing::warn!(stream = %stream.id, "cannot reconnect to the sink: {e}"),
+            }
+        }
+    }
 }
 
 /// Reads until `max_records` or `max_wait` (from the batch's first record).

@@ -200,6 +200,11 @@ impl PgSink {
             .map_err(sink_error)
     }
 
+    /// The connection was lost (the server restarted, the network dropped).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     /// The window state of the last committed batch.
     pub async fn load_state(&self) -> Result<Option<serde_json::Value>, StreamError> {
         let row = self

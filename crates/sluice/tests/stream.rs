@@ -302,3 +302,57 @@ fn sluice_serve_keeps_the_streams_running() {
     });
     assert_eq!(server.stop(), Some(0));
 }
+
+/// The sink goes away for a while (its table is renamed): the stream stops consuming, retries
+/// the batch with backoff, and catches up once the table is back — nothing lost, nothing twice.
+#[test]
+fn a_sink_outage_is_waited_out_without_losing_records() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", PARTITIONS, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let orders = |from: i32, to: i32| -> Vec<String> {
+        (from..to)
+            .map(|i| format!(r#"{{"id": {i}, "ts": "2024-01-01T00:00:00Z"}}"#))
+            .collect()
+    };
+    produce(&brokers, "orders", &orders(0, 100));
+    let db = Database::create("sluice_stream_outage");
+    let p = project(&db, &brokers);
+    let child = p
+        .command(&["stream", "orders_raw", "--stop-when-idle", "4s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let count = || {
+        let exists = db.column(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'raw' AND tablename = 'orders'",
+        );
+        if exists == ["1"] {
+            db.column("SELECT count(*) FROM raw.orders")[0].clone()
+        } else {
+            String::new()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count() != "100" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first orders never landed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    db.execute("ALTER TABLE raw.orders RENAME TO orders_away");
+    produce(&brokers, "orders", &orders(100, 300));
+    std::thread::sleep(Duration::from_secs(5));
+    db.execute("ALTER TABLE raw.orders_away RENAME TO orders");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the sink refused a batch"), "{stderr}");
+    assert_eq!(
+        db.column("SELECT count(*) || '/' || count(DISTINCT id) FROM raw.orders"),
+        ["300/300"],
+        "{stderr}"
+    );
+}
