@@ -49,6 +49,16 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+impl Record {
+    /// Not yet written: at or past its partition's stored next offset (all records are, for a
+    /// partition without one).
+    pub fn is_new(&self, stored: &BTreeMap<(String, i32), i64>) -> bool {
+        stored
+            .get(&(self.topic.clone(), self.partition))
+            .is_none_or(|next| self.offset >= *next)
+    }
+}
+
 /// A record the sink will not take, and why.
 #[derive(Debug, Clone)]
 pub struct Rejected {
@@ -215,11 +225,7 @@ pub async fn run(
             Some(w) => {
                 // Records below the committed offsets are already in the window state.
                 let stored = sink.stored_offsets().await?;
-                let fresh = |r: &Record| {
-                    stored
-                        .get(&(r.topic.clone(), r.partition))
-                        .is_none_or(|n| r.offset >= *n)
-                };
+                let fresh = |r: &Record| r.is_new(&stored);
                 let before = good.len() + bad.len();
                 good.retain(|(r, _)| fresh(r));
                 bad.retain(|b| fresh(&b.record));

@@ -286,11 +286,7 @@ impl PgSink {
                 }
             }
         }
-        let fresh = |r: &Record| {
-            stored
-                .get(&(r.topic.clone(), r.partition))
-                .is_none_or(|next| r.offset >= *next)
-        };
+        let fresh = |r: &Record| r.is_new(&stored);
         let mut written = crate::sink::Written::default();
         // Upserts: the last record of a key in the batch wins.
         let mut rows: Vec<&(Record, serde_json::Value)> = Vec::new();
