@@ -99,8 +99,9 @@ pub enum Dispatch {
     },
 }
 
-/// How often a run waiting on workers looks for answers (and expired leases) when no
-/// notification woke it.
+/// How often a run waiting on workers looks for answers when no notification woke it. (Dead
+/// workers' leases are expired by the workers and by the scheduler's tick, once per process,
+/// not by every waiting try.)
 const ANSWER_POLL: Duration = Duration::from_millis(250);
 
 pub struct RunRequest<'a> {
@@ -720,8 +721,8 @@ impl Executor {
         })
     }
 
-    /// Waits for a worker's answer to a queued try, expiring the leases of dead workers
-    /// meanwhile. A cancelled wait detaches: the try runs on, and whoever resumes the run waits
+    /// Waits for a worker's answer to a queued try (a try whose lease expired is answered
+    /// `lost`). A cancelled wait detaches: the try runs on, and whoever resumes the run waits
     /// for it again.
     #[allow(clippy::too_many_arguments)]
     fn await_answer(
@@ -746,7 +747,6 @@ impl Executor {
         async move {
             let _slot = slot;
             let started = Instant::now();
-            let mut expired_at = Instant::now();
             let key = sluice_store::answer_key(run, &task, try_number);
             // Subscribed before looking, so that an answer landing in between still wakes us.
             let mut answers = answered.as_ref().map(|n| n.subscribe());
@@ -762,12 +762,6 @@ impl Executor {
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(task = %task, "cannot read the answer of a queued try: {e}")
-                    }
-                }
-                if expired_at.elapsed() >= ANSWER_POLL {
-                    expired_at = Instant::now();
-                    if let Err(e) = store.expire_leases() {
-                        tracing::warn!("cannot expire the leases of lost workers: {e}");
                     }
                 }
                 let this_one = async {

@@ -163,6 +163,9 @@ impl Service {
     /// One scheduler pass: resume what is unfinished, then create what is due.
     fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
         if let Dispatch::Workers { .. } = self.dispatch {
+            // Tries of workers that stopped renewing their leases are answered `lost`, so the
+            // runs waiting for them retry them (live workers do this too).
+            self.store.expire_leases()?;
             sluice_engine::metrics::queue_depth(self.store.queue_depth()?);
         }
         let paused = self.store.paused()?;
