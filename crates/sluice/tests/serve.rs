@@ -227,13 +227,7 @@ fn a_restarted_server_resumes_the_interrupted_run() {
     server.wait_for("the resumed run to finish", || {
         server.get(&format!("/api/runs/{id}"))["state"] == "success"
     });
-    let tries = server.get(&format!("/api/runs/{id}/tasks/wait/tries"))["tries"].clone();
-    let outcomes: Vec<&str> = tries
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = server.try_outcomes(id, "wait");
     assert_eq!(outcomes, ["interrupted", "success"]);
     assert_eq!(server.stop(), Some(0));
 }

@@ -80,11 +80,34 @@ fn start(p: &TestProject) -> Child {
         .unwrap()
 }
 
-#[test]
-fn killed_again_and_again_a_stream_loads_every_order_once() {
+/// A mock broker with an `orders` topic of three partitions, and its bootstrap servers.
+fn orders_topic() -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("orders", PARTITIONS, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
+    (cluster, brokers)
+}
+
+/// Valid orders `from..to` as JSON.
+fn orders(from: i32, to: i32) -> Vec<String> {
+    (from..to)
+        .map(|i| format!(r#"{{"id": {i}, "ts": "2024-01-01T00:00:00Z"}}"#))
+        .collect()
+}
+
+/// Rows in `raw.orders`, or None while the stream has not created the table.
+fn loaded_orders(db: &Database) -> Option<String> {
+    let exists = db
+        .column("SELECT count(*) FROM pg_tables WHERE schemaname = 'raw' AND tablename = 'orders'");
+    (exists == ["1"]).then(|| db.column("SELECT count(*) FROM raw.orders")[0].clone())
+}
+
+#[test]
+fn killed_again_and_again_a_stream_loads_every_order_once() {
+    let (_cluster, brokers) = orders_topic();
     let mut payloads: Vec<String> = (0..20_000)
         .map(|i| {
             format!(
@@ -277,28 +300,17 @@ dead_letter: {{ into: shop, table: agg.dead_letters }}
 /// in the table, and SIGTERM stops the stream with the server.
 #[test]
 fn sluice_serve_keeps_the_streams_running() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("orders", PARTITIONS, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let orders = |from: i32, to: i32| -> Vec<String> {
-        (from..to)
-            .map(|i| format!(r#"{{"id": {i}, "ts": "2024-01-01T00:00:00Z"}}"#))
-            .collect()
-    };
+    let (_cluster, brokers) = orders_topic();
     produce(&brokers, "orders", &orders(0, 100));
     let db = Database::create("sluice_stream_serve");
     let p = project(&db, &brokers);
     let server = common::server::Server::start(&p, None);
-    let count = || db.column("SELECT count(*) FROM raw.orders")[0].clone();
     server.wait_up_to(Duration::from_secs(60), "the first orders to land", || {
-        db.column(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'raw' AND tablename = 'orders'",
-        ) == ["1"]
-            && count() == "100"
+        loaded_orders(&db).as_deref() == Some("100")
     });
     produce(&brokers, "orders", &orders(100, 150));
     server.wait_up_to(Duration::from_secs(30), "the later orders to land", || {
-        count() == "150"
+        loaded_orders(&db).as_deref() == Some("150")
     });
     assert_eq!(server.stop(), Some(0));
 }
@@ -307,14 +319,7 @@ fn sluice_serve_keeps_the_streams_running() {
 /// the batch with backoff, and catches up once the table is back — nothing lost, nothing twice.
 #[test]
 fn a_sink_outage_is_waited_out_without_losing_records() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("orders", PARTITIONS, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    let orders = |from: i32, to: i32| -> Vec<String> {
-        (from..to)
-            .map(|i| format!(r#"{{"id": {i}, "ts": "2024-01-01T00:00:00Z"}}"#))
-            .collect()
-    };
+    let (_cluster, brokers) = orders_topic();
     produce(&brokers, "orders", &orders(0, 100));
     let db = Database::create("sluice_stream_outage");
     let p = project(&db, &brokers);
@@ -324,18 +329,8 @@ fn a_sink_outage_is_waited_out_without_losing_records() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let count = || {
-        let exists = db.column(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'raw' AND tablename = 'orders'",
-        );
-        if exists == ["1"] {
-            db.column("SELECT count(*) FROM raw.orders")[0].clone()
-        } else {
-            String::new()
-        }
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while count() != "100" {
+    while loaded_orders(&db).as_deref() != Some("100") {
         assert!(
             std::time::Instant::now() < deadline,
             "the first orders never landed"

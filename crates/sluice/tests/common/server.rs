@@ -112,6 +112,16 @@ impl Server {
         }
     }
 
+    /// The outcomes of a task's tries in run `run` (by store id), oldest first.
+    pub fn try_outcomes(&self, run: i64, task: &str) -> Vec<String> {
+        self.get(&format!("/api/runs/{run}/tasks/{task}/tries"))["tries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["outcome"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     pub fn runs(&self, pipeline: &str) -> Vec<Value> {
         self.get(&format!("/api/pipelines/{pipeline}/runs"))["runs"]
             .as_array()
