@@ -14,6 +14,21 @@
 //! delivery: exactly_once
 //! dead_letter: { into: warehouse, table: dead_letters }
 //! ```
+//!
+//! `format:` says what a record's payload is: `json` (the default: an object), `bytes` (any
+//! payload, taken as `{"value": …, "encoding": "utf8" | "base64"}`) or `avro`. Avro needs the
+//! schema the producer wrote with, one of two ways:
+//! - `schema_registry: http://127.0.0.1:8081`: payloads are in the Confluent wire format (byte 0,
+//!   a 4-byte big-endian schema id, the Avro datum) and each id's schema comes from the registry.
+//! - `schema:` the writer schema itself, inline, as JSON text (a JSON object is also YAML, so it
+//!   may be written as is, or as a string or `|` block): payloads are plain Avro datums of it.
+//!   Inline rather than a path, so that a stream file says everything its stream reads and
+//!   `sluice check` validates the schema without reading another file.
+//!
+//! ```yaml
+//! source: { kafka: { brokers: "127.0.0.1:9092", topic: clicks, group: g, format: avro,
+//!   schema: { "type": "record", "name": "Click", "fields": [{ "name": "id", "type": "long" }] } } }
+//! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -63,7 +78,8 @@ pub struct KafkaSource {
     pub group: String,
     pub start: StartPosition,
     pub format: Format,
-    /// A Confluent-compatible schema registry (Avro).
+    /// A Confluent-compatible schema registry: Avro payloads are in its wire format (only ever
+    /// set with `Format::Avro`).
     pub schema_registry: Option<String>,
     /// librdkafka settings passed through as given (security.protocol, sasl.*, ssl.*, …).
     pub properties: BTreeMap<String, String>,
@@ -75,10 +91,14 @@ pub enum StartPosition {
     Latest,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
     Json,
-    Avro,
+    /// `schema`: the writer schema (JSON text) of plain Avro datums; None when the payloads are
+    /// in the Confluent wire format, `schema_registry` then being set.
+    Avro {
+        schema: Option<String>,
+    },
     Bytes,
 }
 
@@ -311,6 +331,7 @@ fn source(node: &Node, diags: &mut Diagnostics) -> Option<KafkaSource> {
             "start",
             "format",
             "schema_registry",
+            "schema",
             "properties",
         ],
         diags,
@@ -348,7 +369,7 @@ fn source(node: &Node, diags: &mut Diagnostics) -> Option<KafkaSource> {
     };
     let format = match k.string("format", diags).as_deref() {
         None | Some("json") => Some(Format::Json),
-        Some("avro") => Some(Format::Avro),
+        Some("avro") => Some(Format::Avro { schema: None }),
         Some("bytes") | Some("raw") => Some(Format::Bytes),
         Some(other) => {
             diags.push(
@@ -364,6 +385,11 @@ fn source(node: &Node, diags: &mut Diagnostics) -> Option<KafkaSource> {
             None
         }
     };
+    let schema_registry = schema_registry(&k, diags);
+    let schema = k
+        .get("schema")
+        .and_then(|n| writer_schema(n, &key_span(&k, "schema"), diags));
+    let format = format.and_then(|format| avro(&k, format, schema, diags));
     let mut properties = BTreeMap::new();
     if let Some(node) = k.get("properties") {
         match &node.value {
@@ -392,9 +418,127 @@ fn source(node: &Node, diags: &mut Diagnostics) -> Option<KafkaSource> {
         group: group?,
         start: start?,
         format: format?,
-        schema_registry: k.string("schema_registry", diags),
+        schema_registry,
         properties,
     })
+}
+
+/// `schema_registry:`, an http(s) URL.
+fn schema_registry(k: &Fields, diags: &mut Diagnostics) -> Option<String> {
+    let url = k.string("schema_registry", diags)?;
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Some(url);
+    }
+    diags.push(
+        Diagnostic::new(
+            &k.get("schema_registry").expect("given").span,
+            format!("`{url}` is not an http:// or https:// URL"),
+        )
+        .hint("e.g. `schema_registry: http://127.0.0.1:8081`"),
+    );
+    None
+}
+
+/// `schema:`, an Avro writer schema given inline: JSON text, or the schema object itself (JSON
+/// being YAML). Problems are reported at `key`, the `schema:` key. Returns the schema as JSON text.
+fn writer_schema(node: &Node, key: &Span, diags: &mut Diagnostics) -> Option<String> {
+    let text = match &node.value {
+        Value::Str { text, .. } => text.clone(),
+        Value::Map(_) => node.to_json().to_string(),
+        _ => {
+            diags.push(
+                Diagnostic::new(
+                    key,
+                    format!(
+                        "`schema` must be an Avro record schema, found {}",
+                        node.kind_name()
+                    ),
+                )
+                .hint(RECORD_HINT),
+            );
+            return None;
+        }
+    };
+    match apache_avro::Schema::parse_str(&text) {
+        Ok(apache_avro::Schema::Record(_)) => Some(text),
+        Ok(other) => {
+            diags.push(
+                Diagnostic::new(
+                    key,
+                    format!(
+                        "`schema` must be an Avro record schema, found a `{}` schema",
+                        other.to_string().to_lowercase()
+                    ),
+                )
+                .hint("each record becomes a row: its schema is a record of fields"),
+            );
+            None
+        }
+        Err(e) => {
+            // The parser's message, and its cause's (where in the JSON text, for a syntax error).
+            let mut message = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message = format!("{message}: {c}");
+                cause = c.source();
+            }
+            diags.push(
+                Diagnostic::new(
+                    key,
+                    format!("`schema` is not a valid Avro schema: {message}"),
+                )
+                .hint(RECORD_HINT),
+            );
+            None
+        }
+    }
+}
+
+const RECORD_HINT: &str = r#"write the writer schema as JSON, e.g. `schema: { "type": "record", "name": "Order", "fields": [{ "name": "id", "type": "long" }] }`"#;
+
+/// Where Avro payloads get their writer schema: exactly one of `schema_registry` and `schema`
+/// for `format: avro`, neither for the other formats.
+fn avro(
+    k: &Fields,
+    format: Format,
+    schema: Option<String>,
+    diags: &mut Diagnostics,
+) -> Option<Format> {
+    let given = |name: &str| k.get(name).map(|_| key_span(k, name));
+    match (format, given("schema_registry"), given("schema")) {
+        (Format::Avro { .. }, None, None) => {
+            let place = k.get("format").map_or(&k.node.span, |n| &n.span);
+            diags.push(
+                Diagnostic::new(place, "`format: avro` needs the schema the records were written with")
+                    .hint("add `schema_registry: http://…` (payloads in the Confluent wire format) or `schema: { \"type\": \"record\", … }` (plain Avro datums)"),
+            );
+            None
+        }
+        (Format::Avro { .. }, Some(_), Some(place)) => {
+            diags.push(
+                Diagnostic::new(&place, "`schema` and `schema_registry` are both given")
+                    .hint("payloads in the Confluent wire format take their schema from the registry: remove `schema`, or remove `schema_registry` for plain Avro datums"),
+            );
+            None
+        }
+        (Format::Avro { .. }, _, _) => Some(Format::Avro { schema }),
+        (other, registry, schema) => {
+            for place in schema.into_iter().chain(registry) {
+                diags.push(
+                    Diagnostic::new(&place, "only Avro payloads have a schema")
+                        .hint("add `format: avro`, or remove this key"),
+                );
+            }
+            Some(other)
+        }
+    }
+}
+
+/// Where the key `name` of `k` is written (the mapping, if it is not there).
+fn key_span(k: &Fields, name: &str) -> Span {
+    k.keys()
+        .find(|(n, _)| *n == name)
+        .map_or_else(|| k.node.span.clone(), |(_, key)| key.span.clone())
 }
 
 fn millis(d: Duration) -> Duration {
@@ -813,5 +957,97 @@ dead_letter: { into: warehose, table: dl }
         assert!(text.contains("exactly_once needs a table sink"), "{text}");
         assert!(text.contains("unknown connection `warehose`"), "{text}");
         assert!(text.contains("did you mean `warehouse`?"), "{text}");
+    }
+
+    /// A stream file whose kafka source is `kafka` (a block mapping, indented by 4).
+    fn with_kafka(kafka: &str) -> String {
+        format!(
+            "stream: s
+source:
+  kafka:
+    brokers: b
+    topic: t
+    group: g
+{kafka}
+sink: {{ into: warehouse, table: out }}
+"
+        )
+    }
+
+    #[test]
+    fn avro_takes_its_schema_from_a_registry_or_inline() {
+        let (s, problems) = load(&with_kafka(
+            "    format: avro\n    schema_registry: http://127.0.0.1:8081",
+        ));
+        assert!(problems.is_empty(), "{problems:#?}");
+        let source = s.unwrap().source;
+        assert_eq!(source.format, Format::Avro { schema: None });
+        assert_eq!(
+            source.schema_registry.as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+
+        // JSON is YAML: the schema object as it is, or as a string / block of JSON text.
+        let record =
+            r#"{"type": "record", "name": "Click", "fields": [{"name": "id", "type": "long"}]}"#;
+        for kafka in [
+            format!("    format: avro\n    schema: {record}"),
+            format!("    format: avro\n    schema: '{record}'"),
+            format!("    format: avro\n    schema: |\n      {record}"),
+        ] {
+            let (s, problems) = load(&with_kafka(&kafka));
+            assert!(problems.is_empty(), "{kafka}\n{problems:#?}");
+            let Format::Avro { schema: Some(text) } = s.unwrap().source.format else {
+                panic!("{kafka}: no inline schema");
+            };
+            let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(parsed["name"], "Click", "{kafka}");
+        }
+    }
+
+    #[test]
+    fn avro_schema_problems_are_reported_at_the_key() {
+        let cases = [
+            (
+                "    format: avro",
+                "pipelines/s.yaml:7:13: error: `format: avro` needs the schema the records were written with\n  hint: add `schema_registry: http://…`",
+            ),
+            (
+                "    format: avro\n    schema: '{\"type\": \"record\", \"name\": \"R\", \"fields\": [{\"name\": \"id\", \"type\": \"lng\"}]}'",
+                "pipelines/s.yaml:8:5: error: `schema` is not a valid Avro schema: Unknown primitive type: lng",
+            ),
+            (
+                "    format: avro\n    schema: '{\"type\": \"record\",'",
+                "pipelines/s.yaml:8:5: error: `schema` is not a valid Avro schema: Failed to parse schema from JSON: EOF while parsing a value at line 1 column 18",
+            ),
+            (
+                "    format: avro\n    schema: '\"string\"'",
+                "pipelines/s.yaml:8:5: error: `schema` must be an Avro record schema, found a `string` schema",
+            ),
+            (
+                "    format: avro\n    schema: 3",
+                "pipelines/s.yaml:8:5: error: `schema` must be an Avro record schema, found an integer",
+            ),
+            (
+                "    format: avro\n    schema_registry: http://r\n    schema: { \"type\": \"record\", \"name\": \"R\", \"fields\": [] }",
+                "pipelines/s.yaml:9:5: error: `schema` and `schema_registry` are both given",
+            ),
+            (
+                "    format: avro\n    schema_registry: 127.0.0.1:8081",
+                "pipelines/s.yaml:8:22: error: `127.0.0.1:8081` is not an http:// or https:// URL",
+            ),
+            (
+                "    schema_registry: http://r",
+                "pipelines/s.yaml:7:5: error: only Avro payloads have a schema\n  hint: add `format: avro`",
+            ),
+        ];
+        for (kafka, expected) in cases {
+            let (s, problems) = load(&with_kafka(kafka));
+            let text = problems.join("\n");
+            assert!(
+                s.is_none() && text.contains(expected),
+                "for the kafka source\n{kafka}\nexpected `{expected}` in:\n{text}"
+            );
+        }
     }
 }

@@ -1,15 +1,17 @@
 //! `sluice stream`: Kafka into a table in micro-batches.
 //!
-//! A batch closes at `max_records` or `max_wait`. Each record is decoded (JSON), checked for
-//! its required fields, and either loaded or sent to the dead-letter table with its topic,
-//! partition, offset, payload and reason. With `exactly_once` the batch's rows, its dead
-//! letters and the partitions' next offsets are written in one PostgreSQL transaction; the
-//! offsets row of each partition is locked and read first, and records below it are skipped —
-//! so a batch replayed after a crash, or processed by a stale owner after a rebalance, writes
-//! nothing twice. With `at_least_once` the offsets are committed to Kafka only after the sink
-//! committed the rows; appended rows are keyed by topic, partition and offset, so a replay
-//! rewrites rather than duplicates.
+//! A batch closes at `max_records` or `max_wait`. Each record is decoded (JSON, Avro or bytes:
+//! `avro.rs`), checked for its required fields, and either loaded or sent to the dead-letter table
+//! with its topic, partition, offset, payload and reason. With `exactly_once` the batch's rows, its
+//! dead letters and the partitions' next offsets are written in one PostgreSQL transaction; the
+//! offsets row of each partition is locked and read first, and records below it are skipped — so a
+//! batch replayed after a crash, or processed by a stale owner after a rebalance, writes nothing
+//! twice. With `at_least_once` the offsets are committed to Kafka only after the sink committed the
+//! rows; appended rows are keyed by topic, partition and offset, so a replay rewrites rather than
+//! duplicates.
 
+mod avro;
+pub mod metrics;
 mod sink;
 mod windows;
 
@@ -23,6 +25,7 @@ use sluice_core::connections::Connections;
 use sluice_core::stream::{Delivery, StartPosition, Stream, Target};
 use tokio_util::sync::CancellationToken;
 
+pub use avro::{Decoded, Decoder};
 pub use sink::{PgSink, SinkBatch};
 pub use windows::event_time;
 
@@ -30,6 +33,9 @@ pub use windows::event_time;
 pub enum StreamError {
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The source cannot be read for now (a schema registry that does not answer): retryable.
+    #[error("the source: {0}")]
+    Source(String),
     #[error("the sink: {0}")]
     Sink(String),
     #[error("{0}")]
@@ -59,6 +65,20 @@ impl Record {
     }
 }
 
+/// A payload as text to store: itself when it is UTF-8 without NUL (which PostgreSQL's text and
+/// jsonb refuse), else base64 — with the encoding named, so text that looks like base64 is never
+/// taken for it.
+pub(crate) fn payload_text(payload: &[u8]) -> (String, &'static str) {
+    use base64::Engine as _;
+    match std::str::from_utf8(payload) {
+        Ok(text) if !text.contains('\0') => (text.to_string(), "utf8"),
+        _ => (
+            base64::engine::general_purpose::STANDARD.encode(payload),
+            "base64",
+        ),
+    }
+}
+
 /// A record the sink will not take, and why.
 #[derive(Debug, Clone)]
 pub struct Rejected {
@@ -72,6 +92,8 @@ pub struct Totals {
     pub consumed: u64,
     pub loaded: u64,
     pub dead_lettered: u64,
+    /// Of the dead-lettered records, those later than their windows' allowed lateness.
+    pub late: u64,
     /// Records a replay found already written (below the stored offsets).
     pub skipped: u64,
     pub batches: u64,
@@ -86,6 +108,12 @@ pub fn decode(record: &Record, require: &[String]) -> Result<serde_json::Value, 
             e.column()
         )
     })?;
+    checked(value, require)
+}
+
+/// A decoded record, of any format, as the later stages take it: an object with every
+/// required field present and not null.
+fn checked(value: serde_json::Value, require: &[String]) -> Result<serde_json::Value, String> {
     let Some(object) = value.as_object() else {
         return Err(format!("expected a JSON object, found {}", kind(&value)));
     };
@@ -116,7 +144,7 @@ fn kind(v: &serde_json::Value) -> &'static str {
 }
 
 /// The consumer for `stream`: manual commits, the configured start, cooperative rebalancing.
-fn consumer(stream: &Stream) -> Result<StreamConsumer, StreamError> {
+fn consumer(stream: &Stream) -> Result<StreamConsumer<Context>, StreamError> {
     let src = &stream.source;
     let mut config = ClientConfig::new();
     config
@@ -125,6 +153,7 @@ fn consumer(stream: &Stream) -> Result<StreamConsumer, StreamError> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("statistics.interval.ms", "1000")
         .set(
             "auto.offset.reset",
             match src.start {
@@ -135,7 +164,9 @@ fn consumer(stream: &Stream) -> Result<StreamConsumer, StreamError> {
     for (k, v) in &src.properties {
         config.set(k, v);
     }
-    let consumer: StreamConsumer = config.create()?;
+    let consumer: StreamConsumer<Context> = config.create_with_context(Context {
+        stream: stream.id.clone(),
+    })?;
     let topics: Vec<&str> = src.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     Ok(consumer)
@@ -162,6 +193,7 @@ pub async fn run(
             )));
         }
     };
+    let mut decoder = Decoder::new(stream)?;
     let mut sink = PgSink::connect(&url, stream).await?;
     let now_ms = || chrono::Utc::now().timestamp_millis();
     let restore =
@@ -184,8 +216,9 @@ pub async fn run(
         if stop.is_cancelled() {
             break;
         }
-        let batch = next_batch(&consumer, stream, &stop).await?;
+        let (batch, opened) = next_batch(&consumer, stream, &stop).await?;
         if batch.is_empty() {
+            observe_watermarks(stream, windows.as_mut(), now_ms());
             // Idle counts only once partitions are assigned: joining the group takes a while
             // (brokers delay the first rebalance, 3 s by default).
             if consumer.assignment()?.count() == 0 {
@@ -198,13 +231,20 @@ pub async fn run(
         last_record = Instant::now();
         let mut good: Vec<(Record, serde_json::Value)> = Vec::new();
         let mut bad: Vec<Rejected> = Vec::new();
-        for record in batch {
-            match decode(&record, &stream.require) {
+        let Some(decoded) = decoder.decode_until_done(&batch, &stop).await? else {
+            // Stopped while asking the schema registry: the batch is not committed, so the next
+            // run reads it again.
+            break;
+        };
+        for (record, decoded) in batch.into_iter().zip(decoded) {
+            match decoded {
                 Ok(value) => good.push((record, value)),
                 Err(reason) => bad.push(Rejected { record, reason }),
             }
         }
-        totals.consumed += (good.len() + bad.len()) as u64;
+        let consumed = (good.len() + bad.len()) as u64;
+        totals.consumed += consumed;
+        let mut late = 0;
         // The next offset to read, per partition: what is committed once the batch is durable.
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for r in good
@@ -237,7 +277,9 @@ pub async fn run(
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
                 w.assign(&assigned, now_ms());
-                bad.extend(w.add(std::mem::take(&mut good), now_ms()));
+                let (rejected, late_ones) = w.add(std::mem::take(&mut good), now_ms());
+                bad.extend(rejected);
+                late = late_ones;
                 let fired = w.fire(now_ms());
                 let state = w.state();
                 let batch = SinkBatch {
@@ -265,14 +307,9 @@ pub async fn run(
         };
         totals.loaded += written.loaded;
         totals.dead_lettered += written.dead_lettered;
+        totals.late += late;
         totals.skipped += written.skipped;
         totals.batches += 1;
-        metrics::counter!("stream.records.in", "stream" => stream.id.clone())
-            .increment((good.len() + bad.len()) as u64);
-        metrics::counter!("stream.records.out", "stream" => stream.id.clone())
-            .increment(written.loaded);
-        metrics::counter!("stream.records.dead_lettered", "stream" => stream.id.clone())
-            .increment(written.dead_lettered);
         // Committed to Kafka after the sink's commit: at least once by itself, and the
         // consumer group's lag stays visible with exactly once too.
         let mut tpl = TopicPartitionList::new();
@@ -280,9 +317,55 @@ pub async fn run(
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         consumer.commit(&tpl, CommitMode::Sync)?;
+        metrics::batch_committed(
+            &stream.id,
+            &metrics::BatchFigures {
+                consumed,
+                loaded: written.loaded,
+                dead_lettered: written.dead_lettered,
+                late,
+                replayed: written.skipped,
+                took: opened.elapsed(),
+            },
+        );
+        observe_watermarks(stream, windows.as_mut(), now_ms());
     }
     Ok(totals)
 }
+
+/// Sets the event-time watermark gauges of an aggregating stream.
+fn observe_watermarks(stream: &Stream, windows: Option<&mut windows::Windows>, now: i64) {
+    let Some(w) = windows else { return };
+    for (topic, partition, watermark) in w.partition_watermarks() {
+        if let Some(ms) = watermark {
+            metrics::partition_watermark(&stream.id, &topic, partition, ms);
+        }
+    }
+    if let Some(ms) = w.watermark(now) {
+        metrics::watermark(&stream.id, ms);
+    }
+}
+
+/// The consumer's context: librdkafka's statistics (every second) give each assigned
+/// partition's lag without asking the broker.
+struct Context {
+    stream: String,
+}
+
+impl rdkafka::ClientContext for Context {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal partition; a negative lag means "not known yet".
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::partition_lag(&self.stream, topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Context {}
 
 /// Writes a batch, retrying while the sink is down (backoff from 1 s, doubling to 30 s,
 /// reconnecting when the connection was lost). Meanwhile nothing more is consumed: librdkafka's
@@ -303,7 +386,7 @@ async fn write_until_done(
             other => return other,
         };
         tracing::warn!(stream = %stream.id, "the sink refused a batch: {error}; trying again in {}s", backoff.as_secs());
-        metrics::counter!("stream.sink.retries", "stream" => stream.id.clone()).increment(1);
+        metrics::sink_retried(&stream.id);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.cancelled() => return Err(StreamError::Sink(error)),
@@ -318,13 +401,15 @@ async fn write_until_done(
     }
 }
 
-/// Reads until `max_records` or `max_wait` (from the batch's first record).
+/// Reads until `max_records` or `max_wait` (from the batch's first record); with the time the
+/// first record came.
 async fn next_batch(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<Context>,
     stream: &Stream,
     stop: &CancellationToken,
-) -> Result<Vec<Record>, StreamError> {
+) -> Result<(Vec<Record>, Instant), StreamError> {
     let mut batch = Vec::new();
+    let mut opened = Instant::now();
     let max = stream.batch.max_records as usize;
     let mut deadline = tokio::time::Instant::now() + stream.batch.max_wait;
     while batch.len() < max {
@@ -335,6 +420,7 @@ async fn next_batch(
         };
         if batch.is_empty() {
             deadline = tokio::time::Instant::now() + stream.batch.max_wait;
+            opened = Instant::now();
         }
         batch.push(Record {
             topic: message.topic().to_string(),
@@ -343,7 +429,7 @@ async fn next_batch(
             payload: message.payload().unwrap_or_default().to_vec(),
         });
     }
-    Ok(batch)
+    Ok((batch, opened))
 }
 
 #[cfg(test)]

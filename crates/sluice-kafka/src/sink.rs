@@ -89,6 +89,13 @@ impl PgSink {
             .await
             .map_err(sink_error)?;
         tokio::spawn(connection);
+        // A table locked by someone else (an ALTER, a long maintenance job) makes the write fail
+        // after a while instead of hanging unseen: the batch is retried with backoff and the
+        // wait shows in the log and in `stream.sink.retries`.
+        client
+            .batch_execute("SET lock_timeout = '5s'")
+            .await
+            .map_err(sink_error)?;
         let Target::Table { table, .. } = &stream.sink.target else {
             return Err(StreamError::Unsupported("the sink is not a table".into()));
         };
@@ -189,7 +196,8 @@ impl PgSink {
                  CREATE TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({primary}));
                  CREATE TABLE IF NOT EXISTS {dead} (
                     stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
-                    \"offset\" bigint NOT NULL, payload text NOT NULL, reason text NOT NULL,
+                    \"offset\" bigint NOT NULL, payload text NOT NULL,
+                    payload_encoding text NOT NULL DEFAULT 'utf8', reason text NOT NULL,
                     created_at timestamptz NOT NULL DEFAULT now(),
                     PRIMARY KEY (stream, topic, partition, \"offset\"));",
                 schemas = schemas.join("\n"),
@@ -374,20 +382,20 @@ impl PgSink {
             let topics: Vec<&str> = bad.iter().map(|b| b.record.topic.as_str()).collect();
             let partitions: Vec<i32> = bad.iter().map(|b| b.record.partition).collect();
             let offsets: Vec<i64> = bad.iter().map(|b| b.record.offset).collect();
-            let payloads: Vec<String> = bad
+            let (payloads, encodings): (Vec<String>, Vec<&str>) = bad
                 .iter()
-                .map(|b| String::from_utf8_lossy(&b.record.payload).into_owned())
-                .collect();
+                .map(|b| crate::payload_text(&b.record.payload))
+                .unzip();
             let reasons: Vec<&str> = bad.iter().map(|b| b.reason.as_str()).collect();
             written.dead_lettered = tx
                 .execute(
                     &format!(
-                        "INSERT INTO {} (stream, topic, partition, \"offset\", payload, reason)
-                         SELECT $1, * FROM UNNEST($2::text[], $3::integer[], $4::bigint[], $5::text[], $6::text[])
+                        "INSERT INTO {} (stream, topic, partition, \"offset\", payload, payload_encoding, reason)
+                         SELECT $1, * FROM UNNEST($2::text[], $3::integer[], $4::bigint[], $5::text[], $7::text[], $6::text[])
                          ON CONFLICT DO NOTHING",
                         self.dead_letters
                     ),
-                    &[&stream, &topics, &partitions, &offsets, &payloads, &reasons],
+                    &[&stream, &topics, &partitions, &offsets, &payloads, &reasons, &encodings],
                 )
                 .await
                 .map_err(sink_error)?;

@@ -133,11 +133,16 @@ impl Windows {
     }
 
     /// Adds a batch's records; those with a bad event time, or later than every window's
-    /// allowed lateness, come back to be dead-lettered.
-    pub fn add(&mut self, records: Vec<(Record, serde_json::Value)>, now: i64) -> Vec<Rejected> {
+    /// allowed lateness, come back to be dead-lettered, with how many of them were late.
+    pub fn add(
+        &mut self,
+        records: Vec<(Record, serde_json::Value)>,
+        now: i64,
+    ) -> (Vec<Rejected>, u64) {
         // Lateness is judged against the watermark before the batch.
         let watermark = self.watermarks.current(now);
         let mut rejected = Vec::new();
+        let mut late = 0;
         for (record, v) in records {
             let t = match event_time(v.get(&self.event_field)) {
                 Ok(t) => t,
@@ -149,6 +154,7 @@ impl Windows {
             let key: Vec<String> = self.key_fields.iter().map(|k| key_text(v.get(k))).collect();
             let fields: Vec<Value> = self.inputs.iter().map(|f| value(v.get(f))).collect();
             if self.op.insert(key, t, &fields, watermark) == Placed::Late {
+                late += 1;
                 rejected.push(Rejected {
                     reason: format!(
                         "late: event time {} is past the allowed lateness of its windows (watermark {})",
@@ -162,7 +168,27 @@ impl Windows {
             let id = self.partition_id(&record.topic, record.partition);
             self.watermarks.observe(id, t, now);
         }
-        rejected
+        (rejected, late)
+    }
+
+    /// Each topic and partition read with its watermark (None before its first record).
+    pub fn partition_watermarks(&self) -> Vec<(String, i32, Option<i64>)> {
+        self.watermarks
+            .partitions()
+            .map(|id| {
+                let topic = self
+                    .topics
+                    .get((id / 1_000_000) as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                (topic, id % 1_000_000, self.watermarks.partition(id))
+            })
+            .collect()
+    }
+
+    /// The stream's watermark now.
+    pub fn watermark(&mut self, now: i64) -> Option<i64> {
+        self.watermarks.current(now)
     }
 
     /// The windows the watermark closed (or late records changed) since the last call.

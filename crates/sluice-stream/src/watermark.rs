@@ -58,6 +58,11 @@ impl Watermarks {
         clock.last_active = now;
     }
 
+    /// The partitions tracked (assigned or seen).
+    pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
+        self.partitions.keys().copied()
+    }
+
     /// A partition's own watermark.
     pub fn partition(&self, partition: i32) -> Option<i64> {
         self.partitions

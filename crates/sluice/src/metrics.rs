@@ -12,7 +12,7 @@ use axum::routing::get;
 use std::time::Duration;
 
 use metrics_exporter_dogstatsd::DogStatsDBuilder;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::layers::FanoutBuilder;
 use sluice_core::Statsd;
 
@@ -33,6 +33,10 @@ pub fn install(statsd: Option<&Statsd>) -> anyhow::Result<PrometheusHandle> {
     let prometheus = PrometheusBuilder::new()
         .with_recommended_naming(true)
         .set_buckets(BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(sluice_kafka::metrics::BATCH_RECORDS.replace('.', "_")),
+            sluice_kafka::metrics::BATCH_RECORDS_BUCKETS,
+        )?
         .build_recorder();
     let handle = prometheus.handle();
     let mut fanout = FanoutBuilder::default().add_recorder(prometheus);
@@ -49,6 +53,7 @@ pub fn install(statsd: Option<&Statsd>) -> anyhow::Result<PrometheusHandle> {
     metrics::set_global_recorder(fanout.build())
         .map_err(|_| anyhow::anyhow!("a metrics recorder is installed already"))?;
     sluice_engine::metrics::describe();
+    sluice_kafka::metrics::describe();
     // Histograms need their buckets drained now and then when nobody scrapes.
     let upkeep = handle.clone();
     std::thread::spawn(move || {
@@ -80,7 +85,7 @@ pub fn route<S: Clone + Send + Sync + 'static>(handle: PrometheusHandle) -> Rout
     )
 }
 
-/// Serves `/metrics` on `addr` until the process ends (for `sluice run --metrics-addr`).
+/// Serves `/metrics` on `addr` until the process ends (for `sluice run` and `sluice stream` with `--metrics-addr`).
 pub async fn serve(addr: SocketAddr, handle: PrometheusHandle) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await

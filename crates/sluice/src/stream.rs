@@ -13,6 +13,9 @@ pub struct StreamArgs {
     /// run until SIGTERM or Ctrl-C.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     stop_when_idle: Option<std::time::Duration>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the stream runs.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub fn run(global: &Global, args: StreamArgs) -> anyhow::Result<u8> {
@@ -33,21 +36,34 @@ pub fn run(global: &Global, args: StreamArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let statsd = ws.project.settings.statsd.as_ref();
     let totals = runtime.block_on(async {
+        if args.metrics_addr.is_some() || statsd.is_some() {
+            let handle = crate::metrics::install(statsd)?;
+            if let Some(addr) = args.metrics_addr {
+                crate::metrics::serve(addr, handle).await?;
+            }
+        }
         let stop = crate::runs::stop_signal();
-        sluice_kafka::run(stream, &ws.project.connections, stop, args.stop_when_idle).await
-    });
+        anyhow::Ok(
+            sluice_kafka::run(stream, &ws.project.connections, stop, args.stop_when_idle).await,
+        )
+    })?;
+    if statsd.is_some() {
+        std::thread::sleep(crate::metrics::STATSD_FLUSH + std::time::Duration::from_millis(200));
+    }
     let totals = match totals {
         Ok(t) => t,
         Err(sluice_kafka::StreamError::Unsupported(what)) => return usage(what),
         Err(e) => return Err(e.into()),
     };
     eprintln!(
-        "{}: {} consumed, {} loaded, {} dead-lettered, {} already written, in {} batches",
+        "{}: {} consumed, {} loaded, {} dead-lettered ({} late), {} already written, in {} batches",
         stream.id,
         totals.consumed,
         totals.loaded,
         totals.dead_lettered,
+        totals.late,
         totals.skipped,
         totals.batches
     );

@@ -260,7 +260,7 @@ dead_letter: {{ into: shop, table: agg.dead_letters }}
     let summary = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{summary}");
     assert!(
-        summary.contains("5 consumed, 0 loaded, 5 dead-lettered"),
+        summary.contains("5 consumed, 0 loaded, 5 dead-lettered (5 late)"),
         "{summary}"
     );
 
@@ -297,7 +297,7 @@ dead_letter: {{ into: shop, table: agg.dead_letters }}
 }
 
 /// `sluice serve` keeps the project's streams running: records produced while it serves land
-/// in the table, and SIGTERM stops the stream with the server.
+/// in the table, its figures are on `/metrics`, and SIGTERM stops the stream with the server.
 #[test]
 fn sluice_serve_keeps_the_streams_running() {
     let (_cluster, brokers) = orders_topic();
@@ -312,11 +312,49 @@ fn sluice_serve_keeps_the_streams_running() {
     server.wait_up_to(Duration::from_secs(30), "the later orders to land", || {
         loaded_orders(&db).as_deref() == Some("150")
     });
+    // The stream's figures on /metrics: every record in and out, and each partition's lag
+    // (from librdkafka's statistics, once a second) down to nothing.
+    let scrape = || {
+        server
+            .request(reqwest::Method::GET, "/metrics", None, None)
+            .1
+    };
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    server.wait_up_to(Duration::from_secs(10), "the lag to read 0 on every partition", || {
+        let text = scrape();
+        (0..PARTITIONS).all(|p| {
+            value(
+                &text,
+                &format!(
+                    "stream_partition_lag{{stream=\"orders_raw\",topic=\"orders\",partition=\"{p}\"}}"
+                ),
+            ) == Some(0.0)
+        })
+    });
+    let text = scrape();
+    assert_eq!(
+        value(&text, "stream_records_in_total{stream=\"orders_raw\"}"),
+        Some(150.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "stream_records_out_total{stream=\"orders_raw\"}"),
+        Some(150.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("stream_batch_duration_seconds_bucket{stream=\"orders_raw\""),
+        "{text}"
+    );
     assert_eq!(server.stop(), Some(0));
 }
 
-/// The sink goes away for a while (its table is renamed): the stream stops consuming, retries
-/// the batch with backoff, and catches up once the table is back — nothing lost, nothing twice.
+/// The sink stops accepting writes for 10 s (another session locks its table): the stream
+/// stops consuming, retries the batch with backoff, and catches up once the lock is gone —
+/// nothing lost, nothing twice.
 #[test]
 fn a_sink_outage_is_waited_out_without_losing_records() {
     let (_cluster, brokers) = orders_topic();
@@ -337,14 +375,34 @@ fn a_sink_outage_is_waited_out_without_losing_records() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    db.execute("ALTER TABLE raw.orders RENAME TO orders_away");
+    // EXCLUSIVE blocks every write and still lets this test read.
+    let lock = {
+        let url = db.url.clone();
+        std::thread::spawn(move || {
+            common::pg::run(
+                &url,
+                "BEGIN; LOCK TABLE raw.orders IN EXCLUSIVE MODE; SELECT pg_sleep(10); COMMIT",
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
     produce(&brokers, "orders", &orders(100, 300));
-    std::thread::sleep(Duration::from_secs(5));
-    db.execute("ALTER TABLE raw.orders_away RENAME TO orders");
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(
+            loaded_orders(&db).as_deref(),
+            Some("100"),
+            "written through the lock"
+        );
+    }
+    lock.join().unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("the sink refused a batch"), "{stderr}");
+    assert!(
+        stderr.contains("the sink refused a batch") && stderr.contains("lock timeout"),
+        "{stderr}"
+    );
     assert_eq!(
         db.column("SELECT count(*) || '/' || count(DISTINCT id) FROM raw.orders"),
         ["300/300"],

@@ -3,6 +3,7 @@
 
 pub mod pg;
 pub mod server;
+pub mod tansu;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

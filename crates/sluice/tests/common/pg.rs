@@ -69,7 +69,8 @@ fn admin(sql: &str) {
     run(ADMIN_URL, sql);
 }
 
-fn run(url: &str, sql: &str) {
+/// Runs statements in the database at `url` (for a session of its own, on another thread).
+pub fn run(url: &str, sql: &str) {
     runtime().block_on(async {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
