@@ -179,6 +179,7 @@ impl Decoder {
                 }
             };
             tracing::warn!(stream = %self.stream, "cannot decode a batch: {error}; trying again in {}s", backoff.as_secs());
+            crate::metrics::source_retried(&self.stream);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.cancelled() => return Err(StreamError::Source(error)),

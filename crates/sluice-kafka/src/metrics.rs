@@ -24,6 +24,8 @@ pub const BATCH_RECORDS: &str = "stream.batch.records";
 pub const BATCH_DURATION: &str = "stream.batch.duration";
 /// Batch writes the sink refused and that are being retried, by stream.
 pub const SINK_RETRIES: &str = "stream.sink.retries";
+/// Batches the source could not decode for now (a schema registry down) and retried, by stream.
+pub const SOURCE_RETRIES: &str = "stream.source.retries";
 /// Records in a partition not read yet (its high watermark − the consumer's position).
 pub const PARTITION_LAG: &str = "stream.partition.lag";
 /// A partition's event-time watermark, in seconds since the epoch.
@@ -53,6 +55,10 @@ pub fn describe() {
         "Latency from a micro-batch's first record to its commit"
     );
     describe_counter!(SINK_RETRIES, "Batch writes refused by the sink and retried");
+    describe_counter!(
+        SOURCE_RETRIES,
+        "Batches not decodable for now (schema registry down) and retried"
+    );
     describe_gauge!(PARTITION_LAG, "Records of a partition not read yet");
     describe_gauge!(
         PARTITION_WATERMARK,
@@ -89,6 +95,10 @@ pub(crate) fn batch_committed(stream: &str, f: &BatchFigures) {
 
 pub(crate) fn sink_retried(stream: &str) {
     counter!(SINK_RETRIES, "stream" => stream.to_string()).increment(1);
+}
+
+pub(crate) fn source_retried(stream: &str) {
+    counter!(SOURCE_RETRIES, "stream" => stream.to_string()).increment(1);
 }
 
 pub(crate) fn partition_lag(stream: &str, topic: &str, partition: i32, lag: i64) {
