@@ -18,6 +18,9 @@ pub struct Windows {
     topics: Vec<String>,
 }
 
+/// Room for each topic's partitions in a watermark's partition id.
+const PARTITIONS_PER_TOPIC: i32 = 1_000_000;
+
 fn ms(d: std::time::Duration) -> i64 {
     d.as_millis() as i64
 }
@@ -102,7 +105,16 @@ impl Windows {
     /// One number per topic and partition, for the watermarks.
     fn partition_id(&self, topic: &str, partition: i32) -> i32 {
         let t = self.topics.iter().position(|x| x == topic).unwrap_or(0) as i32;
-        t * 1_000_000 + partition
+        t * PARTITIONS_PER_TOPIC + partition
+    }
+
+    /// The topic and partition of a [`Self::partition_id`].
+    fn topic_partition(&self, id: i32) -> (String, i32) {
+        let topic = self.topics.get((id / PARTITIONS_PER_TOPIC) as usize);
+        (
+            topic.cloned().unwrap_or_default(),
+            id % PARTITIONS_PER_TOPIC,
+        )
     }
 
     /// The partitions this process reads now: one without records yet holds the watermark
@@ -176,12 +188,8 @@ impl Windows {
         self.watermarks
             .partitions()
             .map(|id| {
-                let topic = self
-                    .topics
-                    .get((id / 1_000_000) as usize)
-                    .cloned()
-                    .unwrap_or_default();
-                (topic, id % 1_000_000, self.watermarks.partition(id))
+                let (topic, partition) = self.topic_partition(id);
+                (topic, partition, self.watermarks.partition(id))
             })
             .collect()
     }

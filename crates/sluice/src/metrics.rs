@@ -85,6 +85,25 @@ pub fn route<S: Clone + Send + Sync + 'static>(handle: PrometheusHandle) -> Rout
     )
 }
 
+/// For a command that runs work (`sluice run`, `sluice stream`): installs the recorder when
+/// metrics go anywhere — StatsD from the settings, Prometheus at `addr` — and serves `addr`.
+pub async fn start(statsd: Option<&Statsd>, addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    if addr.is_some() || statsd.is_some() {
+        let handle = install(statsd)?;
+        if let Some(addr) = addr {
+            serve(addr, handle).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Before a command exits: waits for the last DogStatsD flush, so its figures are not lost.
+pub fn flush(statsd: Option<&Statsd>) {
+    if statsd.is_some() {
+        std::thread::sleep(STATSD_FLUSH + Duration::from_millis(200));
+    }
+}
+
 /// Serves `/metrics` on `addr` until the process ends (for `sluice run` and `sluice stream` with `--metrics-addr`).
 pub async fn serve(addr: SocketAddr, handle: PrometheusHandle) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)

@@ -179,12 +179,7 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
     let progress = LiveProgress::new(pipeline.tasks.len() as u64, global.quiet, args.json);
     let statsd = ws.project.settings.statsd.as_ref();
     let outcome = runtime()?.block_on(async {
-        if args.metrics_addr.is_some() || statsd.is_some() {
-            let handle = crate::metrics::install(statsd)?;
-            if let Some(addr) = args.metrics_addr {
-                crate::metrics::serve(addr, handle).await?;
-            }
-        }
+        crate::metrics::start(statsd, args.metrics_addr).await?;
         let stop = stop_signal();
         let outcome = exec
             .run(
@@ -203,9 +198,7 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
         anyhow::Ok(outcome?)
     });
     progress.finish();
-    if statsd.is_some() {
-        std::thread::sleep(crate::metrics::STATSD_FLUSH + std::time::Duration::from_millis(200));
-    }
+    crate::metrics::flush(statsd);
     let outcome = outcome?;
     let view = RunView::load(&store, &outcome.run, &order(pipeline))?;
     if args.json {

@@ -38,20 +38,13 @@ pub fn run(global: &Global, args: StreamArgs) -> anyhow::Result<u8> {
         .build()?;
     let statsd = ws.project.settings.statsd.as_ref();
     let totals = runtime.block_on(async {
-        if args.metrics_addr.is_some() || statsd.is_some() {
-            let handle = crate::metrics::install(statsd)?;
-            if let Some(addr) = args.metrics_addr {
-                crate::metrics::serve(addr, handle).await?;
-            }
-        }
+        crate::metrics::start(statsd, args.metrics_addr).await?;
         let stop = crate::runs::stop_signal();
         anyhow::Ok(
             sluice_kafka::run(stream, &ws.project.connections, stop, args.stop_when_idle).await,
         )
     })?;
-    if statsd.is_some() {
-        std::thread::sleep(crate::metrics::STATSD_FLUSH + std::time::Duration::from_millis(200));
-    }
+    crate::metrics::flush(statsd);
     let totals = match totals {
         Ok(t) => t,
         Err(sluice_kafka::StreamError::Unsupported(what)) => return usage(what),
