@@ -32,32 +32,29 @@ impl Lcg {
     }
 }
 
-async fn pg(url: &str, sql: &str) -> Vec<tokio_postgres::SimpleQueryMessage> {
+async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("PostgreSQL (set SLUICE_BENCH_PG)");
     tokio::spawn(conn);
-    client.simple_query(sql).await.expect(sql)
+    client
 }
 
-/// The offsets committed so far (0 until the stream has created its offsets table).
-async fn committed(url: &str) -> i64 {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+async fn pg(url: &str, sql: &str) {
+    connect(url).await.batch_execute(sql).await.expect(sql);
+}
+
+/// The first column of a one-number query; None when the query fails (a table not created yet).
+async fn number(client: &tokio_postgres::Client, sql: &str) -> Option<i64> {
+    client
+        .simple_query(sql)
         .await
-        .expect("PostgreSQL");
-    tokio::spawn(conn);
-    let Ok(rows) = client
-        .simple_query("SELECT coalesce(sum(next_offset), 0) FROM sluice_stream_offsets")
-        .await
-    else {
-        return 0;
-    };
-    rows.iter()
+        .ok()?
+        .iter()
         .find_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse().ok(),
             _ => None,
         })
-        .unwrap_or(0)
 }
 
 #[tokio::main]
@@ -153,10 +150,13 @@ dead_letter: {{ into: shop, table: bench.dead_letters }}
             sluice_kafka::run(&stream, &connections, stop, Some(Duration::from_secs(3))).await
         })
     };
-    // From the first commit to the last.
+    // From the first commit to the last, polled on one connection.
+    let client = connect(&url).await;
+    let committed = "SELECT coalesce(sum(next_offset), 0) FROM sluice_stream_offsets";
     let (mut first, mut first_count) = (None, 0);
     let last = loop {
-        let n = committed(&url).await;
+        // 0 until the stream has created its offsets table.
+        let n = number(&client, committed).await.unwrap_or(0);
         if first.is_none() && n > 0 {
             first = Some(Instant::now());
             first_count = n;
@@ -173,15 +173,8 @@ dead_letter: {{ into: shop, table: bench.dead_letters }}
     let totals = run.await.expect("join").expect("stream");
     let first = first.expect("a first commit");
     let seconds = (last - first).as_secs_f64();
-    let rows = pg(&url, "SELECT count(*) FROM bench.bids").await;
-    let rows: i64 = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse().ok(),
-            _ => None,
-        })
-        .unwrap_or(0);
-    assert_eq!(rows, events, "every bid in the table once");
+    let rows = number(&client, "SELECT count(*) FROM bench.bids").await;
+    assert_eq!(rows, Some(events), "every bid in the table once");
     println!(
         "{{\"engine\": \"sluice\", \"sink\": \"postgresql\", \"mode\": \"{mode}\", \"delivery\": \"exactly_once\", \"events\": {events}, \"max_records\": {max_records}, \"batches\": {}, \"seconds\": {seconds:.3}, \"records_per_s\": {:.0}}}",
         totals.batches,
