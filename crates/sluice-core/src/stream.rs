@@ -277,6 +277,21 @@ pub fn load_file(
     let dead_letter = f
         .get("dead_letter")
         .and_then(|n| target(n, "`dead_letter`", connections, diags));
+    if let (Some(Target::Table { connection, .. }), Some(sink), Some(node)) =
+        (&dead_letter, &sink, f.get("dead_letter"))
+    {
+        let same_database =
+            matches!(&sink.target, Target::Table { connection: c, .. } if c == connection);
+        if !same_database {
+            diags.push(
+                Diagnostic::new(
+                    &node.span,
+                    format!("dead letters in a table of `{connection}` need the sink to write into `{connection}` too"),
+                )
+                .hint("a batch's dead letters are written in the sink's transaction: name a table of the sink's database, a lake path (`into: lake, path: …`) or a Kafka topic (`into: kafka, topic: …`)"),
+            );
+        }
+    }
     if let (Some(agg), Some(sink), Some(node)) = (&aggregate, &sink, f.get("sink")) {
         let known: Vec<&str> = agg
             .key
@@ -831,6 +846,13 @@ fn sink(node: &Node, connections: &Connections, diags: &mut Diagnostics) -> Opti
             None
         }
     };
+    if let (Some(SinkMode::Upsert), Some(Target::Lake { .. })) = (mode, &target) {
+        diags.push(
+            Diagnostic::new(&f.get("mode").expect("given").span, "the lake cannot upsert: it keeps one Parquet file per batch")
+                .hint("use `mode: append` (a replayed batch rewrites its own file), or upsert into a table or a Kafka topic (keyed messages)"),
+        );
+        return None;
+    }
     if mode == Some(SinkMode::Upsert) && key.is_empty() {
         diags.push(
             Diagnostic::new(&node.span, "`mode: upsert` needs the key it upserts on")
@@ -937,7 +959,7 @@ delivery: exactly_once
             "`slide` is longer than `size`",
             "`count(x)`: count takes no field",
             "unknown aggregate function `median`",
-            "`mode: upsert` needs the key it upserts on",
+            "the lake cannot upsert",
         ] {
             assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
         }
@@ -957,6 +979,47 @@ dead_letter: { into: warehose, table: dl }
         assert!(text.contains("exactly_once needs a table sink"), "{text}");
         assert!(text.contains("unknown connection `warehose`"), "{text}");
         assert!(text.contains("did you mean `warehouse`?"), "{text}");
+    }
+
+    #[test]
+    fn dead_letter_tables_live_in_the_sinks_database_and_the_lake_does_not_upsert() {
+        let (_, problems) = load(
+            "stream: s
+source: { kafka: { brokers: b, topic: t, group: g } }
+sink: { into: lake, path: \"lake://out\", mode: upsert, key: [id] }
+",
+        );
+        let text = problems.join("\n");
+        assert!(
+            text.contains("pipelines/s.yaml:3:47: error: the lake cannot upsert"),
+            "{text}"
+        );
+        let (_, problems) = load(
+            "stream: s
+source: { kafka: { brokers: b, topic: t, group: g } }
+sink: { into: lake, path: \"lake://out\" }
+dead_letter: { into: warehouse, table: dl }
+",
+        );
+        let text = problems.join("\n");
+        assert!(
+            text.contains("pipelines/s.yaml:4:14: error: dead letters in a table of `warehouse` need the sink to write into `warehouse` too"),
+            "{text}"
+        );
+        let (s, problems) = load(
+            "stream: s
+source: { kafka: { brokers: b, topic: t, group: g } }
+sink: { into: lake, path: \"lake://out\" }
+dead_letter: { into: kafka, topic: t.dead_letters }
+",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            s.unwrap().dead_letter,
+            Some(Target::Kafka {
+                topic: "t.dead_letters".into()
+            })
+        );
     }
 
     /// A stream file whose kafka source is `kafka` (a block mapping, indented by 4).

@@ -522,6 +522,18 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// One batch as the bytes of a Parquet file (Snappy), for a store to put whole.
+pub fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, IoError> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
 /// Writes batches to one Parquet file (Snappy). Object stores make the file appear whole or not
 /// at all, so a failed write never leaves half a file where a reader could find it.
 pub async fn write_parquet(

@@ -4,8 +4,9 @@
 //! windows bench) are produced into the topic `bids` of a real broker (bench/stream/run starts
 //! tansu and creates the topic with 3 partitions; librdkafka's mock cluster keeps only 5 MB per
 //! partition, too little for a million bids), then one stream loads them into a PostgreSQL table in micro-batches, rows and offsets in one
-//! transaction per batch. The clock runs from the first committed batch to the last, so the
-//! consumer group's join (a few seconds on any broker) is not counted.
+//! transaction per batch. The clock runs from the first committed batch to the last
+//! (`Totals::sustained_rate`), so the consumer group's join (a few seconds on any broker) and
+//! the idle wait at the end are not counted.
 //!
 //! Usage: cargo run --release -p sluice-kafka --example kafka_to_postgres -- BROKERS [EVENTS] [MAX_RECORDS] [MODE]
 //!   EVENTS (default 1,000,000), MAX_RECORDS per batch (default 10,000), MODE append|upsert.
@@ -143,42 +144,26 @@ dead_letter: {{ into: shop, table: bench.dead_letters }}
     );
     let stream = sluice_core::stream::load_file("bids.yaml", &file, &connections, &mut diags)
         .unwrap_or_else(|| panic!("{diags:?}"));
-    let stop = CancellationToken::new();
-    let run = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            sluice_kafka::run(&stream, &connections, stop, Some(Duration::from_secs(3))).await
-        })
+    let setup = sluice_kafka::SinkSetup {
+        connections,
+        lake: Err("not used".into()),
+        duckdb: None,
     };
-    // From the first commit to the last, polled on one connection.
+    let totals = sluice_kafka::run(
+        &stream,
+        &setup,
+        CancellationToken::new(),
+        Some(Duration::from_secs(3)),
+    )
+    .await
+    .expect("stream");
     let client = connect(&url).await;
-    let committed = "SELECT coalesce(sum(next_offset), 0) FROM sluice_stream_offsets";
-    let (mut first, mut first_count) = (None, 0);
-    let last = loop {
-        // 0 until the stream has created its offsets table.
-        let n = number(&client, committed).await.unwrap_or(0);
-        if first.is_none() && n > 0 {
-            first = Some(Instant::now());
-            first_count = n;
-        }
-        if n >= events {
-            break Instant::now();
-        }
-        if run.is_finished() {
-            panic!("the stream ended after {n} of {events} records");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    stop.cancel();
-    let totals = run.await.expect("join").expect("stream");
-    let first = first.expect("a first commit");
-    let seconds = (last - first).as_secs_f64();
     let rows = number(&client, "SELECT count(*) FROM bench.bids").await;
     assert_eq!(rows, Some(events), "every bid in the table once");
     println!(
-        "{{\"engine\": \"sluice\", \"sink\": \"postgresql\", \"mode\": \"{mode}\", \"delivery\": \"exactly_once\", \"events\": {events}, \"max_records\": {max_records}, \"batches\": {}, \"seconds\": {seconds:.3}, \"records_per_s\": {:.0}}}",
+        "{{\"engine\": \"sluice\", \"sink\": \"postgresql\", \"mode\": \"{mode}\", \"delivery\": \"exactly_once\", \"events\": {events}, \"max_records\": {max_records}, \"batches\": {}, \"records_per_s\": {:.0}}}",
         totals.batches,
-        (events - first_count) as f64 / seconds
+        totals.sustained_rate().expect("more than one batch")
     );
     pg(
         &admin,

@@ -12,21 +12,22 @@
 
 mod avro;
 pub mod metrics;
-mod sink;
+pub mod sink;
 mod windows;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice_core::connections::Connections;
-use sluice_core::stream::{Delivery, StartPosition, Stream, Target};
+use sluice_core::stream::{Delivery, StartPosition, Stream};
 use tokio_util::sync::CancellationToken;
 
 pub use avro::{Decoded, Decoder};
-pub use sink::{PgSink, SinkBatch};
+pub use sink::{
+    KafkaDeadLetters, KafkaSink, LakeDeadLetters, LakeSink, Offsets, OpenTable, PgSink, Sink,
+    SinkBatch, SinkFuture, SinkSetup, Written,
+};
 pub use windows::event_time;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +59,7 @@ pub struct Record {
 impl Record {
     /// Not yet written: at or past its partition's stored next offset (all records are, for a
     /// partition without one).
-    pub fn is_new(&self, stored: &BTreeMap<(String, i32), i64>) -> bool {
+    pub fn is_new(&self, stored: &Offsets) -> bool {
         stored
             .get(&(self.topic.clone(), self.partition))
             .is_none_or(|next| self.offset >= *next)
@@ -68,7 +69,7 @@ impl Record {
 /// A payload as text to store: itself when it is UTF-8 without NUL (which PostgreSQL's text and
 /// jsonb refuse), else base64 — with the encoding named, so text that looks like base64 is never
 /// taken for it.
-pub(crate) fn payload_text(payload: &[u8]) -> (String, &'static str) {
+pub fn payload_text(payload: &[u8]) -> (String, &'static str) {
     use base64::Engine as _;
     match std::str::from_utf8(payload) {
         Ok(text) if !text.contains('\0') => (text.to_string(), "utf8"),
@@ -97,6 +98,19 @@ pub struct Totals {
     /// Records a replay found already written (below the stored offsets).
     pub skipped: u64,
     pub batches: u64,
+    /// When the first batch was committed, with the records it held, and when the last was:
+    /// the sustained rate leaves out the consumer group's join.
+    pub first_commit: Option<(Instant, u64)>,
+    pub last_commit: Option<Instant>,
+}
+
+impl Totals {
+    /// Records per second from the first commit to the last (None before a second batch).
+    pub fn sustained_rate(&self) -> Option<f64> {
+        let ((first, records), last) = (self.first_commit?, self.last_commit?);
+        let seconds = last.duration_since(first).as_secs_f64();
+        (seconds > 0.0).then(|| (self.consumed - records) as f64 / seconds)
+    }
 }
 
 /// Checks a record: JSON object with every required field present and not null.
@@ -173,28 +187,17 @@ fn consumer(stream: &Stream) -> Result<StreamConsumer<Context>, StreamError> {
 }
 
 /// Runs `stream` until `stop` (or, with `stop_when_idle`, until no record came for that long).
+///
+/// While a batch is written, the next one is read: the sink's transaction and the broker's
+/// fetches overlap, and the next batch still waits for the previous one's commit.
 pub async fn run(
     stream: &Stream,
-    connections: &Connections,
+    setup: &SinkSetup,
     stop: CancellationToken,
     stop_when_idle: Option<Duration>,
 ) -> Result<Totals, StreamError> {
-    let url = match &stream.sink.target {
-        Target::Table {
-            connection, kind, ..
-        } if *kind == sluice_core::connections::ConnectionKind::Postgres => connections
-            .get(connection)
-            .map(|c| c.expose_uri().to_string())
-            .ok_or_else(|| StreamError::Sink(format!("no connection `{connection}`")))?,
-        other => {
-            return Err(StreamError::Unsupported(format!(
-                "stream `{}`: sink {other:?} is not supported yet; write into a PostgreSQL table",
-                stream.id
-            )));
-        }
-    };
     let mut decoder = Decoder::new(stream)?;
-    let mut sink = PgSink::connect(&url, stream).await?;
+    let mut sink = setup.open(stream).await?;
     let now_ms = || chrono::Utc::now().timestamp_millis();
     let restore =
         |state: Option<serde_json::Value>| -> Result<Option<windows::Windows>, StreamError> {
@@ -212,11 +215,15 @@ pub async fn run(
     let consumer = consumer(stream)?;
     let mut totals = Totals::default();
     let mut last_record = Instant::now();
+    let mut prefetched: Option<(Vec<Record>, Instant)> = None;
     loop {
         if stop.is_cancelled() {
             break;
         }
-        let (batch, opened) = next_batch(&consumer, stream, &stop).await?;
+        let (batch, opened) = match prefetched.take() {
+            Some(read) => read,
+            None => next_batch(&consumer, stream, &stop).await?,
+        };
         if batch.is_empty() {
             observe_watermarks(stream, windows.as_mut(), now_ms());
             // Idle counts only once partitions are assigned: joining the group takes a while
@@ -246,7 +253,7 @@ pub async fn run(
         totals.consumed += consumed;
         let mut late = 0;
         // The next offset to read, per partition: what is committed once the batch is durable.
-        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut next = Offsets::new();
         for r in good
             .iter()
             .map(|(r, _)| r)
@@ -259,8 +266,11 @@ pub async fn run(
             None => {
                 let batch = SinkBatch::rows(&good, &bad);
                 let exactly_once = stream.delivery == Delivery::ExactlyOnce;
-                write_until_done(&mut sink, &url, stream, &batch, &next, exactly_once, &stop)
-                    .await?
+                let write =
+                    write_until_done(&mut sink, setup, stream, &batch, &next, exactly_once, &stop);
+                let (written, read) = tokio::join!(write, next_batch(&consumer, stream, &stop));
+                prefetched = Some(read?);
+                written?
             }
             Some(w) => {
                 // Records below the committed offsets are already in the window state.
@@ -290,7 +300,7 @@ pub async fn run(
                     expected: Some(&stored),
                 };
                 let result =
-                    write_until_done(&mut sink, &url, stream, &batch, &next, true, &stop).await;
+                    write_until_done(&mut sink, setup, stream, &batch, &next, true, &stop).await;
                 match result {
                     Ok(mut written) => {
                         written.skipped += skipped;
@@ -317,6 +327,9 @@ pub async fn run(
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         consumer.commit(&tpl, CommitMode::Sync)?;
+        let now = Instant::now();
+        totals.first_commit.get_or_insert((now, consumed));
+        totals.last_commit = Some(now);
         metrics::batch_committed(
             &stream.id,
             &metrics::BatchFigures {
@@ -368,17 +381,17 @@ impl rdkafka::ClientContext for Context {
 impl rdkafka::consumer::ConsumerContext for Context {}
 
 /// Writes a batch, retrying while the sink is down (backoff from 1 s, doubling to 30 s,
-/// reconnecting when the connection was lost). Meanwhile nothing more is consumed: librdkafka's
-/// prefetch queue is bounded, so memory is too. Gives up only when stopped.
+/// reopening the sink when its connection was lost). Meanwhile nothing more is consumed:
+/// librdkafka's prefetch queue is bounded, so memory is too. Gives up only when stopped.
 async fn write_until_done(
-    sink: &mut PgSink,
-    url: &str,
+    sink: &mut Box<dyn Sink>,
+    setup: &SinkSetup,
     stream: &Stream,
     batch: &SinkBatch<'_>,
-    next: &BTreeMap<(String, i32), i64>,
+    next: &Offsets,
     exactly_once: bool,
     stop: &CancellationToken,
-) -> Result<sink::Written, StreamError> {
+) -> Result<Written, StreamError> {
     let mut backoff = Duration::from_secs(1);
     loop {
         let error = match sink.write(batch, next, exactly_once).await {
@@ -393,9 +406,9 @@ async fn write_until_done(
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
         if sink.is_closed() {
-            match PgSink::connect(url, stream).await {
+            match setup.open(stream).await {
                 Ok(fresh) => *sink = fresh,
-                Err(e) => tracing::warn!(stream = %stream.id, "cannot reconnect to the sink: {e}"),
+                Err(e) => tracing::warn!(stream = %stream.id, "cannot reopen the sink: {e}"),
             }
         }
     }

@@ -24,7 +24,7 @@ use sluice_warehouse::Warehouses;
 /// Every task kind, wired to the project's warehouse, connections and Python interpreter.
 pub fn registry(settings: &Settings, connections: &Connections) -> KindRegistry {
     let python = &settings.python;
-    let warehouses = Arc::new(Warehouses::default());
+    let warehouses = Warehouses::shared();
     let lake = io::open_lake(&settings.paths.lake, &settings.paths.root, connections);
     let mut kinds = KindRegistry::default();
     kinds.register(Arc::new(extract::ExtractKind {

@@ -86,6 +86,14 @@ pub struct Warehouses {
 }
 
 impl Warehouses {
+    /// The process's warehouses. DuckDB lets one process write a database file, and a second
+    /// open of the same file in one process would be a second writer: everything in a process
+    /// (tasks, streams, validation) opens its databases here.
+    pub fn shared() -> Arc<Warehouses> {
+        static SHARED: std::sync::OnceLock<Arc<Warehouses>> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Arc::default).clone()
+    }
+
     pub fn get(&self, path: &Path) -> Arc<Warehouse> {
         let mut map = self.by_path.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(path.to_path_buf())

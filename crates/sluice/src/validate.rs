@@ -145,7 +145,7 @@ pub fn run(global: &Global, args: ValidateArgs) -> anyhow::Result<u8> {
                 quality::validate_files(&validation, files, read, &args.data).await
             }
             Target::Table { endpoint, table } => {
-                quality::validate_table(&validation, &endpoint, &table, &Warehouses::default())
+                quality::validate_table(&validation, &endpoint, &table, &Warehouses::shared())
                     .await
             }
         };

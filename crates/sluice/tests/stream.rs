@@ -297,7 +297,8 @@ dead_letter: {{ into: shop, table: agg.dead_letters }}
 }
 
 /// `sluice serve` keeps the project's streams running: records produced while it serves land
-/// in the table, its figures are on `/metrics`, and SIGTERM stops the stream with the server.
+/// in the table, its figures are on `/metrics`, a changed stream file restarts its stream, and
+/// SIGTERM stops the stream with the server.
 #[test]
 fn sluice_serve_keeps_the_streams_running() {
     let (_cluster, brokers) = orders_topic();
@@ -349,6 +350,35 @@ fn sluice_serve_keeps_the_streams_running() {
         text.contains("stream_batch_duration_seconds_bucket{stream=\"orders_raw\""),
         "{text}"
     );
+    // A changed stream file restarts its stream with the new definition (here: another
+    // table); a broken one leaves the running stream as it was.
+    let file = p.read("pipelines/orders_raw.yaml");
+    p.write(
+        "pipelines/orders_raw.yaml",
+        "stream: orders_raw\nsource: [broken\n",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    produce(&brokers, "orders", &orders(150, 160));
+    server.wait_up_to(
+        Duration::from_secs(30),
+        "orders to land while the file is broken",
+        || loaded_orders(&db).as_deref() == Some("160"),
+    );
+    p.write(
+        "pipelines/orders_raw.yaml",
+        &file.replace("table: raw.orders,", "table: raw.orders_v2,"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    produce(&brokers, "orders", &orders(160, 170));
+    server.wait_up_to(
+        Duration::from_secs(60),
+        "orders to land in the new table",
+        || {
+            db.column("SELECT count(*) FROM pg_tables WHERE tablename = 'orders_v2'") == ["1"]
+                && db.column("SELECT count(*) FROM raw.orders_v2") == ["10"]
+        },
+    );
+    assert_eq!(loaded_orders(&db).as_deref(), Some("160"));
     assert_eq!(server.stop(), Some(0));
 }
 

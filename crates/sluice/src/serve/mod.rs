@@ -403,16 +403,18 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
                 .with_graceful_shutdown(async move { server_stop.cancelled().await })
                 .await
         });
-        let streams = {
-            let loaded = service.loaded.read().expect("lock");
-            crate::stream::supervise(
-                &loaded.project.streams,
-                &loaded.project.connections,
-                service.stop.clone(),
-            )
-        };
+        let mut streams = crate::stream::Supervisor::new(service.stop.clone());
+        let mut streams_of: Option<Arc<Project>> = None;
         loop {
             service.reload_if_changed();
+            let project = service.loaded.read().expect("lock").project.clone();
+            if !streams_of
+                .as_ref()
+                .is_some_and(|p| Arc::ptr_eq(p, &project))
+            {
+                streams.update(&project);
+                streams_of = Some(project);
+            }
             if let Err(e) = service.tick() {
                 eprintln!("scheduler: {e:#}");
             }
@@ -425,7 +427,6 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         service.stop.cancel();
         service.runs.close();
         service.runs.wait().await;
-        streams.close();
         streams.wait().await;
         crate::alerts::flush(Duration::from_secs(15)).await;
         if let Some(sink) = &service.lineage {

@@ -1,19 +1,14 @@
 //! The PostgreSQL table sink: rows, dead letters and (exactly once) the partitions' next
 //! offsets in one transaction.
 
-use std::collections::BTreeMap;
-
-use sluice_core::stream::{SinkMode, Stream, Target};
+use sluice_core::stream::{Stream, Target};
 use sluice_stream::{Emit, Fired, Value};
 
-use crate::{Record, Rejected, StreamError};
-
-/// Where the partitions' next offsets live, in the sink's database.
-const OFFSETS: &str = "sluice_stream_offsets";
-/// Window state checkpoints, beside the offsets they cover.
-const STATE: &str = "sluice_stream_state";
-/// Dead letters when the stream names no `dead_letter:` table.
-const DEFAULT_DEAD_LETTERS: &str = "sluice_stream_dead_letters";
+use super::{
+    DEFAULT_DEAD_LETTERS, OFFSETS, Offsets, STATE, Sink, SinkBatch, SinkFuture, Written, key_text,
+    quote, rows_to_write,
+};
+use crate::{Rejected, StreamError};
 
 pub struct PgSink {
     client: tokio_postgres::Client,
@@ -26,61 +21,11 @@ pub struct PgSink {
     results: Option<(Vec<String>, Vec<String>)>,
 }
 
-/// What one transaction writes.
-pub struct SinkBatch<'a> {
-    pub rows: &'a [(Record, serde_json::Value)],
-    pub results: &'a [Fired],
-    pub bad: &'a [Rejected],
-    /// The window state after the batch (checkpointed with the offsets).
-    pub state: Option<&'a serde_json::Value>,
-    /// The stored offsets the batch was filtered with: if another process moved them since, the
-    /// batch is refused (`StreamError::Fenced`).
-    pub expected: Option<&'a BTreeMap<(String, i32), i64>>,
-}
-
-impl<'a> SinkBatch<'a> {
-    /// Records as rows, with the ones rejected (no window state, no fencing).
-    pub fn rows(rows: &'a [(Record, serde_json::Value)], bad: &'a [Rejected]) -> SinkBatch<'a> {
-        SinkBatch {
-            rows,
-            results: &[],
-            bad,
-            state: None,
-            expected: None,
-        }
-    }
-}
-
-/// What one batch wrote.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Written {
-    pub loaded: u64,
-    pub dead_lettered: u64,
-    pub skipped: u64,
-}
-
 fn sink_error(e: tokio_postgres::Error) -> StreamError {
     StreamError::Sink(match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => e.to_string(),
     })
-}
-
-/// `schema.table` → `"schema"."table"`.
-fn quote(name: &str) -> String {
-    name.split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// A key field's value as text: strings as they are, anything else as JSON.
-fn key_text(v: Option<&serde_json::Value>) -> String {
-    match v {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
 }
 
 impl PgSink {
@@ -100,13 +45,9 @@ impl PgSink {
             return Err(StreamError::Unsupported("the sink is not a table".into()));
         };
         let dead_letters = match &stream.dead_letter {
-            None => DEFAULT_DEAD_LETTERS.to_string(),
             Some(Target::Table { table, .. }) => table.clone(),
-            Some(other) => {
-                return Err(StreamError::Unsupported(format!(
-                    "dead letters to {other:?} are not supported yet; name a table in the sink's database"
-                )));
-            }
+            // Elsewhere (a topic, the lake): this table stays empty.
+            _ => DEFAULT_DEAD_LETTERS.to_string(),
         };
         let results = stream.aggregate.as_ref().map(|a| {
             (
@@ -114,16 +55,7 @@ impl PgSink {
                 a.compute.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
             )
         });
-        let keys = match (stream.sink.mode, &results) {
-            (SinkMode::Upsert, _) => stream.sink.key.clone(),
-            // Windowed results are one row per group and window.
-            (SinkMode::Append, Some((group, _))) => group
-                .iter()
-                .cloned()
-                .chain(["window_start".to_string()])
-                .collect(),
-            (SinkMode::Append, None) => Vec::new(),
-        };
+        let keys = super::table_keys(stream);
         let sink = PgSink {
             client,
             stream: stream.id.clone(),
@@ -208,11 +140,6 @@ impl PgSink {
             .map_err(sink_error)
     }
 
-    /// The connection was lost (the server restarted, the network dropped).
-    pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
-    }
-
     /// The window state of the last committed batch.
     pub async fn load_state(&self) -> Result<Option<serde_json::Value>, StreamError> {
         let row = self
@@ -227,7 +154,7 @@ impl PgSink {
     }
 
     /// Every partition's next offset, as committed with the rows.
-    pub async fn stored_offsets(&self) -> Result<BTreeMap<(String, i32), i64>, StreamError> {
+    pub async fn stored_offsets(&self) -> Result<Offsets, StreamError> {
         let rows = self
             .client
             .query(
@@ -251,9 +178,9 @@ impl PgSink {
     pub async fn write(
         &mut self,
         batch: &SinkBatch<'_>,
-        next: &BTreeMap<(String, i32), i64>,
+        next: &Offsets,
         exactly_once: bool,
-    ) -> Result<crate::sink::Written, StreamError> {
+    ) -> Result<Written, StreamError> {
         let (good, bad) = (batch.rows, batch.bad);
         let stream = self.stream.clone();
         let (table, primary, shape) =
@@ -261,7 +188,7 @@ impl PgSink {
         let tx = self.client.transaction().await.map_err(sink_error)?;
         // Exactly once: lock each partition's offsets row and skip what is below it (a replay,
         // or a stale owner after a rebalance, writes nothing twice).
-        let mut stored: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut stored = Offsets::new();
         if exactly_once {
             for (topic, partition) in next.keys() {
                 tx.execute(
@@ -294,29 +221,9 @@ impl PgSink {
                 }
             }
         }
-        let fresh = |r: &Record| r.is_new(&stored);
-        let mut written = crate::sink::Written::default();
-        // Upserts: the last record of a key in the batch wins.
-        let mut rows: Vec<&(Record, serde_json::Value)> = Vec::new();
-        let mut by_key: BTreeMap<Vec<String>, usize> = BTreeMap::new();
-        for row in good {
-            if !fresh(&row.0) {
-                written.skipped += 1;
-                continue;
-            }
-            if self.keys.is_empty() {
-                rows.push(row);
-            } else {
-                let key: Vec<String> = self.keys.iter().map(|k| key_text(row.1.get(k))).collect();
-                match by_key.get(&key) {
-                    Some(&i) => rows[i] = row,
-                    None => {
-                        by_key.insert(key, rows.len());
-                        rows.push(row);
-                    }
-                }
-            }
-        }
+        let mut written = Written::default();
+        let (rows, skipped) = rows_to_write(good, &self.keys, &stored);
+        written.skipped = skipped;
         if !rows.is_empty() {
             let topics: Vec<&str> = rows.iter().map(|(r, _)| r.topic.as_str()).collect();
             let partitions: Vec<i32> = rows.iter().map(|(r, _)| r.partition).collect();
@@ -377,7 +284,7 @@ impl PgSink {
             .await
             .map_err(sink_error)?;
         }
-        let bad: Vec<&Rejected> = bad.iter().filter(|b| fresh(&b.record)).collect();
+        let bad: Vec<&Rejected> = bad.iter().filter(|b| b.record.is_new(&stored)).collect();
         if !bad.is_empty() {
             let topics: Vec<&str> = bad.iter().map(|b| b.record.topic.as_str()).collect();
             let partitions: Vec<i32> = bad.iter().map(|b| b.record.partition).collect();
@@ -415,6 +322,29 @@ impl PgSink {
         }
         tx.commit().await.map_err(sink_error)?;
         Ok(written)
+    }
+}
+
+impl Sink for PgSink {
+    fn stored_offsets(&mut self) -> SinkFuture<'_, Offsets> {
+        Box::pin(PgSink::stored_offsets(self))
+    }
+
+    fn load_state(&mut self) -> SinkFuture<'_, Option<serde_json::Value>> {
+        Box::pin(PgSink::load_state(self))
+    }
+
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a SinkBatch<'a>,
+        next: &'a Offsets,
+        exactly_once: bool,
+    ) -> SinkFuture<'a, Written> {
+        Box::pin(PgSink::write(self, batch, next, exactly_once))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
     }
 }
 
