@@ -688,6 +688,20 @@ impl Store {
         })
     }
 
+    /// The task states of `pipeline`'s latest `limit` runs (by logical date), in one query: the
+    /// grid of the web UI. (run id, task, state) in no particular order.
+    pub fn grid(&self, pipeline: &str, limit: usize) -> Result<Vec<(i64, String, TaskState)>> {
+        let rows = self.conn().query(
+            "SELECT t.run, t.task, t.state FROM task_instances t
+             JOIN (SELECT id FROM runs WHERE pipeline = ?1 ORDER BY logical_date DESC LIMIT ?2) r
+               ON r.id = t.run",
+            params![pipeline, limit],
+        )?;
+        rows.iter()
+            .map(|r| Ok((r.int(0)?, r.text(1)?, parse_state(&r.text(2)?)?)))
+            .collect()
+    }
+
     pub fn task_instances(&self, run: i64) -> Result<Vec<TaskInstanceRecord>> {
         let rows = self.conn().query(
             "SELECT task, state, tries, max_tries, next_retry_at, started_at, ended_at

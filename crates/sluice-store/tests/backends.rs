@@ -151,6 +151,13 @@ fn a_scheduler_finds_where_it_left_off_and_what_to_resume(db: &Backend) {
             .unwrap(),
         [Some(RunState::Success), Some(RunState::Running), None]
     );
+    // The grid: every task of the latest two runs (by logical date), in one query.
+    let mut grid = store.grid("p", 2).unwrap();
+    grid.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let runs_in_grid: std::collections::BTreeSet<i64> = grid.iter().map(|g| g.0).collect();
+    assert!(!runs_in_grid.contains(&first.id), "{grid:?}");
+    assert!(runs_in_grid.contains(&second.id), "{grid:?}");
+    assert_eq!(grid.len(), 2 * tasks.len(), "{grid:?}");
     let b = store.add_backfill("p", "2024-01-01", "2024-01-03").unwrap();
     assert_eq!(store.backfills(Some("p")).unwrap()[0].id, b.id);
     assert!(store.backfills(Some("q")).unwrap().is_empty());

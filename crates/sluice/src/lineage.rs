@@ -174,22 +174,22 @@ pub struct LineageArgs {
     json: bool,
 }
 
-/// A task as a node of the graph.
-type Job = (String, String);
+/// A task as a node of the graph: (pipeline, task).
+pub type Job = (String, String);
 
 /// Every task's reads and writes, templates unrendered: the shape of the graph across runs.
-struct Graph {
-    reads: BTreeMap<Job, Vec<Dataset>>,
-    writes: BTreeMap<Job, Vec<Dataset>>,
+pub struct Graph {
+    pub reads: BTreeMap<Job, Vec<Dataset>>,
+    pub writes: BTreeMap<Job, Vec<Dataset>>,
 }
 
 impl Graph {
-    fn of(ws: &Workspace) -> Graph {
+    pub fn of(project: &sluice_core::Project) -> Graph {
         let mut g = Graph {
             reads: BTreeMap::new(),
             writes: BTreeMap::new(),
         };
-        for p in &ws.project.pipelines {
+        for p in &project.pipelines {
             for t in &p.tasks {
                 let l = t.action.lineage(None);
                 let job = (p.id.clone(), t.id.clone());
@@ -200,7 +200,7 @@ impl Graph {
         g
     }
 
-    fn datasets(&self) -> BTreeSet<&Dataset> {
+    pub fn datasets(&self) -> BTreeSet<&Dataset> {
         self.reads
             .values()
             .chain(self.writes.values())
@@ -208,7 +208,7 @@ impl Graph {
             .collect()
     }
 
-    fn writers(&self, d: &Dataset) -> Vec<&Job> {
+    pub fn writers(&self, d: &Dataset) -> Vec<&Job> {
         self.writes
             .iter()
             .filter(|(_, ds)| ds.contains(d))
@@ -216,7 +216,7 @@ impl Graph {
             .collect()
     }
 
-    fn readers(&self, d: &Dataset) -> Vec<&Job> {
+    pub fn readers(&self, d: &Dataset) -> Vec<&Job> {
         self.reads
             .iter()
             .filter(|(_, ds)| ds.contains(d))
@@ -227,7 +227,7 @@ impl Graph {
 
 pub fn run(global: &Global, args: LineageArgs) -> anyhow::Result<u8> {
     let ws = Workspace::load(global)?;
-    let graph = Graph::of(&ws);
+    let graph = Graph::of(&ws.project);
     let wanted = args.dataset.trim_matches('/');
     let found: Vec<&Dataset> = graph
         .datasets()

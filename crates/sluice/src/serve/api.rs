@@ -51,7 +51,7 @@ pub fn router(
     token: Option<String>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Router {
-    let api = Router::new()
+    let app = Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/api/pipelines", get(pipelines))
         .route("/api/pipelines/{pipeline}", get(pipeline))
@@ -68,42 +68,115 @@ pub fn router(
             "/api/runs/{run}/tasks/{task}/tries/{try_number}/log",
             get(log),
         )
-        .fallback(|| async { not_found("no such API route; see /api/openapi.json") })
+        .route("/api/failed-tasks/{id}/replay", post(replay))
+        .merge(super::ui::routes(metrics.clone()))
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/api/") {
+                not_found("no such API route; see /api/openapi.json").into_response()
+            } else {
+                super::ui::UiError::not_found(format!("nothing at {}", uri.path())).into_response()
+            }
+        })
         .with_state(service)
         .merge(crate::metrics::route(metrics));
     match token {
-        Some(token) => api.layer(middleware::from_fn_with_state(Arc::new(token), auth)),
-        None => api,
+        Some(token) => {
+            let token = Arc::new(token);
+            app.route("/login", post(sign_in).with_state(token.clone()))
+                .layer(middleware::from_fn_with_state(token, auth))
+        }
+        None => app,
     }
 }
 
-/// Bearer-token check, in constant time so the token cannot be guessed byte by byte.
+/// Constant-time comparison, so the token cannot be guessed byte by byte.
+fn same(given: &str, token: &str) -> bool {
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The token a signed-in browser sends in its cookie.
+fn cookie_token(request: &Request) -> Option<String> {
+    let cookies = request.headers().get(header::COOKIE)?.to_str().ok()?;
+    cookies.split(';').find_map(|c| {
+        let value = c
+            .trim()
+            .strip_prefix(super::ui::TOKEN_COOKIE)?
+            .strip_prefix('=')?;
+        percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .ok()
+            .map(|v| v.into_owned())
+    })
+}
+
+/// The bearer token (or a signed-in browser's cookie) on every route but the sign-in page and
+/// the UI's assets. A page asked for without it leads to the sign-in page; the API answers 401.
 async fn auth(State(token): State<Arc<String>>, request: Request, next: Next) -> Response {
-    let given = request
+    let path = request.uri().path();
+    if path == "/login" || path.starts_with("/ui/assets/") {
+        return next.run(request).await;
+    }
+    let bearer = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if ok {
-        next.run(request).await
-    } else {
-        let mut response = ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong token: send `Authorization: Bearer <SLUICE_API_TOKEN>`".into(),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
-        response
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    if bearer
+        .or_else(|| cookie_token(&request))
+        .is_some_and(|g| same(&g, &token))
+    {
+        return next.run(request).await;
     }
+    if !path.starts_with("/api/") && path != "/metrics" {
+        return axum::response::Redirect::to("/login").into_response();
+    }
+    let mut response = ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong token: send `Authorization: Bearer <SLUICE_API_TOKEN>`".into(),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+    response
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+/// The sign-in form: a right token becomes an HttpOnly, SameSite=Strict cookie (other sites
+/// cannot send it, scripts cannot read it).
+async fn sign_in(
+    State(token): State<Arc<String>>,
+    axum::Form(form): axum::Form<SignIn>,
+) -> Response {
+    if !same(&form.token, &token) {
+        return super::ui::UiError::unauthorized("wrong token").into_response();
+    }
+    let value =
+        percent_encoding::utf8_percent_encode(&form.token, percent_encoding::NON_ALPHANUMERIC);
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/".to_string()),
+            (
+                header::SET_COOKIE,
+                format!(
+                    "{}={value}; Path=/; HttpOnly; SameSite=Strict",
+                    super::ui::TOKEN_COOKIE
+                ),
+            ),
+        ],
+    )
+        .into_response()
 }
 
 fn pipeline_json(service: &Service, p: &sluice_core::Pipeline, paused: bool) -> Value {
@@ -422,6 +495,34 @@ async fn log(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
+/// Replays a task of the dead-letter store: clears it (and what is downstream) in its run, which
+/// the server then runs again, and marks the entry replayed.
+async fn replay(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| bad(format!("`{id}` is not a failed-task id (a number)")))?;
+    let t = service
+        .store
+        .failed_task(id)?
+        .ok_or_else(|| not_found(format!("no failed task {id}")))?;
+    let p = find(&service, &t.pipeline)?;
+    let run = service
+        .store
+        .find_run(&t.pipeline, t.logical_date)?
+        .ok_or_else(|| not_found(format!("the run of failed task {id} no longer exists")))?;
+    let specs = p
+        .tasks_to_clear(std::slice::from_ref(&t.task), true)
+        .map_err(|name| not_found(format!("`{}` no longer has a task `{name}`", p.id)))?;
+    service.store.clear(run.id, &specs)?;
+    service.store.mark_replayed(id)?;
+    service.wake.notify_one();
+    Ok(Json(json!({
+        "failed_task": id,
+        "run": run.id,
+        "cleared": specs.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+    })))
+}
+
 async fn openapi() -> Json<Value> {
     Json(document())
 }
@@ -476,6 +577,9 @@ pub fn document() -> Value {
             "/api/runs/{run}/clear": {"post": {"summary": "Clear tasks (all when `tasks` is empty), optionally with their downstream tasks; the server runs them again", "parameters": [run],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false,
                     "properties": {"tasks": {"type": "array", "items": {"type": "string"}}, "downstream": {"type": "boolean"}}}}}},
+                "responses": {"200": ok("what was cleared"), "400": error, "401": error, "404": error}}},
+            "/api/failed-tasks/{id}/replay": {"post": {"summary": "Replay a task of the dead-letter store: clear it and its downstream tasks in its run (the server runs them again) and mark it replayed",
+                "parameters": [path_param("id", "failed-task id (`sluice dlq list`)")],
                 "responses": {"200": ok("what was cleared"), "400": error, "401": error, "404": error}}},
             "/api/runs/{run}/tasks/{task}/tries": {"get": {"summary": "A task's tries in a run", "parameters": [run, task],
                 "responses": {"200": ok("tries"), "400": error, "401": error, "404": error}}},

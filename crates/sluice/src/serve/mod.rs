@@ -6,10 +6,11 @@
 //! whose intervals have closed (catchup honoured, at most `max_active_runs` per pipeline). Runs
 //! execute concurrently through the same executor as `sluice run`, which hands a finished
 //! task's dependents their turn at once. The project's streams run beside the scheduler
-//! (`stream::supervise`). SIGTERM stops scheduling, interrupts running tasks (they do not use
+//! (`stream::Supervisor`). SIGTERM stops scheduling, interrupts running tasks (they do not use
 //! up a retry), stops the streams after their batch in hand, and exits; the next start resumes.
 
 mod api;
+mod ui;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
