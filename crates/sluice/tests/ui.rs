@@ -127,6 +127,21 @@ async fn wait_for(c: &Client, css: &str, what: &str) -> fantoccini::elements::El
     }
 }
 
+/// What the REST API says (with the token), as the check on what the browser did.
+async fn api(server: &Server, path: &str) -> serde_json::Value {
+    server
+        .http
+        .get(format!("{}{path}", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn text(c: &Client) -> String {
     c.find(Locator::Css("main"))
         .await
@@ -145,7 +160,6 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         .enable_all()
         .build()
         .unwrap();
-    let api = |path: &str| server.try_get(path).unwrap_or_else(|| panic!("GET {path}"));
     rt.block_on(async {
         let c = browser(&driver).await;
         let base = &server.base;
@@ -169,7 +183,8 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         wait_for(&c, "a[href='/pipelines/orders']", "the pipelines").await;
 
         // The pipelines, and the broken file at the position the API reports.
-        let problem = &api("/api/pipelines")["problems"][0];
+        let pipelines = api(&server, "/api/pipelines").await;
+        let problem = &pipelines["problems"][0];
         let place = format!(
             "{}:{}:{}",
             problem["file"].as_str().unwrap(),
@@ -209,7 +224,7 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         }
         let run_path = c.current_url().await.unwrap().path().to_string();
         let run_id = run_path.trim_start_matches("/runs/").to_string();
-        let run = api(&format!("/api/runs/{run_id}"));
+        let run = api(&server, &format!("/api/runs/{run_id}")).await;
         assert_eq!(run["logical_date"].as_str().unwrap()[..10], *"2024-03-05");
 
         // Followed live: the run page refreshes itself until the run fails.
@@ -256,7 +271,11 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
             .unwrap();
         let started = Instant::now();
         loop {
-            let tries = api(&format!("/api/runs/{run_id}/tasks/check_totals/tries"));
+            let tries = api(
+                &server,
+                &format!("/api/runs/{run_id}/tasks/check_totals/tries"),
+            )
+            .await;
             if tries["tries"].as_array().unwrap().len() >= 2 {
                 break;
             }
@@ -276,7 +295,7 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
             .await
             .unwrap();
         let started = Instant::now();
-        while api("/api/pipelines/orders")["paused"] != true {
+        while api(&server, "/api/pipelines/orders").await["paused"] != true {
             assert!(started.elapsed() < Duration::from_secs(10), "not paused");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

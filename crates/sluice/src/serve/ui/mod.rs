@@ -527,7 +527,7 @@ async fn task(
     let p = service.pipeline(&run.pipeline);
     let kind = p
         .as_ref()
-        .and_then(|p| p.task_index(&task).map(|i| p.tasks[i].kind.clone()))
+        .and_then(|p| p.task_index(&task).map(|i| p.tasks[i].kind.to_string()))
         .unwrap_or_default();
     let instance = service
         .store
@@ -684,7 +684,7 @@ async fn quality(State(service): S) -> Result<Html<String>> {
 }
 
 #[derive(Deserialize)]
-struct From {
+struct LogFrom {
     from: Option<u64>,
 }
 
@@ -693,7 +693,7 @@ struct From {
 async fn log_tail(
     State(service): S,
     Path((id, task, try_number)): Path<(String, String, u32)>,
-    Query(from): Query<From>,
+    Query(from): Query<LogFrom>,
 ) -> Result<Response> {
     let run = find_run(&service, &id)?;
     let tries = service.store.tries(run.id, &task)?;

@@ -247,7 +247,6 @@ pub async fn lineage(State(service): S, Query(wanted): Query<Wanted>) -> Result<
         }
     }
     let datasets: Vec<String> = g.datasets().iter().map(|d| d.name.clone()).collect();
-    let dataset = wanted.dataset.clone().unwrap_or_default();
     // With a dataset or a pipeline asked for: only what is upstream or downstream of it.
     let starts: Vec<usize> = nodes
         .iter()
