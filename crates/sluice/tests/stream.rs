@@ -10,40 +10,12 @@ use std::time::Duration;
 
 use common::TestProject;
 use common::pg::Database;
-use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const PARTITIONS: i32 = 3;
 
 fn produce(brokers: &str, topic: &str, payloads: &[String]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "5")
-            .create()
-            .unwrap();
-        let sends: Vec<_> = payloads
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                producer
-                    .send_result(
-                        FutureRecord::<(), _>::to(topic)
-                            .payload(p.as_str())
-                            .partition(i as i32 % PARTITIONS),
-                    )
-                    .map_err(|(e, _)| e)
-            })
-            .collect();
-        for s in sends {
-            s.unwrap().await.unwrap().unwrap();
-        }
-    });
+    common::kafka::produce(brokers, topic, PARTITIONS, payloads);
 }
 
 fn project(db: &Database, brokers: &str) -> TestProject {

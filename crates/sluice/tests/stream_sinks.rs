@@ -15,7 +15,6 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_warehouse::duckdb::Connection;
 
 const PARTITIONS: i32 = 3;
@@ -28,29 +27,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn produce(brokers: &str, topic: &str, payloads: &[String]) {
-    runtime().block_on(async {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "5")
-            .create()
-            .unwrap();
-        let sends: Vec<_> = payloads
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                producer
-                    .send_result(
-                        FutureRecord::<(), _>::to(topic)
-                            .payload(p.as_str())
-                            .partition(i as i32 % PARTITIONS),
-                    )
-                    .map_err(|(e, _)| e)
-            })
-            .collect();
-        for s in sends {
-            s.unwrap().await.unwrap().unwrap();
-        }
-    });
+    common::kafka::produce(brokers, topic, PARTITIONS, payloads);
 }
 
 /// `n` orders (ids 0..n, amounts id % 10 + 1) and, every 500th record, a broken one.

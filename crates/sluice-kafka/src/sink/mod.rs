@@ -273,6 +273,114 @@ pub fn rows_to_write<'a>(
     (out, skipped)
 }
 
+/// What a table sink writes, the same in every database: the quoted table and dead-letter
+/// table, the upsert keys, and for windowed results the group fields and result columns.
+pub struct TableShape {
+    pub stream: String,
+    pub table: String,
+    pub dead_letters: String,
+    /// Upsert keys (record fields, or the group and `window_start` for results); empty when
+    /// appending records.
+    pub keys: Vec<String>,
+    /// For windowed results: the group key fields and the result columns.
+    pub results: Option<(Vec<String>, Vec<String>)>,
+}
+
+impl TableShape {
+    pub fn of(stream: &Stream) -> Result<TableShape, StreamError> {
+        let Target::Table { table, .. } = &stream.sink.target else {
+            return Err(StreamError::Unsupported("the sink is not a table".into()));
+        };
+        let dead_letters = match &stream.dead_letter {
+            Some(Target::Table { table, .. }) => table.clone(),
+            // Elsewhere (a topic, the lake): this table stays empty.
+            _ => DEFAULT_DEAD_LETTERS.to_string(),
+        };
+        Ok(TableShape {
+            stream: stream.id.clone(),
+            table: quote(table),
+            dead_letters: quote(&dead_letters),
+            keys: table_keys(stream),
+            results: stream.aggregate.as_ref().map(|a| {
+                (
+                    a.key.clone(),
+                    a.compute.iter().map(|c| c.name.clone()).collect(),
+                )
+            }),
+        })
+    }
+
+    /// The table's key: the upsert keys, else where the record came from.
+    pub fn primary_key(&self) -> String {
+        if self.keys.is_empty() {
+            "_topic, _partition, _offset".to_string()
+        } else {
+            self.keys
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
+    /// The statements that create the sink's tables (and their schemas), in the SQL both
+    /// PostgreSQL and DuckDB take; `json` is the database's JSON type (`jsonb`, `JSON`).
+    pub fn ddl(&self, json: &str) -> String {
+        let columns = match &self.results {
+            None => {
+                let keys: String = self
+                    .keys
+                    .iter()
+                    .map(|k| format!("{} text NOT NULL, ", quote(k)))
+                    .collect();
+                format!(
+                    "{keys}record {json} NOT NULL, _topic text NOT NULL, _partition integer NOT NULL,
+                     _offset bigint NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now()"
+                )
+            }
+            Some((group, computed)) => {
+                let group: String = group
+                    .iter()
+                    .map(|k| format!("{} text NOT NULL, ", quote(k)))
+                    .collect();
+                let computed: String = computed
+                    .iter()
+                    .map(|c| format!("{} double precision, ", quote(c)))
+                    .collect();
+                format!(
+                    "{group}window_start timestamptz NOT NULL, window_end timestamptz NOT NULL,
+                     {computed}updated_at timestamptz NOT NULL DEFAULT now()"
+                )
+            }
+        };
+        let schemas: String = [&self.table, &self.dead_letters]
+            .iter()
+            .filter_map(|t| t.rsplit_once('.').map(|(s, _)| s))
+            .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {s};\n"))
+            .collect();
+        format!(
+            "{schemas}
+             CREATE TABLE IF NOT EXISTS {OFFSETS} (
+                stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
+                next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (stream, topic, partition));
+             CREATE TABLE IF NOT EXISTS {STATE} (
+                stream text PRIMARY KEY, state {json} NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now());
+             CREATE TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({primary}));
+             CREATE TABLE IF NOT EXISTS {dead} (
+                stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
+                \"offset\" bigint NOT NULL, payload text NOT NULL,
+                payload_encoding text NOT NULL DEFAULT 'utf8', reason text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (stream, topic, partition, \"offset\"));",
+            table = self.table,
+            dead = self.dead_letters,
+            primary = self.primary_key(),
+        )
+    }
+}
+
 /// The upsert keys of a stream's table: `key:` with `mode: upsert`, the group and
 /// `window_start` for windowed results, none when appending records.
 pub fn table_keys(stream: &Stream) -> Vec<String> {

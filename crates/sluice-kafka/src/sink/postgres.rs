@@ -1,24 +1,18 @@
 //! The PostgreSQL table sink: rows, dead letters and (exactly once) the partitions' next
 //! offsets in one transaction.
 
-use sluice_core::stream::{Stream, Target};
+use sluice_core::stream::Stream;
 use sluice_stream::{Emit, Fired, Value};
 
 use super::{
-    DEFAULT_DEAD_LETTERS, OFFSETS, Offsets, STATE, Sink, SinkBatch, SinkFuture, Written, key_text,
-    quote, rows_to_write,
+    OFFSETS, Offsets, STATE, Sink, SinkBatch, SinkFuture, TableShape, Written, key_text, quote,
+    rows_to_write,
 };
 use crate::{Rejected, StreamError};
 
 pub struct PgSink {
     client: tokio_postgres::Client,
-    stream: String,
-    table: String,
-    dead_letters: String,
-    /// Upsert keys (record fields), empty when appending.
-    keys: Vec<String>,
-    /// For windowed results: the group key fields and the result columns.
-    results: Option<(Vec<String>, Vec<String>)>,
+    shape: TableShape,
 }
 
 fn sink_error(e: tokio_postgres::Error) -> StreamError {
@@ -41,103 +35,15 @@ impl PgSink {
             .batch_execute("SET lock_timeout = '5s'")
             .await
             .map_err(sink_error)?;
-        let Target::Table { table, .. } = &stream.sink.target else {
-            return Err(StreamError::Unsupported("the sink is not a table".into()));
-        };
-        let dead_letters = match &stream.dead_letter {
-            Some(Target::Table { table, .. }) => table.clone(),
-            // Elsewhere (a topic, the lake): this table stays empty.
-            _ => DEFAULT_DEAD_LETTERS.to_string(),
-        };
-        let results = stream.aggregate.as_ref().map(|a| {
-            (
-                a.key.clone(),
-                a.compute.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
-            )
-        });
-        let keys = super::table_keys(stream);
         let sink = PgSink {
             client,
-            stream: stream.id.clone(),
-            table: quote(table),
-            dead_letters: quote(&dead_letters),
-            keys,
-            results,
+            shape: TableShape::of(stream)?,
         };
-        sink.create_tables().await?;
-        Ok(sink)
-    }
-
-    /// The table's key: the upsert keys, else where the record came from.
-    fn primary_key(&self) -> String {
-        if self.keys.is_empty() {
-            "_topic, _partition, _offset".to_string()
-        } else {
-            self.keys
-                .iter()
-                .map(|k| quote(k))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    }
-
-    async fn create_tables(&self) -> Result<(), StreamError> {
-        let primary = self.primary_key();
-        let columns = match &self.results {
-            None => {
-                let keys: String = self
-                    .keys
-                    .iter()
-                    .map(|k| format!("{} text NOT NULL, ", quote(k)))
-                    .collect();
-                format!(
-                    "{keys}record jsonb NOT NULL, _topic text NOT NULL, _partition integer NOT NULL,
-                     _offset bigint NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now()"
-                )
-            }
-            Some((group, computed)) => {
-                let group: String = group
-                    .iter()
-                    .map(|k| format!("{} text NOT NULL, ", quote(k)))
-                    .collect();
-                let computed: String = computed
-                    .iter()
-                    .map(|c| format!("{} double precision, ", quote(c)))
-                    .collect();
-                format!(
-                    "{group}window_start timestamptz NOT NULL, window_end timestamptz NOT NULL,
-                     {computed}updated_at timestamptz NOT NULL DEFAULT now()"
-                )
-            }
-        };
-        let schemas: Vec<String> = [&self.table, &self.dead_letters]
-            .iter()
-            .filter_map(|t| t.rsplit_once('.').map(|(s, _)| s.to_string()))
-            .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {s};"))
-            .collect();
-        self.client
-            .batch_execute(&format!(
-                "{schemas}
-                 CREATE TABLE IF NOT EXISTS {OFFSETS} (
-                    stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
-                    next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
-                    PRIMARY KEY (stream, topic, partition));
-                 CREATE TABLE IF NOT EXISTS {STATE} (
-                    stream text PRIMARY KEY, state jsonb NOT NULL,
-                    updated_at timestamptz NOT NULL DEFAULT now());
-                 CREATE TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({primary}));
-                 CREATE TABLE IF NOT EXISTS {dead} (
-                    stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
-                    \"offset\" bigint NOT NULL, payload text NOT NULL,
-                    payload_encoding text NOT NULL DEFAULT 'utf8', reason text NOT NULL,
-                    created_at timestamptz NOT NULL DEFAULT now(),
-                    PRIMARY KEY (stream, topic, partition, \"offset\"));",
-                schemas = schemas.join("\n"),
-                table = self.table,
-                dead = self.dead_letters,
-            ))
+        sink.client
+            .batch_execute(&sink.shape.ddl("jsonb"))
             .await
-            .map_err(sink_error)
+            .map_err(sink_error)?;
+        Ok(sink)
     }
 
     /// The window state of the last committed batch.
@@ -146,7 +52,7 @@ impl PgSink {
             .client
             .query_opt(
                 &format!("SELECT state FROM {STATE} WHERE stream = $1"),
-                &[&self.stream],
+                &[&self.shape.stream],
             )
             .await
             .map_err(sink_error)?;
@@ -159,7 +65,7 @@ impl PgSink {
             .client
             .query(
                 &format!("SELECT topic, partition, next_offset FROM {OFFSETS} WHERE stream = $1"),
-                &[&self.stream],
+                &[&self.shape.stream],
             )
             .await
             .map_err(sink_error)?;
@@ -182,9 +88,12 @@ impl PgSink {
         exactly_once: bool,
     ) -> Result<Written, StreamError> {
         let (good, bad) = (batch.rows, batch.bad);
-        let stream = self.stream.clone();
-        let (table, primary, shape) =
-            (self.table.clone(), self.primary_key(), self.results.clone());
+        let stream = self.shape.stream.clone();
+        let (table, primary, shape) = (
+            self.shape.table.clone(),
+            self.shape.primary_key(),
+            self.shape.results.clone(),
+        );
         let tx = self.client.transaction().await.map_err(sink_error)?;
         // Exactly once: lock each partition's offsets row and skip what is below it (a replay,
         // or a stale owner after a rebalance, writes nothing twice).
@@ -222,24 +131,24 @@ impl PgSink {
             }
         }
         let mut written = Written::default();
-        let (rows, skipped) = rows_to_write(good, &self.keys, &stored);
+        let (rows, skipped) = rows_to_write(good, &self.shape.keys, &stored);
         written.skipped = skipped;
         if !rows.is_empty() {
             let topics: Vec<&str> = rows.iter().map(|(r, _)| r.topic.as_str()).collect();
             let partitions: Vec<i32> = rows.iter().map(|(r, _)| r.partition).collect();
             let offsets: Vec<i64> = rows.iter().map(|(r, _)| r.offset).collect();
             let records: Vec<&serde_json::Value> = rows.iter().map(|(_, v)| v).collect();
-            let mut columns: Vec<Vec<String>> = vec![Vec::new(); self.keys.len()];
+            let mut columns: Vec<Vec<String>> = vec![Vec::new(); self.shape.keys.len()];
             for (_, v) in &rows {
-                for (i, k) in self.keys.iter().enumerate() {
+                for (i, k) in self.shape.keys.iter().enumerate() {
                     columns[i].push(key_text(v.get(k)));
                 }
             }
-            let key_names: Vec<String> = self.keys.iter().map(|k| quote(k)).collect();
-            let key_params: Vec<String> = (0..self.keys.len())
+            let key_names: Vec<String> = self.shape.keys.iter().map(|k| quote(k)).collect();
+            let key_params: Vec<String> = (0..self.shape.keys.len())
                 .map(|i| format!("${}::text[]", i + 5))
                 .collect();
-            let conflict = if self.keys.is_empty() {
+            let conflict = if self.shape.keys.is_empty() {
                 "ON CONFLICT DO NOTHING".to_string()
             } else {
                 format!(
@@ -252,7 +161,7 @@ impl PgSink {
                 "INSERT INTO {table} ({keys}record, _topic, _partition, _offset)
                  SELECT * FROM UNNEST({params}$4::jsonb[], $1::text[], $2::integer[], $3::bigint[])
                  {conflict}",
-                table = self.table,
+                table = self.shape.table,
                 keys = key_names
                     .iter()
                     .map(|k| format!("{k}, "))
@@ -300,7 +209,7 @@ impl PgSink {
                         "INSERT INTO {} (stream, topic, partition, \"offset\", payload, payload_encoding, reason)
                          SELECT $1, * FROM UNNEST($2::text[], $3::integer[], $4::bigint[], $5::text[], $7::text[], $6::text[])
                          ON CONFLICT DO NOTHING",
-                        self.dead_letters
+                        self.shape.dead_letters
                     ),
                     &[&stream, &topics, &partitions, &offsets, &payloads, &reasons, &encodings],
                 )

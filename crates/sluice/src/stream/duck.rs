@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use sluice_core::connections::{Connections, WAREHOUSE};
 use sluice_core::stream::{Stream, Target};
-use sluice_kafka::sink::{
-    DEFAULT_DEAD_LETTERS, OFFSETS, STATE, key_text, quote, rows_to_write, table_keys,
-};
+use sluice_kafka::sink::{OFFSETS, STATE, TableShape, key_text, quote, rows_to_write};
 use sluice_kafka::{
     Offsets, OpenTable, Rejected, Sink, SinkBatch, SinkFuture, StreamError, Written,
 };
@@ -53,19 +51,9 @@ impl OpenTable for DuckTables {
     }
 }
 
-struct Shape {
-    stream: String,
-    table: String,
-    dead_letters: String,
-    /// Upsert keys (record fields, or the group and `window_start` for results).
-    keys: Vec<String>,
-    /// For windowed results: the group key fields and the result columns.
-    results: Option<(Vec<String>, Vec<String>)>,
-}
-
 pub struct DuckSink {
     conn: Arc<Mutex<Connection>>,
-    shape: Arc<Shape>,
+    shape: Arc<TableShape>,
 }
 
 fn sink_error(e: duckdb::Error) -> StreamError {
@@ -77,26 +65,20 @@ impl DuckSink {
         let conn = warehouse
             .connect()
             .map_err(|e| StreamError::Sink(e.to_string()))?;
-        let Target::Table { table, .. } = &stream.sink.target else {
-            return Err(StreamError::Unsupported("the sink is not a table".into()));
-        };
-        let dead_letters = match &stream.dead_letter {
-            Some(Target::Table { table, .. }) => table.clone(),
-            _ => DEFAULT_DEAD_LETTERS.to_string(),
-        };
-        let shape = Shape {
-            stream: stream.id.clone(),
-            table: quote(table),
-            dead_letters: quote(&dead_letters),
-            keys: table_keys(stream),
-            results: stream.aggregate.as_ref().map(|a| {
-                (
-                    a.key.clone(),
-                    a.compute.iter().map(|c| c.name.clone()).collect(),
-                )
-            }),
-        };
-        conn.execute_batch(&shape.ddl()).map_err(sink_error)?;
+        let shape = TableShape::of(stream)?;
+        let incoming: String = shape
+            .keys
+            .iter()
+            .map(|k| format!("{} VARCHAR, ", quote(k)))
+            .collect();
+        // Rows are appended here, then inserted (or upserted) into the table in one statement.
+        let ddl = format!(
+            "{}
+             CREATE TEMP TABLE IF NOT EXISTS {INCOMING} (
+                {incoming}record VARCHAR, _topic VARCHAR, _partition INTEGER, _offset BIGINT);",
+            shape.ddl("JSON")
+        );
+        conn.execute_batch(&ddl).map_err(sink_error)?;
         Ok(DuckSink {
             conn: Arc::new(Mutex::new(conn)),
             shape: Arc::new(shape),
@@ -106,7 +88,7 @@ impl DuckSink {
     /// Runs `work` on the connection, on a blocking thread (DuckDB's calls block).
     fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection, &Shape) -> Result<T, StreamError> + Send + 'static,
+        work: impl FnOnce(&mut Connection, &TableShape) -> Result<T, StreamError> + Send + 'static,
     ) -> SinkFuture<'static, T> {
         let (conn, shape) = (self.conn.clone(), self.shape.clone());
         Box::pin(async move {
@@ -117,82 +99,6 @@ impl DuckSink {
             .await
             .map_err(|e| StreamError::Sink(e.to_string()))?
         })
-    }
-}
-
-impl Shape {
-    fn primary_key(&self) -> String {
-        if self.keys.is_empty() {
-            "_topic, _partition, _offset".to_string()
-        } else {
-            self.keys
-                .iter()
-                .map(|k| quote(k))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    }
-
-    fn ddl(&self) -> String {
-        let columns = match &self.results {
-            None => {
-                let keys: String = self
-                    .keys
-                    .iter()
-                    .map(|k| format!("{} VARCHAR NOT NULL, ", quote(k)))
-                    .collect();
-                format!(
-                    "{keys}record JSON NOT NULL, _topic VARCHAR NOT NULL, _partition INTEGER NOT NULL,
-                     _offset BIGINT NOT NULL, loaded_at TIMESTAMPTZ NOT NULL DEFAULT now()"
-                )
-            }
-            Some((group, computed)) => {
-                let group: String = group
-                    .iter()
-                    .map(|k| format!("{} VARCHAR NOT NULL, ", quote(k)))
-                    .collect();
-                let computed: String = computed
-                    .iter()
-                    .map(|c| format!("{} DOUBLE, ", quote(c)))
-                    .collect();
-                format!(
-                    "{group}window_start TIMESTAMPTZ NOT NULL, window_end TIMESTAMPTZ NOT NULL,
-                     {computed}updated_at TIMESTAMPTZ NOT NULL DEFAULT now()"
-                )
-            }
-        };
-        let schemas: String = [&self.table, &self.dead_letters]
-            .iter()
-            .filter_map(|t| t.rsplit_once('.').map(|(s, _)| s))
-            .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {s};\n"))
-            .collect();
-        let key_columns: String = self
-            .keys
-            .iter()
-            .map(|k| format!("{} VARCHAR, ", quote(k)))
-            .collect();
-        format!(
-            "{schemas}
-             CREATE TABLE IF NOT EXISTS {OFFSETS} (
-                stream VARCHAR NOT NULL, topic VARCHAR NOT NULL, partition INTEGER NOT NULL,
-                next_offset BIGINT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-                PRIMARY KEY (stream, topic, partition));
-             CREATE TABLE IF NOT EXISTS {STATE} (
-                stream VARCHAR PRIMARY KEY, state JSON NOT NULL,
-                updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
-             CREATE TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({primary}));
-             CREATE TABLE IF NOT EXISTS {dead} (
-                stream VARCHAR NOT NULL, topic VARCHAR NOT NULL, partition INTEGER NOT NULL,
-                \"offset\" BIGINT NOT NULL, payload VARCHAR NOT NULL,
-                payload_encoding VARCHAR NOT NULL DEFAULT 'utf8', reason VARCHAR NOT NULL,
-                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-                PRIMARY KEY (stream, topic, partition, \"offset\"));
-             CREATE TEMP TABLE IF NOT EXISTS {INCOMING} (
-                {key_columns}record VARCHAR, _topic VARCHAR, _partition INTEGER, _offset BIGINT);",
-            table = self.table,
-            dead = self.dead_letters,
-            primary = self.primary_key(),
-        )
     }
 }
 
@@ -343,7 +249,7 @@ impl Sink for DuckSink {
 /// Appends the rows to the incoming table, then moves them into the table in one statement.
 fn insert_rows(
     tx: &duckdb::Transaction<'_>,
-    shape: &Shape,
+    shape: &TableShape,
     rows: &[&(sluice_kafka::Record, serde_json::Value)],
 ) -> Result<u64, StreamError> {
     tx.execute_batch(&format!("DELETE FROM {INCOMING}"))
@@ -396,7 +302,7 @@ fn insert_rows(
 /// Windowed results: upserted on the table's key; retracted windows deleted.
 fn write_results(
     tx: &duckdb::Transaction<'_>,
-    shape: &Shape,
+    shape: &TableShape,
     group: &[String],
     computed: &[String],
     results: &[sluice_stream::Fired],

@@ -1,6 +1,7 @@
 //! Drives the real `sluice` binary against a project in a temporary folder.
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod pg;
 pub mod server;
 pub mod tansu;

@@ -77,7 +77,8 @@ fn layout(nodes: usize, edges: &[(usize, usize)]) -> (Vec<(usize, usize)>, usize
     (xy, width, height)
 }
 
-fn escape(text: &str) -> String {
+/// Text for HTML: `&`, `<`, `>` and `"` escaped.
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -312,13 +312,6 @@ fn dag(p: &Pipeline, run: Option<i64>, states: &HashMap<String, String>) -> Stri
     graph::svg(&nodes, &edges, &format!("the tasks of {}", p.id))
 }
 
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 async fn pipeline(
     State(service): S,
     Path(id): Path<String>,
@@ -367,7 +360,7 @@ async fn pipeline(
     }
     let mut grid_rows = String::with_capacity(p.tasks.len() * (runs.len() * 12 + 120));
     for (t, task) in p.tasks.iter().enumerate() {
-        let name = html_escape(&task.id);
+        let name = graph::escape(&task.id);
         grid_rows.push_str(&format!("<tr data-task=\"{name}\"><th scope=row>"));
         match runs.first() {
             Some(r) => grid_rows.push_str(&format!(
@@ -560,9 +553,7 @@ async fn task(
             error: t.error.clone().unwrap_or_default(),
         })
         .collect();
-    let report = shown_try
-        .and_then(|t| report_path(t))
-        .is_some_and(|p| p.exists());
+    let report = shown_try.and_then(report_path).is_some_and(|p| p.exists());
     page(TaskPage {
         report,
         run: run.id,

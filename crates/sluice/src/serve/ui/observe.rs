@@ -79,8 +79,11 @@ struct StreamsPage {
     streams: Vec<StreamRow>,
 }
 
+/// When a stream's counters were read, and records in and out then.
+type Reading = (Instant, f64, f64);
+
 /// The previous reading of each stream's counters, for rates between two page loads.
-static LAST: Mutex<Option<HashMap<String, (Instant, f64, f64)>>> = Mutex::new(None);
+static LAST: Mutex<Option<HashMap<String, Reading>>> = Mutex::new(None);
 
 fn target(t: &Target) -> String {
     match t {
