@@ -127,11 +127,11 @@ async fn wait_for(c: &Client, css: &str, what: &str) -> fantoccini::elements::El
     }
 }
 
-/// What the REST API says (with the token), as the check on what the browser did.
-async fn api(server: &Server, path: &str) -> serde_json::Value {
-    server
-        .http
-        .get(format!("{}{path}", server.base))
+/// What the REST API says (with the token), as the check on what the browser did. The client is
+/// made inside the test's runtime: `Server::http` keeps pooled connections whose tasks live on the
+/// server helper's own runtime, which nothing drives while this test's runtime runs.
+async fn api(http: &reqwest::Client, base: &str, path: &str) -> serde_json::Value {
+    http.get(format!("{base}{path}"))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -160,9 +160,10 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    let flow = async {
         let c = browser(&driver).await;
-        let base = &server.base;
+        let base = server.base.as_str();
+        let http = reqwest::Client::new();
 
         // Signing in: the pages want the token, like the API.
         c.goto(&format!("{base}/")).await.unwrap();
@@ -183,7 +184,7 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         wait_for(&c, "a[href='/pipelines/orders']", "the pipelines").await;
 
         // The pipelines, and the broken file at the position the API reports.
-        let pipelines = api(&server, "/api/pipelines").await;
+        let pipelines = api(&http, base, "/api/pipelines").await;
         let problem = &pipelines["problems"][0];
         let place = format!(
             "{}:{}:{}",
@@ -224,7 +225,7 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         }
         let run_path = c.current_url().await.unwrap().path().to_string();
         let run_id = run_path.trim_start_matches("/runs/").to_string();
-        let run = api(&server, &format!("/api/runs/{run_id}")).await;
+        let run = api(&http, base, &format!("/api/runs/{run_id}")).await;
         assert_eq!(run["logical_date"].as_str().unwrap()[..10], *"2024-03-05");
 
         // Followed live: the run page refreshes itself until the run fails.
@@ -272,7 +273,8 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         let started = Instant::now();
         loop {
             let tries = api(
-                &server,
+                &http,
+                base,
                 &format!("/api/runs/{run_id}/tasks/check_totals/tries"),
             )
             .await;
@@ -295,7 +297,7 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
             .await
             .unwrap();
         let started = Instant::now();
-        while api(&server, "/api/pipelines/orders").await["paused"] != true {
+        while api(&http, base, "/api/pipelines/orders").await["paused"] != true {
             assert!(started.elapsed() < Duration::from_secs(10), "not paused");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -306,6 +308,12 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         c.goto(&format!("{base}/")).await.unwrap();
         screenshot(&c, "pipelines-narrow").await;
         c.close().await.unwrap();
+    };
+    // A stuck step fails the test with a message instead of hanging the suite.
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(240), flow)
+            .await
+            .expect("the browser flow took more than 4 minutes")
     });
     assert_eq!(server.stop(), Some(0));
 }
