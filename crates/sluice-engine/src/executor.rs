@@ -503,8 +503,7 @@ impl Executor {
                     if next_state == TaskState::Failed {
                         // Retries exhausted (or pointless): the task's context goes to the
                         // dead-letter store, where `sluice dlq replay` picks it up.
-                        let ctx = self.try_context(pipeline, &run, &task.id, try_number);
-                        let config = rendered(&task.config, &ctx, &self.redactor);
+                        let config = self.rendered_config(pipeline, &run, task, try_number);
                         failed_id = Some(self.store.add_failed_task(
                             run.id,
                             &task.id,
@@ -692,6 +691,19 @@ impl Executor {
             pipeline.item.clone(),
         )
         .with_project(&self.paths)
+    }
+
+    /// A task's configuration as `try_number` of it in `run` renders it, secrets masked: what
+    /// the dead-letter store keeps and the UI shows.
+    pub fn rendered_config(
+        &self,
+        pipeline: &Pipeline,
+        run: &RunRecord,
+        task: &sluice_core::Task,
+        try_number: u32,
+    ) -> serde_json::Value {
+        let ctx = self.try_context(pipeline, run, &task.id, try_number);
+        rendered(&task.config, &ctx, &self.redactor)
     }
 
     /// Everything one try needs to run, wherever it runs (here, or on a worker).

@@ -186,6 +186,22 @@ fn consumer(stream: &Stream) -> Result<StreamConsumer<Context>, StreamError> {
     Ok(consumer)
 }
 
+/// Every partition of the stream's topics, from the brokers' metadata: an aggregating
+/// stream's watermark waits for all of them, whichever process of the group reads each.
+fn topic_partitions(
+    consumer: &StreamConsumer<Context>,
+    stream: &Stream,
+) -> Result<Vec<(String, i32)>, StreamError> {
+    let mut all = Vec::new();
+    for topic in &stream.source.topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for t in metadata.topics() {
+            all.extend(t.partitions().iter().map(|p| (t.name().to_string(), p.id())));
+        }
+    }
+    Ok(all)
+}
+
 /// Runs `stream` until `stop` (or, with `stop_when_idle`, until no record came for that long).
 ///
 /// While a batch is written, the next one is read: the sink's transaction and the broker's
@@ -211,8 +227,15 @@ pub async fn run(
             }
             Ok(w)
         };
-    let mut windows = restore(sink.load_state().await?)?;
+    // The window state and the offsets it stands for (aggregating streams).
+    let checkpoint = sink.checkpoint().await?;
+    let mut windows = restore(checkpoint.state)?;
+    let mut seen = checkpoint.offsets;
     let consumer = consumer(stream)?;
+    let mut partitions = match windows {
+        Some(_) => topic_partitions(&consumer, stream)?,
+        None => Vec::new(),
+    };
     let mut totals = Totals::default();
     let mut last_record = Instant::now();
     let mut prefetched: Option<(Vec<Record>, Instant)> = None;
@@ -262,54 +285,65 @@ pub async fn run(
             let e = next.entry((r.topic.clone(), r.partition)).or_insert(0);
             *e = (*e).max(r.offset + 1);
         }
-        let written = match &mut windows {
-            None => {
-                let batch = SinkBatch::rows(&good, &bad);
-                let exactly_once = stream.delivery == Delivery::ExactlyOnce;
-                let write =
-                    write_until_done(&mut sink, setup, stream, &batch, &next, exactly_once, &stop);
-                let (written, read) = tokio::join!(write, next_batch(&consumer, stream, &stop));
-                prefetched = Some(read?);
-                written?
-            }
-            Some(w) => {
-                // Records below the committed offsets are already in the window state.
-                let stored = sink.stored_offsets().await?;
-                let fresh = |r: &Record| r.is_new(&stored);
-                let before = good.len() + bad.len();
-                good.retain(|(r, _)| fresh(r));
-                bad.retain(|b| fresh(&b.record));
-                let skipped = (before - good.len() - bad.len()) as u64;
-                let assigned: Vec<(String, i32)> = consumer
-                    .assignment()?
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
-                    .collect();
-                w.assign(&assigned, now_ms());
-                let (rejected, late_ones) = w.add(std::mem::take(&mut good), now_ms());
-                bad.extend(rejected);
-                late = late_ones;
+        let written = if windows.is_none() {
+            let batch = SinkBatch::rows(&good, &bad);
+            let exactly_once = stream.delivery == Delivery::ExactlyOnce;
+            let write =
+                write_until_done(&mut sink, setup, stream, &batch, &next, exactly_once, &stop);
+            let (written, read) = tokio::join!(write, next_batch(&consumer, stream, &stop));
+            prefetched = Some(read?);
+            written?
+        } else {
+            loop {
+                // Another process of the group wrote since (its own partitions, or ours before
+                // a rebalance): its records are in the shared state, so start from that.
+                if sink::moved(&seen, &sink.stored_offsets().await?) {
+                    let checkpoint = sink.checkpoint().await?;
+                    windows = restore(checkpoint.state)?;
+                    seen = checkpoint.offsets;
+                }
+                let w = windows.as_mut().expect("an aggregating stream has windows");
+                // Records below the stored offsets are already in the window state.
+                let fresh = |r: &Record| r.is_new(&seen);
+                let records: Vec<(Record, serde_json::Value)> =
+                    good.iter().filter(|(r, _)| fresh(r)).cloned().collect();
+                let mut rejected: Vec<Rejected> =
+                    bad.iter().filter(|b| fresh(&b.record)).cloned().collect();
+                let skipped = consumed - (records.len() + rejected.len()) as u64;
+                for e in consumer.assignment()?.elements() {
+                    let tp = (e.topic().to_string(), e.partition());
+                    if !partitions.contains(&tp) {
+                        partitions.push(tp); // the topic grew
+                    }
+                }
+                w.assign(&partitions, now_ms());
+                let (refused, late_ones) = w.add(records, now_ms());
+                rejected.extend(refused);
                 let fired = w.fire(now_ms());
                 let state = w.state();
                 let batch = SinkBatch {
                     rows: &[],
                     results: &fired,
-                    bad: &bad,
+                    bad: &rejected,
                     state: Some(&state),
-                    expected: Some(&stored),
+                    expected: Some(&seen),
                 };
-                let result =
-                    write_until_done(&mut sink, setup, stream, &batch, &next, true, &stop).await;
-                match result {
+                match write_until_done(&mut sink, setup, stream, &batch, &next, true, &stop).await {
                     Ok(mut written) => {
                         written.skipped += skipped;
-                        written
+                        late = late_ones;
+                        for (tp, offset) in &next {
+                            let stored = seen.entry(tp.clone()).or_insert(0);
+                            *stored = (*stored).max(*offset);
+                        }
+                        break written;
                     }
                     Err(StreamError::Fenced) => {
-                        // Another owner moved on: take its state and go on from there.
-                        windows = restore(sink.load_state().await?)?;
-                        continue;
+                        // Another process wrote between our check and our write: build the
+                        // batch again on its state.
+                        let checkpoint = sink.checkpoint().await?;
+                        windows = restore(checkpoint.state)?;
+                        seen = checkpoint.offsets;
                     }
                     Err(e) => return Err(e),
                 }

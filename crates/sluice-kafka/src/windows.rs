@@ -117,8 +117,8 @@ impl Windows {
         )
     }
 
-    /// The partitions this process reads now: one without records yet holds the watermark
-    /// back (until it has records), and revoked ones stop counting.
+    /// Every partition of the stream's topics, whichever process of the group reads it: one
+    /// without records yet holds the watermark back (until it has records or turns idle).
     pub fn assign(&mut self, partitions: &[(String, i32)], now: i64) {
         let ids: Vec<i32> = partitions
             .iter()

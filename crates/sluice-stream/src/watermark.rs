@@ -32,10 +32,11 @@ impl Watermarks {
         }
     }
 
-    /// The partitions this process now reads (after a rebalance); the others are forgotten.
-    /// A newly assigned partition holds the watermark back until it has records or turns idle.
+    /// The partitions this process now reads (after a rebalance). A newly assigned partition
+    /// holds the watermark back until it has records or turns idle. A revoked one still
+    /// counts: another process of the group reads it now and shares this state, and the
+    /// watermark is the minimum over all the stream's partitions (as Flink's over all inputs).
     pub fn assign(&mut self, partitions: &[i32], now: i64) {
-        self.partitions.retain(|p, _| partitions.contains(p));
         for &p in partitions {
             self.partitions.entry(p).or_insert(Clock {
                 max_event_time: None,
@@ -163,8 +164,8 @@ mod tests {
     }
 
     #[test]
-    fn a_rebalance_forgets_revoked_partitions_and_waits_for_new_ones() {
-        let mut w = Watermarks::new(0, None);
+    fn a_rebalance_keeps_revoked_partitions_and_waits_for_new_ones() {
+        let mut w = Watermarks::new(0, Some(1_000));
         w.assign(&[0, 1], 0);
         w.observe(0, 1_000, 1);
         w.observe(1, 500, 1);
@@ -173,6 +174,11 @@ mod tests {
         // Partition 2 has nothing yet; the watermark stays where it was.
         assert_eq!(w.current(4), Some(499));
         w.observe(2, 2_000, 5);
-        assert_eq!(w.current(6), Some(999));
+        // Partition 1 went to another process: it still holds the watermark back …
+        assert_eq!(w.current(6), Some(499));
+        // … until it turns idle (nobody's records for `idle_after`).
+        w.observe(0, 1_000, 600);
+        w.observe(2, 2_000, 600);
+        assert_eq!(w.current(1_001), Some(999));
     }
 }

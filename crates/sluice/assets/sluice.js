@@ -4,7 +4,8 @@
 //    fetched again and the region with the same id swapped in), so a run is followed live;
 //  - a log marked data-tail grows while its try runs;
 //  - forms marked data-api post their fields as JSON to the REST API;
-//  - a click on a grid cell opens that task of that run.
+//  - a click on a grid cell opens that task of that run; with the keyboard, the arrow keys move
+//    a cursor over the focused grid (announced in its live region) and Enter opens the cell.
 "use strict";
 
 function localTimes(root) {
@@ -118,8 +119,44 @@ function wire(root) {
     grid.addEventListener("mouseover", (event) => {
       const c = cell(event);
       if (c && c.head && !event.target.title) event.target.title = `${c.task} · ${c.head.title}`;
-    });
+    });    keyboard(grid, runs, heads);
   }
+}
+
+const STATES = { s: "success", f: "failed", r: "running", q: "queued", u: "up for retry",
+  x: "upstream failed", k: "skipped", d: "scheduled", n: "not yet" };
+
+// The grid's box takes the focus; arrows move over 25,000 cells without making each a tab stop.
+function keyboard(grid, runs, heads) {
+  const box = grid.closest(".grid-box");
+  const said = box && box.parentElement.querySelector("output.grid-cursor");
+  const rows = grid.tBodies[0] ? grid.tBodies[0].rows : [];
+  if (!box || !rows.length || !runs.length || !runs[0]) return;
+  let row = 0, column = 0, current = null;
+  const show = () => {
+    if (current) current.classList.remove("cursor");
+    current = rows[row].cells[column + 1];
+    if (!current) return;
+    current.classList.add("cursor");
+    current.scrollIntoView({ block: "nearest", inline: "nearest" });
+    const state = STATES[current.className.replace("cursor", "").trim()] || "not yet";
+    if (said) said.textContent = `${rows[row].dataset.task} · ${heads[column + 1].title}: ${state}`;
+  };
+  box.addEventListener("focus", show);
+  box.addEventListener("keydown", (event) => {
+    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1],
+      Home: [0, -runs.length], End: [0, runs.length] };
+    if (event.key === "Enter" && current) {
+      location.href = `/runs/${runs[column]}/tasks/${encodeURIComponent(rows[row].dataset.task)}`;
+      return;
+    }
+    const move = moves[event.key];
+    if (!move) return;
+    event.preventDefault();
+    row = Math.min(rows.length - 1, Math.max(0, row + move[0]));
+    column = Math.min(runs.length - 1, Math.max(0, column + move[1]));
+    show();
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -147,6 +147,137 @@ fn killed_again_and_again_a_stream_loads_every_order_once() {
     assert!(kills >= 5, "the stream was killed mid-way ({kills} times)");
 }
 
+/// The article's hourly sales per category as a stream file, into `db`.
+fn hourly_sales(db: &Database, brokers: &str) -> TestProject {
+    let p = TestProject::new();
+    p.write("connections.yaml", &format!("shop: {}\n", db.url));
+    p.write(
+        "pipelines/hourly_sales.yaml",
+        &format!(
+            "stream: hourly_sales
+source:
+  kafka:
+    brokers: \"{brokers}\"
+    topic: sales
+    group: hourly
+    properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\" }}
+require: [ts, category, amount]
+event_time: {{ field: ts, max_out_of_orderness: 0s }}
+aggregate: {{ key: [category], window: {{ tumbling: 1h }}, compute: {{ total: sum(amount), orders: count() }} }}
+sink: {{ into: shop, table: agg.hourly_sales, mode: upsert, key: [category, window_start] }}
+batch: {{ max_records: 50, max_wait: 200ms }}
+delivery: exactly_once
+dead_letter: {{ into: shop, table: agg.dead_letters }}
+"
+        ),
+    );
+    p
+}
+
+/// The hour windows in the table as "hour category total orders", hours counted from
+/// 2024-01-01T00:00Z.
+fn hourly_rows(db: &Database) -> Vec<String> {
+    db.column(
+        "SELECT ((extract(epoch FROM window_start)::bigint - 1704067200) / 3600) || ' ' || category
+                || ' ' || total::bigint || ' ' || orders::bigint
+         FROM agg.hourly_sales ORDER BY window_start, category",
+    )
+}
+
+/// Two processes of one consumer group share an aggregating stream's partitions and its
+/// window state: the watermark is the minimum over all partitions (one partition's orders run
+/// 40 minutes behind the others, so a per-process watermark would close its hours early and
+/// call its orders late), and neither process's state write loses the other's records.
+#[test]
+fn two_processes_share_an_aggregating_stream() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("sales", PARTITIONS, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let base: i64 = 1_704_067_200_000;
+    let categories = ["books", "games", "tools"];
+    // Record i goes to partition i % 3; partition 2's orders are 40 minutes older.
+    let orders: Vec<(i64, &str, i64)> = (0..3_000i64)
+        .map(|i| {
+            let behind = if i % 3 == 2 { 2_400_000 } else { 0 };
+            (
+                base + i * 3_600 - behind,
+                categories[(i % 7 % 3) as usize],
+                i % 10 + 1,
+            )
+        })
+        .collect();
+    let payloads: Vec<String> = orders
+        .iter()
+        .map(|(t, c, a)| format!(r#"{{"ts": {t}, "category": "{c}", "amount": {a}}}"#))
+        .collect();
+    produce(&brokers, "sales", &payloads);
+    let db = Database::create("sluice_stream_shared_windows");
+    let p = hourly_sales(&db, &brokers);
+    let start = || {
+        p.command(&["stream", "hourly_sales", "--stop-when-idle", "3s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let summaries: Vec<String> = [a, b]
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{text}");
+            text
+        })
+        .collect();
+    // Both took part: each consumed some of the orders.
+    let consumed = |s: &str| -> u64 {
+        let at = s
+            .rfind(" consumed")
+            .unwrap_or_else(|| panic!("no summary: {s}"));
+        s[..at].rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let parts: Vec<u64> = summaries.iter().map(|s| consumed(s)).collect();
+    assert!(
+        parts.iter().all(|n| *n > 0),
+        "one process did all: {summaries:?}"
+    );
+    assert_eq!(parts.iter().sum::<u64>(), 3_000, "{summaries:?}");
+    // Expected: the hours the stream's watermark (the least of the partitions' latest order
+    // times, minus 1 ms) closed.
+    let watermark = (0..3)
+        .map(|part| {
+            orders
+                .iter()
+                .skip(part)
+                .step_by(3)
+                .map(|o| o.0)
+                .max()
+                .unwrap()
+        })
+        .min()
+        .unwrap()
+        - 1;
+    let mut expected = std::collections::BTreeMap::new();
+    for (t, c, a) in &orders {
+        let hour = (t - base).div_euclid(3_600_000);
+        if base + (hour + 1) * 3_600_000 - 1 <= watermark {
+            let e = expected
+                .entry((hour, c.to_string()))
+                .or_insert((0i64, 0i64));
+            e.0 += a;
+            e.1 += 1;
+        }
+    }
+    let expected: Vec<String> = expected
+        .iter()
+        .map(|((h, c), (total, n))| format!("{h} {c} {total} {n}"))
+        .collect();
+    assert_eq!(hourly_rows(&db), expected, "{summaries:?}");
+    let dead = db.column("SELECT reason FROM agg.dead_letters");
+    assert!(dead.is_empty(), "nothing is late: {dead:?}");
+}
+
 /// The article's hourly sales: a tumbling hour per product category, summed and counted, with
 /// the window state checkpointed beside the offsets. Killed again and again, the results equal
 /// the totals computed from the produced orders; orders later than their window are dead-
@@ -175,28 +306,7 @@ fn hourly_totals_survive_kills_and_late_orders_are_dead_lettered() {
     produce(&brokers, "sales", &payloads);
 
     let db = Database::create("sluice_stream_windows");
-    let p = TestProject::new();
-    p.write("connections.yaml", &format!("shop: {}\n", db.url));
-    p.write(
-        "pipelines/hourly_sales.yaml",
-        &format!(
-            "stream: hourly_sales
-source:
-  kafka:
-    brokers: \"{brokers}\"
-    topic: sales
-    group: hourly
-    properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\" }}
-require: [ts, category, amount]
-event_time: {{ field: ts, max_out_of_orderness: 0s }}
-aggregate: {{ key: [category], window: {{ tumbling: 1h }}, compute: {{ total: sum(amount), orders: count() }} }}
-sink: {{ into: shop, table: agg.hourly_sales, mode: upsert, key: [category, window_start] }}
-batch: {{ max_records: 50, max_wait: 200ms }}
-delivery: exactly_once
-dead_letter: {{ into: shop, table: agg.dead_letters }}
-"
-        ),
-    );
+    let p = hourly_sales(&db, &brokers);
     let start = || {
         p.command(&["stream", "hourly_sales", "--stop-when-idle", "2s"])
             .stdout(Stdio::null())
@@ -252,12 +362,7 @@ dead_letter: {{ into: shop, table: agg.dead_letters }}
         .iter()
         .map(|((h, c), (total, n))| format!("{h} {c} {total} {n}"))
         .collect();
-    let got = db.column(
-        "SELECT ((extract(epoch FROM window_start)::bigint - 1704067200) / 3600) || ' ' || category
-                || ' ' || total::bigint || ' ' || orders::bigint
-         FROM agg.hourly_sales ORDER BY window_start, category",
-    );
-    assert_eq!(got, expected, "({kills} kills) {summary}");
+    assert_eq!(hourly_rows(&db), expected, "({kills} kills) {summary}");
     let late = db.column("SELECT reason FROM agg.dead_letters ORDER BY \"offset\"");
     assert_eq!(late.len(), 5, "{late:?}");
     assert!(

@@ -30,7 +30,7 @@ tasks:
   extract: { shell: { command: "echo extracting; echo '42 rows'" } }
   transform: { shell: { command: "echo transforming" }, after: [extract] }
   check_totals:
-    shell: { command: "echo checking totals; echo 'totals do not match: 41 != 42' >&2; exit 3" }
+    shell: { command: "echo checking totals of {{ ds }}; echo 'totals do not match: 41 != 42' >&2; exit 3" }
     after: [transform]
   publish: { shell: { command: "echo publishing" }, after: [check_totals] }
 "#,
@@ -244,8 +244,20 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         wait_for(&c, "pre.log", "the log").await;
         let page = text(&c).await;
         assert!(page.contains("exit status 3"), "{page}");
-        assert!(page.contains("checking totals"), "{page}");
+        assert!(page.contains("checking totals of 2024-03-05"), "{page}");
         assert!(page.contains("totals do not match: 41 != 42"), "{page}");
+        // Its configuration as the run rendered it.
+        let config = c
+            .find(Locator::Css("pre.config"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            config.contains("\"command\": \"echo checking totals of 2024-03-05;"),
+            "{config}"
+        );
         screenshot(&c, "task").await;
 
         // The grid and the graph show the run's states.
@@ -260,6 +272,34 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         .await;
         wait_for(&c, "svg.graph .node.failed", "the failed task in the graph").await;
         screenshot(&c, "pipeline").await;
+
+        // The grid by keyboard: it takes the focus, the arrows move (announced), Enter opens.
+        // "\u{E015}" and "\u{E007}" are WebDriver's ArrowDown and Enter.
+        let grid = c.find(Locator::Css(".grid-box")).await.unwrap();
+        grid.send_keys("\u{E015}\u{E015}").await.unwrap();
+        let said = c
+            .find(Locator::Css("output.grid-cursor"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(said.starts_with("check_totals · "), "{said}");
+        grid.send_keys("\u{E007}").await.unwrap();
+        let started = Instant::now();
+        while !c
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/tasks/check_totals")
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "Enter opened nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
 
         // Clear the failed task from the run page: the server tries it again.
         c.goto(&format!("{base}{run_path}")).await.unwrap();

@@ -15,7 +15,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_core::stream::Stream;
 
-use super::{DeadLetters, Offsets, Sink, SinkBatch, SinkFuture, Written, key_text, rows_to_write};
+use super::{
+    Checkpoint, DeadLetters, Offsets, Sink, SinkBatch, SinkFuture, Written, key_text, rows_to_write,
+};
 use crate::{Rejected, StreamError};
 
 /// How long a batch's messages may wait for their acknowledgements.
@@ -148,8 +150,8 @@ impl Sink for KafkaSink {
         Box::pin(async { Ok(Offsets::new()) })
     }
 
-    fn load_state(&mut self) -> SinkFuture<'_, Option<serde_json::Value>> {
-        Box::pin(async { Ok(None) })
+    fn checkpoint(&mut self) -> SinkFuture<'_, Checkpoint> {
+        Box::pin(async { Ok(Checkpoint::default()) })
     }
 
     fn write<'a>(

@@ -22,7 +22,7 @@ use sluice_io::arrow::record_batch::RecordBatch;
 use sluice_io::lake::{Lake, Location};
 use sluice_io::rows::{RowBuilder, infer_json};
 
-use super::{DeadLetters, Offsets, Sink, SinkBatch, SinkFuture, Written};
+use super::{Checkpoint, DeadLetters, Offsets, Sink, SinkBatch, SinkFuture, Written};
 use crate::{Record, Rejected, StreamError};
 
 /// Columns that say where a row came from (a record field of the same name is left out).
@@ -198,8 +198,13 @@ impl Sink for LakeSink {
         Box::pin(async move { Ok(self.known.clone()) })
     }
 
-    fn load_state(&mut self) -> SinkFuture<'_, Option<serde_json::Value>> {
-        Box::pin(async { Ok(None) })
+    fn checkpoint(&mut self) -> SinkFuture<'_, Checkpoint> {
+        Box::pin(async move {
+            Ok(Checkpoint {
+                offsets: self.known.clone(),
+                state: None,
+            })
+        })
     }
 
     fn write<'a>(

@@ -46,8 +46,9 @@ pub trait Sink: Send {
     /// none). Records below it are already written.
     fn stored_offsets(&mut self) -> SinkFuture<'_, Offsets>;
 
-    /// The window state checkpointed with the last batch (aggregating streams).
-    fn load_state(&mut self) -> SinkFuture<'_, Option<serde_json::Value>>;
+    /// The offsets and the window state as the last committed batch left them, read together
+    /// (aggregating streams: the state holds exactly the records below the offsets).
+    fn checkpoint(&mut self) -> SinkFuture<'_, Checkpoint>;
 
     /// Writes a batch; `next` holds each partition's next offset after it. With
     /// `exactly_once`, offsets (and `batch.state`) are stored in the same transaction.
@@ -62,6 +63,23 @@ pub trait Sink: Send {
     fn is_closed(&self) -> bool {
         false
     }
+}
+
+/// What a sink stored with its last batch.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    pub offsets: Offsets,
+    pub state: Option<serde_json::Value>,
+}
+
+/// Whether any partition's stored offset differs from `expected` (a partition missing from
+/// either counts as 0): another process of the group wrote the stream since.
+pub fn moved(expected: &Offsets, stored: &Offsets) -> bool {
+    let at = |o: &Offsets, tp| o.get(tp).copied().unwrap_or(0);
+    expected
+        .keys()
+        .chain(stored.keys())
+        .any(|tp| at(expected, tp) != at(stored, tp))
 }
 
 /// Opens DuckDB table sinks for the streams that name one (the binary supplies it).
@@ -144,8 +162,9 @@ pub struct SinkBatch<'a> {
     pub bad: &'a [Rejected],
     /// The window state after the batch (checkpointed with the offsets).
     pub state: Option<&'a serde_json::Value>,
-    /// The stored offsets the batch was filtered with: if another process moved them since, the
-    /// batch is refused (`StreamError::Fenced`).
+    /// The stored offsets of every partition the batch's window state stands for: if another
+    /// process moved any of them since, the batch is refused (`StreamError::Fenced`). Writers of
+    /// one aggregating stream are serialized, so the shared window state loses no update.
     pub expected: Option<&'a Offsets>,
 }
 
@@ -188,8 +207,8 @@ impl Sink for SideDeadLetters {
         self.inner.stored_offsets()
     }
 
-    fn load_state(&mut self) -> SinkFuture<'_, Option<serde_json::Value>> {
-        self.inner.load_state()
+    fn checkpoint(&mut self) -> SinkFuture<'_, Checkpoint> {
+        self.inner.checkpoint()
     }
 
     fn write<'a>(

@@ -5,8 +5,8 @@ use sluice_core::stream::Stream;
 use sluice_stream::{Emit, Fired, Value};
 
 use super::{
-    OFFSETS, Offsets, STATE, Sink, SinkBatch, SinkFuture, TableShape, Written, key_text, quote,
-    rows_to_write,
+    Checkpoint, OFFSETS, Offsets, STATE, Sink, SinkBatch, SinkFuture, TableShape, Written,
+    key_text, quote, rows_to_write,
 };
 use crate::{Rejected, StreamError};
 
@@ -46,38 +46,32 @@ impl PgSink {
         Ok(sink)
     }
 
-    /// The window state of the last committed batch.
-    pub async fn load_state(&self) -> Result<Option<serde_json::Value>, StreamError> {
-        let row = self
+    /// The offsets and window state of the last committed batch, from one snapshot.
+    pub async fn checkpoint(&mut self) -> Result<Checkpoint, StreamError> {
+        let tx = self
             .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(sink_error)?;
+        let offsets = offsets_of(&tx, &self.shape.stream).await?;
+        let state = tx
             .query_opt(
                 &format!("SELECT state FROM {STATE} WHERE stream = $1"),
                 &[&self.shape.stream],
             )
             .await
-            .map_err(sink_error)?;
-        Ok(row.map(|r| r.get(0)))
+            .map_err(sink_error)?
+            .map(|r| r.get(0));
+        tx.commit().await.map_err(sink_error)?;
+        Ok(Checkpoint { offsets, state })
     }
 
     /// Every partition's next offset, as committed with the rows.
     pub async fn stored_offsets(&self) -> Result<Offsets, StreamError> {
-        let rows = self
-            .client
-            .query(
-                &format!("SELECT topic, partition, next_offset FROM {OFFSETS} WHERE stream = $1"),
-                &[&self.shape.stream],
-            )
-            .await
-            .map_err(sink_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    (r.get::<_, String>(0), r.get::<_, i32>(1)),
-                    r.get::<_, i64>(2),
-                )
-            })
-            .collect())
+        offsets_of(&self.client, &self.shape.stream).await
     }
 
     /// Writes a batch. `next` holds each partition's next offset after the batch.
@@ -95,6 +89,16 @@ impl PgSink {
             self.shape.results.clone(),
         );
         let tx = self.client.transaction().await.map_err(sink_error)?;
+        if batch.expected.is_some() {
+            // An aggregating stream's processes share one window state: one writes at a time
+            // (taken first, before any row lock, so writers cannot deadlock).
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                &[&format!("sluice stream {stream}")],
+            )
+            .await
+            .map_err(sink_error)?;
+        }
         // Exactly once: lock each partition's offsets row and skip what is below it (a replay,
         // or a stale owner after a rebalance, writes nothing twice).
         let mut stored = Offsets::new();
@@ -121,10 +125,8 @@ impl PgSink {
                 stored.insert((topic.clone(), *partition), row.get(0));
             }
             if let Some(expected) = batch.expected {
-                let moved = stored
-                    .iter()
-                    .any(|(tp, now)| expected.get(tp).copied().unwrap_or(0) != *now);
-                if moved {
+                // Only over the offsets the batch's window state was built on.
+                if super::moved(expected, &offsets_of(&tx, &stream).await?) {
                     tx.rollback().await.map_err(sink_error)?;
                     return Err(StreamError::Fenced);
                 }
@@ -234,13 +236,35 @@ impl PgSink {
     }
 }
 
+async fn offsets_of(
+    client: &impl tokio_postgres::GenericClient,
+    stream: &str,
+) -> Result<Offsets, StreamError> {
+    let rows = client
+        .query(
+            &format!("SELECT topic, partition, next_offset FROM {OFFSETS} WHERE stream = $1"),
+            &[&stream],
+        )
+        .await
+        .map_err(sink_error)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                (r.get::<_, String>(0), r.get::<_, i32>(1)),
+                r.get::<_, i64>(2),
+            )
+        })
+        .collect())
+}
+
 impl Sink for PgSink {
     fn stored_offsets(&mut self) -> SinkFuture<'_, Offsets> {
         Box::pin(PgSink::stored_offsets(self))
     }
 
-    fn load_state(&mut self) -> SinkFuture<'_, Option<serde_json::Value>> {
-        Box::pin(PgSink::load_state(self))
+    fn checkpoint(&mut self) -> SinkFuture<'_, Checkpoint> {
+        Box::pin(PgSink::checkpoint(self))
     }
 
     fn write<'a>(

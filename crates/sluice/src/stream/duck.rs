@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use sluice_core::connections::{Connections, WAREHOUSE};
 use sluice_core::stream::{Stream, Target};
-use sluice_kafka::sink::{OFFSETS, STATE, TableShape, key_text, quote, rows_to_write};
+use sluice_kafka::sink::{
+    Checkpoint, OFFSETS, STATE, TableShape, key_text, moved, quote, rows_to_write,
+};
 use sluice_kafka::{
     Offsets, OpenTable, Rejected, Sink, SinkBatch, SinkFuture, StreamError, Written,
 };
@@ -124,9 +126,12 @@ impl Sink for DuckSink {
         self.blocking(|conn, shape| stored_offsets(conn, &shape.stream))
     }
 
-    fn load_state(&mut self) -> SinkFuture<'_, Option<serde_json::Value>> {
+    fn checkpoint(&mut self) -> SinkFuture<'_, Checkpoint> {
         self.blocking(|conn, shape| {
-            let mut statement = conn
+            // One transaction: DuckDB's snapshot gives offsets and state of the same commit.
+            let tx = conn.transaction().map_err(sink_error)?;
+            let offsets = stored_offsets(&tx, &shape.stream)?;
+            let mut statement = tx
                 .prepare(&format!(
                     "SELECT state::VARCHAR FROM {STATE} WHERE stream = ?"
                 ))
@@ -134,15 +139,17 @@ impl Sink for DuckSink {
             let mut rows = statement
                 .query_map(params![shape.stream], |r| r.get::<_, String>(0))
                 .map_err(sink_error)?;
-            match rows.next() {
-                None => Ok(None),
-                Some(text) => {
-                    let text = text.map_err(sink_error)?;
-                    serde_json::from_str(&text)
-                        .map(Some)
-                        .map_err(|e| StreamError::Sink(format!("the window state: {e}")))
-                }
-            }
+            let state = match rows.next() {
+                None => None,
+                Some(text) => Some(
+                    serde_json::from_str(&text.map_err(sink_error)?)
+                        .map_err(|e| StreamError::Sink(format!("the window state: {e}")))?,
+                ),
+            };
+            drop(rows);
+            drop(statement);
+            tx.commit().map_err(sink_error)?;
+            Ok(Checkpoint { offsets, state })
         })
     }
 
@@ -176,13 +183,8 @@ impl Sink for DuckSink {
                     .map_err(sink_error)?;
                 }
                 stored = stored_offsets(&tx, &shape.stream)?;
-                if let Some(expected) = &expected {
-                    let moved = next.keys().any(|tp| {
-                        expected.get(tp).copied().unwrap_or(0) != stored.get(tp).copied().unwrap_or(0)
-                    });
-                    if moved {
-                        return Err(StreamError::Fenced);
-                    }
+                if expected.as_ref().is_some_and(|e| moved(e, &stored)) {
+                    return Err(StreamError::Fenced);
                 }
             }
             let mut written = Written::default();

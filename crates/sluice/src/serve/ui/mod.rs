@@ -503,6 +503,8 @@ struct TaskPage {
     report: bool,
     log: String,
     log_running: bool,
+    /// The task's configuration rendered for this run and try, secrets masked (pretty JSON).
+    config: String,
 }
 
 #[derive(Deserialize)]
@@ -554,7 +556,14 @@ async fn task(
         })
         .collect();
     let report = shown_try.and_then(report_path).is_some_and(|p| p.exists());
+    let config = p
+        .as_ref()
+        .and_then(|p| p.task_index(&task).map(|i| (p, &p.tasks[i])))
+        .map(|(p, t)| service.executor().rendered_config(p, &run, t, shown.max(1)))
+        .map(|c| serde_json::to_string_pretty(&c).unwrap_or_default())
+        .unwrap_or_default();
     page(TaskPage {
+        config,
         report,
         run: run.id,
         pipeline: run.pipeline.clone(),
