@@ -196,7 +196,11 @@ fn topic_partitions(
     for topic in &stream.source.topics {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         for t in metadata.topics() {
-            all.extend(t.partitions().iter().map(|p| (t.name().to_string(), p.id())));
+            all.extend(
+                t.partitions()
+                    .iter()
+                    .map(|p| (t.name().to_string(), p.id())),
+            );
         }
     }
     Ok(all)

@@ -1,8 +1,10 @@
-//! The web UI in a real browser: headless Chromium (Debian's `chromium`, driven through
-//! `chromedriver`, both installed by scripts/test) against a real `sluice serve` with a token.
+//! The web UI in real browsers: headless Chromium and Firefox (Debian's `chromium` and
+//! `firefox-esr`, driven through ChromeDriver and geckodriver, installed by
+//! scripts/browser-tools) against a real `sluice serve` with a token.
 //! A user signs in, sees the pipelines and a broken file with its position, triggers a run from
 //! the pipeline page, follows it until it fails, opens the failing task's error and log, clears
-//! it, pauses the pipeline — and the REST API reports each of these. Screenshots of every page
+//! it, reads the data-quality report, the lineage and the dead letters, pauses the pipeline —
+//! and the REST API reports each of these. Screenshots of every page
 //! go to `target/…/ui-screenshots/` (and to docs/ui/ with SLUICE_SCREENSHOTS_TO_DOCS=1).
 
 mod common;
@@ -33,7 +35,21 @@ tasks:
     shell: { command: "echo checking totals of {{ ds }}; echo 'totals do not match: 41 != 42' >&2; exit 3" }
     after: [transform]
   publish: { shell: { command: "echo publishing" }, after: [check_totals] }
+  validate_orders:
+    validate: { suite: suites/orders.json, data: "lake://orders.csv", on_failure: warn }
+    after: [extract]
 "#,
+    );
+    p.write(
+        "lake/orders.csv",
+        "order_id,total,status\n1,10.5,paid\n2,-3,paid\n3,7,lost\n",
+    );
+    p.write(
+        "suites/orders.json",
+        r#"{"expectation_suite_name": "orders", "expectations": [
+  {"expectation_type": "expect_column_values_to_be_between", "kwargs": {"column": "total", "min_value": 0}},
+  {"expectation_type": "expect_column_values_to_be_in_set", "kwargs": {"column": "status", "value_set": ["paid"]}}
+]}"#,
     );
     p.write(
         "pipelines/broken.yaml",
@@ -42,7 +58,43 @@ tasks:
     p
 }
 
-/// ChromeDriver on a free port, stopped when dropped.
+#[derive(Clone, Copy, PartialEq)]
+enum Browser {
+    Chromium,
+    Firefox,
+}
+
+impl Browser {
+    /// Its WebDriver server (ChromeDriver from Debian, geckodriver from scripts/browser-tools).
+    fn driver_program(self) -> String {
+        match self {
+            Browser::Chromium => "chromedriver".into(),
+            Browser::Firefox => std::env::var("SLUICE_GECKODRIVER")
+                .unwrap_or_else(|_| "/var/cache/sluice/geckodriver/bin/geckodriver".into()),
+        }
+    }
+
+    fn capabilities(self) -> serde_json::Map<String, serde_json::Value> {
+        let mut caps = serde_json::Map::new();
+        match self {
+            Browser::Chromium => caps.insert(
+                "goog:chromeOptions".into(),
+                serde_json::json!({
+                    "binary": "/usr/bin/chromium",
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                             "--disable-dev-shm-usage"],
+                }),
+            ),
+            Browser::Firefox => caps.insert(
+                "moz:firefoxOptions".into(),
+                serde_json::json!({ "binary": "/usr/bin/firefox-esr", "args": ["-headless"] }),
+            ),
+        };
+        caps
+    }
+}
+
+/// A WebDriver server on a free port, stopped when dropped.
 struct Driver {
     child: Child,
     url: String,
@@ -55,14 +107,15 @@ impl Drop for Driver {
     }
 }
 
-fn chromedriver() -> Driver {
+fn driver(browser: Browser) -> Driver {
     let port = free_port();
-    let child = Command::new("chromedriver")
+    let program = browser.driver_program();
+    let child = Command::new(&program)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("chromedriver (Debian package chromium-driver; scripts/test installs it)");
+        .unwrap_or_else(|e| panic!("{program}: {e} (scripts/browser-tools installs it)"));
     let driver = Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
@@ -71,42 +124,43 @@ fn chromedriver() -> Driver {
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "chromedriver did not start"
+            "{program} did not start"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     driver
 }
 
-async fn browser(driver: &Driver) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,800"],
-        }),
-    );
-    ClientBuilder::rustls()
+async fn session(browser: Browser, driver: &Driver) -> Client {
+    let c = ClientBuilder::rustls()
         .expect("rustls")
-        .capabilities(caps)
+        .capabilities(browser.capabilities())
         .connect(&driver.url)
         .await
-        .expect("a Chromium session")
+        .expect("a browser session");
+    c.set_window_size(1280, 800).await.unwrap();
+    c
 }
 
-fn screenshots() -> Vec<PathBuf> {
-    let mut dirs = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots")];
-    if std::env::var_os("SLUICE_SCREENSHOTS_TO_DOCS").is_some() {
-        dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/ui"));
+/// Where a browser's screenshots go: the test's artifacts, and docs/ui for Chromium's with
+/// SLUICE_SCREENSHOTS_TO_DOCS=1.
+fn screenshot_dirs(browser: Browser) -> Vec<PathBuf> {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    match browser {
+        Browser::Chromium => {
+            let mut dirs = vec![tmp.join("ui-screenshots/chromium")];
+            if std::env::var_os("SLUICE_SCREENSHOTS_TO_DOCS").is_some() {
+                dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/ui"));
+            }
+            dirs
+        }
+        Browser::Firefox => vec![tmp.join("ui-screenshots/firefox")],
     }
-    dirs
 }
 
-async fn screenshot(c: &Client, name: &str) {
+async fn screenshot(c: &Client, browser: Browser, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
-    for dir in screenshots() {
+    for dir in screenshot_dirs(browser) {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
     }
@@ -142,6 +196,19 @@ async fn api(http: &reqwest::Client, base: &str, path: &str) -> serde_json::Valu
         .unwrap()
 }
 
+/// A page's body as the API's client gets it (with the token).
+async fn api_text(http: &reqwest::Client, base: &str, path: &str) -> String {
+    http.get(format!("{base}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn text(c: &Client) -> String {
     c.find(Locator::Css("main"))
         .await
@@ -152,23 +219,32 @@ async fn text(c: &Client) -> String {
 }
 
 #[test]
-fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
+fn in_chromium_a_user_follows_a_run_finds_the_failing_task_and_steers() {
+    user_follows_a_run_finds_the_failing_task_and_steers(Browser::Chromium);
+}
+
+#[test]
+fn in_firefox_a_user_follows_a_run_finds_the_failing_task_and_steers() {
+    user_follows_a_run_finds_the_failing_task_and_steers(Browser::Firefox);
+}
+
+fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
     let p = project();
     let server = Server::start(&p, Some(TOKEN));
-    let driver = chromedriver();
+    let driver = driver(browser);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let flow = async {
-        let c = browser(&driver).await;
+        let c = session(browser, &driver).await;
         let base = server.base.as_str();
         let http = reqwest::Client::new();
 
         // Signing in: the pages want the token, like the API.
         c.goto(&format!("{base}/")).await.unwrap();
         assert!(c.current_url().await.unwrap().path().ends_with("/login"));
-        screenshot(&c, "login").await;
+        screenshot(&c, browser, "login").await;
         c.find(Locator::Css("#token"))
             .await
             .unwrap()
@@ -199,7 +275,7 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
             "{page}"
         );
         assert!(page.contains("0 6 * * *"), "{page}");
-        screenshot(&c, "pipelines").await;
+        screenshot(&c, browser, "pipelines").await;
 
         // Trigger a run for a date from the pipeline page: it opens the run.
         c.goto(&format!("{base}/pipelines/orders")).await.unwrap();
@@ -232,10 +308,10 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         wait_for(&c, "h1 .badge.failed", "the run to fail").await;
         let page = text(&c).await;
         assert!(page.contains("exit status 3"), "{page}");
-        screenshot(&c, "run").await;
+        screenshot(&c, browser, "run").await;
 
         // The failing task: its error and its log.
-        c.find(Locator::Css("a[href$='/tasks/check_totals']"))
+        c.find(Locator::Css("table a[href$='/tasks/check_totals']"))
             .await
             .unwrap()
             .click()
@@ -258,7 +334,7 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
             config.contains("\"command\": \"echo checking totals of 2024-03-05;"),
             "{config}"
         );
-        screenshot(&c, "task").await;
+        screenshot(&c, browser, "task").await;
 
         // The grid and the graph show the run's states.
         c.goto(&format!("{base}/pipelines/orders")).await.unwrap();
@@ -271,12 +347,22 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         )
         .await;
         wait_for(&c, "svg.graph .node.failed", "the failed task in the graph").await;
-        screenshot(&c, "pipeline").await;
+        screenshot(&c, browser, "pipeline").await;
 
         // The grid by keyboard: it takes the focus, the arrows move (announced), Enter opens.
         // "\u{E015}" and "\u{E007}" are WebDriver's ArrowDown and Enter.
+        let row = c
+            .execute(
+                "return [...document.querySelectorAll('table.grid tbody tr')]
+                     .findIndex(r => r.dataset.task === 'check_totals')",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap() as usize;
         let grid = c.find(Locator::Css(".grid-box")).await.unwrap();
-        grid.send_keys("\u{E015}\u{E015}").await.unwrap();
+        grid.send_keys(&"\u{E015}".repeat(row)).await.unwrap();
         let said = c
             .find(Locator::Css("output.grid-cursor"))
             .await
@@ -300,6 +386,49 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+
+        // The data-quality report of the validation, on its task page and on the quality page.
+        c.goto(&format!("{base}{run_path}/tasks/validate_orders"))
+            .await
+            .unwrap();
+        wait_for(&c, "iframe.report", "the validation's report").await;
+        let report = api_text(
+            &http,
+            base,
+            &format!("/ui{run_path}/tasks/validate_orders/tries/1/report"),
+        )
+        .await;
+        assert!(
+            report.contains("expect_column_values_to_be_between"),
+            "{report}"
+        );
+        screenshot(&c, browser, "validation").await;
+        c.goto(&format!("{base}/quality")).await.unwrap();
+        let page = text(&c).await;
+        assert!(page.contains("validate_orders"), "{page}");
+        screenshot(&c, browser, "quality").await;
+
+        // The lineage: the lake file the validation reads, in the pipeline's graph.
+        c.goto(&format!("{base}/pipelines/orders")).await.unwrap();
+        c.find(Locator::Css("a[href='/lineage?pipeline=orders']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let graph = wait_for(&c, "svg[aria-label=lineage]", "the lineage graph").await;
+        let labels = graph.text().await.unwrap();
+        assert!(labels.contains("orders.csv"), "{labels}");
+        screenshot(&c, browser, "lineage").await;
+
+        // The dead letters: the failed task with its error, ready to replay.
+        c.goto(&format!("{base}/dead-letters")).await.unwrap();
+        let page = text(&c).await;
+        assert!(page.contains("check_totals"), "{page}");
+        assert!(page.contains("exit status 3"), "{page}");
+        screenshot(&c, browser, "dead-letters").await;
+        c.goto(&format!("{base}/streams")).await.unwrap();
+        screenshot(&c, browser, "streams").await;
 
         // Clear the failed task from the run page: the server tries it again.
         c.goto(&format!("{base}{run_path}")).await.unwrap();
@@ -346,7 +475,7 @@ fn a_user_follows_a_run_finds_the_failing_task_and_steers_from_the_browser() {
         // A narrow window still reads.
         c.set_window_size(420, 800).await.unwrap();
         c.goto(&format!("{base}/")).await.unwrap();
-        screenshot(&c, "pipelines-narrow").await;
+        screenshot(&c, browser, "pipelines-narrow").await;
         c.close().await.unwrap();
     };
     // A stuck step fails the test with a message instead of hanging the suite.

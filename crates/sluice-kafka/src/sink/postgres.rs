@@ -39,8 +39,13 @@ impl PgSink {
             client,
             shape: TableShape::of(stream)?,
         };
+        // Processes of one group start together: their `CREATE … IF NOT EXISTS` would race
+        // (PostgreSQL checks existence before it takes the catalog's lock).
         sink.client
-            .batch_execute(&sink.shape.ddl("jsonb"))
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('sluice stream tables')); {} COMMIT;",
+                sink.shape.ddl("jsonb")
+            ))
             .await
             .map_err(sink_error)?;
         Ok(sink)

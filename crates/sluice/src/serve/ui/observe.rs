@@ -205,6 +205,7 @@ pub async fn streams(
 struct LineagePage {
     graph: String,
     dataset: String,
+    pipeline: String,
     datasets: Vec<String>,
     found: bool,
 }
@@ -235,14 +236,15 @@ pub async fn lineage(State(service): S, Query(wanted): Query<Wanted>) -> Result<
         })
     };
     let mut edges: Vec<(usize, usize)> = Vec::new();
-    for (job, reads) in &g.reads {
+    // Tasks that touch no dataset (a shell command, say) have no lineage to draw.
+    for (job, reads) in g.reads.iter().filter(|(_, r)| !r.is_empty()) {
         let t = add(key_of_task(job), Node::Task(job.clone()), &mut nodes);
         for d in reads {
             let n = add(key_of_data(d), Node::Data(d.clone()), &mut nodes);
             edges.push((n, t));
         }
     }
-    for (job, writes) in &g.writes {
+    for (job, writes) in g.writes.iter().filter(|(_, w)| !w.is_empty()) {
         let t = add(key_of_task(job), Node::Task(job.clone()), &mut nodes);
         for d in writes {
             let n = add(key_of_data(d), Node::Data(d.clone()), &mut nodes);
@@ -316,7 +318,8 @@ pub async fn lineage(State(service): S, Query(wanted): Query<Wanted>) -> Result<
     page(LineagePage {
         graph: graph::svg(&drawn, &drawn_edges, "lineage"),
         found: !asked || !starts.is_empty(),
-        dataset: wanted.dataset.or(wanted.pipeline).unwrap_or_default(),
+        dataset: wanted.dataset.unwrap_or_default(),
+        pipeline: wanted.pipeline.unwrap_or_default(),
         datasets,
     })
 }
