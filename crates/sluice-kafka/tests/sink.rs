@@ -121,6 +121,29 @@ async fn a_replayed_batch_writes_nothing_twice() {
         .await
         .unwrap();
     assert_eq!((w.loaded, w.skipped), (1, 1));
+    // Rows above the stored offsets already in the table (an earlier at_least_once run wrote
+    // them): the exactly-once append keeps them and adds only the others.
+    let early: Vec<(Record, serde_json::Value)> =
+        vec![(record(1, 5, "{}"), serde_json::json!({ "id": 5 }))];
+    let w = sink
+        .write(&SinkBatch::rows(&early, &[]), &BTreeMap::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(w.loaded, 1);
+    let both: Vec<(Record, serde_json::Value)> = vec![
+        (record(1, 5, "{}"), serde_json::json!({ "id": 5 })),
+        (record(1, 6, "{}"), serde_json::json!({ "id": 6 })),
+    ];
+    let next: BTreeMap<(String, i32), i64> = [(("t".to_string(), 1), 7)].into();
+    let w = sink
+        .write(&SinkBatch::rows(&both, &[]), &next, true)
+        .await
+        .unwrap();
+    assert_eq!((w.loaded, w.skipped), (1, 0));
+    assert_eq!(
+        sink.stored_offsets().await.unwrap()[&("t".to_string(), 1)],
+        7
+    );
     drop(sink);
     admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }

@@ -141,49 +141,28 @@ impl PgSink {
         let (rows, skipped) = rows_to_write(good, &self.shape.keys, &stored);
         written.skipped = skipped;
         if !rows.is_empty() {
-            let topics: Vec<&str> = rows.iter().map(|(r, _)| r.topic.as_str()).collect();
-            let partitions: Vec<i32> = rows.iter().map(|(r, _)| r.partition).collect();
-            let offsets: Vec<i64> = rows.iter().map(|(r, _)| r.offset).collect();
-            let records: Vec<&serde_json::Value> = rows.iter().map(|(_, v)| v).collect();
-            let mut columns: Vec<Vec<String>> = vec![Vec::new(); self.shape.keys.len()];
-            for (_, v) in &rows {
-                for (i, k) in self.shape.keys.iter().enumerate() {
-                    columns[i].push(key_text(v.get(k)));
+            written.loaded = if self.shape.keys.is_empty() && exactly_once {
+                // Appending with the offsets locked: rows at or above them are not in the table
+                // yet, so they go in by binary COPY. A table that holds some of them anyway
+                // (written at least once before) takes the INSERT that skips them.
+                tx.batch_execute("SAVEPOINT sluice_copy")
+                    .await
+                    .map_err(sink_error)?;
+                match copy_rows(&tx, &self.shape.table, &rows).await {
+                    Ok(n) => n,
+                    Err(e)
+                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                    {
+                        tx.batch_execute("ROLLBACK TO SAVEPOINT sluice_copy")
+                            .await
+                            .map_err(sink_error)?;
+                        insert_rows(&self.shape, &tx, &rows).await?
+                    }
+                    Err(e) => return Err(sink_error(e)),
                 }
-            }
-            let key_names: Vec<String> = self.shape.keys.iter().map(|k| quote(k)).collect();
-            let key_params: Vec<String> = (0..self.shape.keys.len())
-                .map(|i| format!("${}::text[]", i + 5))
-                .collect();
-            let conflict = if self.shape.keys.is_empty() {
-                "ON CONFLICT DO NOTHING".to_string()
             } else {
-                format!(
-                    "ON CONFLICT ({}) DO UPDATE SET record = excluded.record, _topic = excluded._topic,
-                     _partition = excluded._partition, _offset = excluded._offset, loaded_at = now()",
-                    key_names.join(", ")
-                )
+                insert_rows(&self.shape, &tx, &rows).await?
             };
-            let sql = format!(
-                "INSERT INTO {table} ({keys}record, _topic, _partition, _offset)
-                 SELECT * FROM UNNEST({params}$4::jsonb[], $1::text[], $2::integer[], $3::bigint[])
-                 {conflict}",
-                table = self.shape.table,
-                keys = key_names
-                    .iter()
-                    .map(|k| format!("{k}, "))
-                    .collect::<String>(),
-                params = key_params
-                    .iter()
-                    .map(|p| format!("{p}, "))
-                    .collect::<String>(),
-            );
-            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                vec![&topics, &partitions, &offsets, &records];
-            for c in &columns {
-                params.push(c);
-            }
-            written.loaded = tx.execute(&sql, &params).await.map_err(sink_error)?;
         }
         if let Some((group, computed)) = &shape {
             written.loaded +=
@@ -239,6 +218,81 @@ impl PgSink {
         tx.commit().await.map_err(sink_error)?;
         Ok(written)
     }
+}
+
+/// Inserts (or, with keys, upserts) the rows; rows already in the table are left as they are.
+async fn insert_rows(
+    shape: &TableShape,
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[&(crate::Record, serde_json::Value)],
+) -> Result<u64, StreamError> {
+    let topics: Vec<&str> = rows.iter().map(|(r, _)| r.topic.as_str()).collect();
+    let partitions: Vec<i32> = rows.iter().map(|(r, _)| r.partition).collect();
+    let offsets: Vec<i64> = rows.iter().map(|(r, _)| r.offset).collect();
+    let records: Vec<&serde_json::Value> = rows.iter().map(|(_, v)| v).collect();
+    let mut columns: Vec<Vec<String>> = vec![Vec::new(); shape.keys.len()];
+    for (_, v) in rows {
+        for (i, k) in shape.keys.iter().enumerate() {
+            columns[i].push(key_text(v.get(k)));
+        }
+    }
+    let key_names: Vec<String> = shape.keys.iter().map(|k| quote(k)).collect();
+    let key_params: Vec<String> = (0..shape.keys.len())
+        .map(|i| format!("${}::text[]", i + 5))
+        .collect();
+    let conflict = if shape.keys.is_empty() {
+        "ON CONFLICT DO NOTHING".to_string()
+    } else {
+        format!(
+            "ON CONFLICT ({}) DO UPDATE SET record = excluded.record, _topic = excluded._topic,
+             _partition = excluded._partition, _offset = excluded._offset, loaded_at = now()",
+            key_names.join(", ")
+        )
+    };
+    let sql = format!(
+        "INSERT INTO {table} ({keys}record, _topic, _partition, _offset)
+         SELECT * FROM UNNEST({params}$4::jsonb[], $1::text[], $2::integer[], $3::bigint[])
+         {conflict}",
+        table = shape.table,
+        keys = key_names
+            .iter()
+            .map(|k| format!("{k}, "))
+            .collect::<String>(),
+        params = key_params
+            .iter()
+            .map(|p| format!("{p}, "))
+            .collect::<String>(),
+    );
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        vec![&topics, &partitions, &offsets, &records];
+    for c in &columns {
+        params.push(c);
+    }
+    tx.execute(&sql, &params).await.map_err(sink_error)
+}
+
+/// Appends the rows with binary COPY (the fastest way into PostgreSQL).
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    rows: &[&(crate::Record, serde_json::Value)],
+) -> Result<u64, tokio_postgres::Error> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} (record, _topic, _partition, _offset) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &[Type::JSONB, Type::TEXT, Type::INT4, Type::INT8]);
+    futures::pin_mut!(writer);
+    for (r, v) in rows {
+        writer
+            .as_mut()
+            .write(&[v, &r.topic, &r.partition, &r.offset])
+            .await?;
+    }
+    writer.finish().await
 }
 
 async fn offsets_of(
