@@ -140,7 +140,9 @@ function keyboard(grid, runs, heads) {
     current.classList.add("cursor");
     current.scrollIntoView({ block: "nearest", inline: "nearest" });
     const state = STATES[current.className.replace("cursor", "").trim()] || "not yet";
-    if (said) said.textContent = `${rows[row].dataset.task} · ${heads[column + 1].title}: ${state}`;
+    // A column's title is "DAY TIME RUN_STATE".
+    const [day, time] = heads[column + 1].title.split(" ");
+    if (said) said.textContent = `${rows[row].dataset.task} · run of ${day} ${time}: ${state}`;
   };
   box.addEventListener("focus", show);
   box.addEventListener("keydown", (event) => {

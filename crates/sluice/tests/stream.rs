@@ -174,6 +174,35 @@ dead_letter: {{ into: shop, table: agg.dead_letters }}
     p
 }
 
+/// Produces 3,000 orders into `sales` — order i every 3.6 s from 2024-01-01T00:00Z, `behind(i)`
+/// ms earlier, to partition i % 3 — and returns them as (event time ms, category, amount).
+fn sales(brokers: &str, behind: impl Fn(i64) -> i64) -> Vec<(i64, &'static str, i64)> {
+    let categories = ["books", "games", "tools"];
+    let orders: Vec<(i64, &str, i64)> = (0..3_000i64)
+        .map(|i| {
+            (
+                1_704_067_200_000 + i * 3_600 - behind(i),
+                categories[(i % 7 % 3) as usize],
+                i % 10 + 1,
+            )
+        })
+        .collect();
+    let payloads: Vec<String> = orders
+        .iter()
+        .map(|(t, c, a)| format!(r#"{{"ts": {t}, "category": "{c}", "amount": {a}}}"#))
+        .collect();
+    produce(brokers, "sales", &payloads);
+    orders
+}
+
+fn start_hourly(p: &TestProject, idle: &str) -> Child {
+    p.command(&["stream", "hourly_sales", "--stop-when-idle", idle])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The hour windows in the table as "hour category total orders", hours counted from
 /// 2024-01-01T00:00Z.
 fn hourly_rows(db: &Database) -> Vec<String> {
@@ -194,33 +223,11 @@ fn two_processes_share_an_aggregating_stream() {
     cluster.create_topic("sales", PARTITIONS, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let base: i64 = 1_704_067_200_000;
-    let categories = ["books", "games", "tools"];
     // Record i goes to partition i % 3; partition 2's orders are 40 minutes older.
-    let orders: Vec<(i64, &str, i64)> = (0..3_000i64)
-        .map(|i| {
-            let behind = if i % 3 == 2 { 2_400_000 } else { 0 };
-            (
-                base + i * 3_600 - behind,
-                categories[(i % 7 % 3) as usize],
-                i % 10 + 1,
-            )
-        })
-        .collect();
-    let payloads: Vec<String> = orders
-        .iter()
-        .map(|(t, c, a)| format!(r#"{{"ts": {t}, "category": "{c}", "amount": {a}}}"#))
-        .collect();
-    produce(&brokers, "sales", &payloads);
+    let orders = sales(&brokers, |i| if i % 3 == 2 { 2_400_000 } else { 0 });
     let db = Database::create("sluice_stream_shared_windows");
     let p = hourly_sales(&db, &brokers);
-    let start = || {
-        p.command(&["stream", "hourly_sales", "--stop-when-idle", "3s"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (start(), start());
+    let (a, b) = (start_hourly(&p, "3s"), start_hourly(&p, "3s"));
     let summaries: Vec<String> = [a, b]
         .into_iter()
         .map(|child| {
@@ -288,32 +295,12 @@ fn hourly_totals_survive_kills_and_late_orders_are_dead_lettered() {
     cluster.create_topic("sales", PARTITIONS, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let base = 1_704_067_200; // 2024-01-01T00:00:00Z
-    let categories = ["books", "games", "tools"];
     // 3,000 orders over three hours (every 3.6 s), each partition in event-time order.
-    let orders: Vec<(i64, &str, i64)> = (0..3_000)
-        .map(|i| {
-            (
-                base * 1000 + i * 3_600,
-                categories[(i % 7 % 3) as usize],
-                i % 10 + 1,
-            )
-        })
-        .collect();
-    let payloads: Vec<String> = orders
-        .iter()
-        .map(|(t, c, a)| format!(r#"{{"ts": {t}, "category": "{c}", "amount": {a}}}"#))
-        .collect();
-    produce(&brokers, "sales", &payloads);
+    let orders = sales(&brokers, |_| 0);
 
     let db = Database::create("sluice_stream_windows");
     let p = hourly_sales(&db, &brokers);
-    let start = || {
-        p.command(&["stream", "hourly_sales", "--stop-when-idle", "2s"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let start = || start_hourly(&p, "2s");
     let mut kills = 0;
     for round in 0..5u64 {
         let mut child = start();

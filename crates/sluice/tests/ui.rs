@@ -185,15 +185,8 @@ async fn wait_for(c: &Client, css: &str, what: &str) -> fantoccini::elements::El
 /// made inside the test's runtime: `Server::http` keeps pooled connections whose tasks live on the
 /// server helper's own runtime, which nothing drives while this test's runtime runs.
 async fn api(http: &reqwest::Client, base: &str, path: &str) -> serde_json::Value {
-    http.get(format!("{base}{path}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-        .json()
-        .await
-        .unwrap()
+    let body = api_text(http, base, path).await;
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}\n{body}"))
 }
 
 /// A page's body as the API's client gets it (with the token).
