@@ -195,6 +195,23 @@ fn sales(brokers: &str, behind: impl Fn(i64) -> i64) -> Vec<(i64, &'static str, 
     orders
 }
 
+/// The hours `closed` keeps, summed and counted per category from the orders, as `hourly_rows`
+/// prints them.
+fn expected_hours(orders: &[(i64, &str, i64)], closed: impl Fn(i64) -> bool) -> Vec<String> {
+    let mut sums = std::collections::BTreeMap::new();
+    for (t, c, a) in orders {
+        let hour = (t - 1_704_067_200_000).div_euclid(3_600_000);
+        if closed(hour) {
+            let e = sums.entry((hour, c.to_string())).or_insert((0i64, 0i64));
+            e.0 += a;
+            e.1 += 1;
+        }
+    }
+    sums.iter()
+        .map(|((h, c), (total, n))| format!("{h} {c} {total} {n}"))
+        .collect()
+}
+
 fn start_hourly(p: &TestProject, idle: &str) -> Child {
     p.command(&["stream", "hourly_sales", "--stop-when-idle", idle])
         .stdout(Stdio::null())
@@ -265,21 +282,9 @@ fn two_processes_share_an_aggregating_stream() {
         .min()
         .unwrap()
         - 1;
-    let mut expected = std::collections::BTreeMap::new();
-    for (t, c, a) in &orders {
-        let hour = (t - base).div_euclid(3_600_000);
-        if base + (hour + 1) * 3_600_000 - 1 <= watermark {
-            let e = expected
-                .entry((hour, c.to_string()))
-                .or_insert((0i64, 0i64));
-            e.0 += a;
-            e.1 += 1;
-        }
-    }
-    let expected: Vec<String> = expected
-        .iter()
-        .map(|((h, c), (total, n))| format!("{h} {c} {total} {n}"))
-        .collect();
+    let expected = expected_hours(&orders, |hour| {
+        base + (hour + 1) * 3_600_000 - 1 <= watermark
+    });
     assert_eq!(hourly_rows(&db), expected, "{summaries:?}");
     let dead = db.column("SELECT reason FROM agg.dead_letters");
     assert!(dead.is_empty(), "nothing is late: {dead:?}");
@@ -294,7 +299,6 @@ fn hourly_totals_survive_kills_and_late_orders_are_dead_lettered() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("sales", PARTITIONS, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    let base = 1_704_067_200; // 2024-01-01T00:00:00Z
     // 3,000 orders over three hours (every 3.6 s), each partition in event-time order.
     let orders = sales(&brokers, |_| 0);
 
@@ -334,21 +338,7 @@ fn hourly_totals_survive_kills_and_late_orders_are_dead_lettered() {
     );
 
     // Expected: the two hours the watermark closed (the third is still open).
-    let mut expected = std::collections::BTreeMap::new();
-    for (t, c, a) in &orders {
-        let hour = (t / 1000 - base) / 3600;
-        if hour < 2 {
-            let e = expected
-                .entry((hour, c.to_string()))
-                .or_insert((0i64, 0i64));
-            e.0 += a;
-            e.1 += 1;
-        }
-    }
-    let expected: Vec<String> = expected
-        .iter()
-        .map(|((h, c), (total, n))| format!("{h} {c} {total} {n}"))
-        .collect();
+    let expected = expected_hours(&orders, |hour| hour < 2);
     assert_eq!(hourly_rows(&db), expected, "({kills} kills) {summary}");
     let late = db.column("SELECT reason FROM agg.dead_letters ORDER BY \"offset\"");
     assert_eq!(late.len(), 5, "{late:?}");
