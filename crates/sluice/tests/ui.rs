@@ -224,6 +224,74 @@ async fn finished_tries(http: &reqwest::Client, base: &str, run_id: &str, n: usi
     }
 }
 
+/// Signs in with the token on the login page every page sends an anonymous user to (its
+/// screenshot taken when `browser` is given).
+async fn sign_in(c: &Client, base: &str, browser: Option<Browser>) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    if let Some(browser) = browser {
+        screenshot(c, browser, "login").await;
+    }
+    c.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Triggers a run of `pipeline` for `date` from its page; returns the path of the run page it
+/// opens.
+async fn trigger(c: &Client, base: &str, pipeline: &str, date: &str) -> String {
+    c.goto(&format!("{base}/pipelines/{pipeline}"))
+        .await
+        .unwrap();
+    c.execute(
+        &format!("document.querySelector('input[name=date]').value = '{date}'"),
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("form[data-api$='/runs'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while !c.current_url().await.unwrap().path().starts_with("/runs/") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the run page did not open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.current_url().await.unwrap().path().to_string()
+}
+
+/// Opens the lineage of `pipeline` from its page and returns the graph's labels.
+async fn lineage_of(c: &Client, base: &str, pipeline: &str) -> String {
+    c.goto(&format!("{base}/pipelines/{pipeline}"))
+        .await
+        .unwrap();
+    c.find(Locator::Css(&format!(
+        "a[href='/lineage?pipeline={pipeline}']"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let graph = wait_for(c, "svg[aria-label=lineage]", "the lineage graph").await;
+    graph.text().await.unwrap()
+}
+
 async fn text(c: &Client) -> String {
     c.find(Locator::Css("main"))
         .await
@@ -257,21 +325,7 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
         let http = reqwest::Client::new();
 
         // Signing in: the pages want the token, like the API.
-        c.goto(&format!("{base}/")).await.unwrap();
-        assert!(c.current_url().await.unwrap().path().ends_with("/login"));
-        screenshot(&c, browser, "login").await;
-        c.find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(TOKEN)
-            .await
-            .unwrap();
-        c.find(Locator::Css("form button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        sign_in(&c, base, Some(browser)).await;
         wait_for(&c, "a[href='/pipelines/orders']", "the pipelines").await;
 
         // The pipelines, and the broken file at the position the API reports.
@@ -293,28 +347,7 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
         screenshot(&c, browser, "pipelines").await;
 
         // Trigger a run for a date from the pipeline page: it opens the run.
-        c.goto(&format!("{base}/pipelines/orders")).await.unwrap();
-        c.execute(
-            "document.querySelector('input[name=date]').value = '2024-03-05'",
-            vec![],
-        )
-        .await
-        .unwrap();
-        c.find(Locator::Css("form[data-api$='/runs'] button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let started = Instant::now();
-        while !c.current_url().await.unwrap().path().starts_with("/runs/") {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the run page did not open"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let run_path = c.current_url().await.unwrap().path().to_string();
+        let run_path = trigger(&c, base, "orders", "2024-03-05").await;
         let run_id = run_path.trim_start_matches("/runs/").to_string();
         let run = api(&http, base, &format!("/api/runs/{run_id}")).await;
         assert_eq!(run["logical_date"].as_str().unwrap()[..10], *"2024-03-05");
@@ -424,15 +457,7 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
         screenshot(&c, browser, "quality").await;
 
         // The lineage: the lake file the validation reads, in the pipeline's graph.
-        c.goto(&format!("{base}/pipelines/orders")).await.unwrap();
-        c.find(Locator::Css("a[href='/lineage?pipeline=orders']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let graph = wait_for(&c, "svg[aria-label=lineage]", "the lineage graph").await;
-        let labels = graph.text().await.unwrap();
+        let labels = lineage_of(&c, base, "orders").await;
         assert!(labels.contains("orders.csv"), "{labels}");
         screenshot(&c, browser, "lineage").await;
 
@@ -490,6 +515,67 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
         c.close().await.unwrap();
     };
     // A stuck step fails the test with a message instead of hanging the suite.
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(240), flow)
+            .await
+            .expect("the browser flow took more than 4 minutes")
+    });
+    assert_eq!(server.stop(), Some(0));
+}
+
+/// The new user: `sluice serve` in the demo project (`sluice init`), a run of the
+/// article's daily_sales_etl triggered from its page and followed live until it succeeds, its
+/// validation's report, and the lineage of what it reads and loads.
+#[test]
+fn in_chromium_a_new_user_runs_the_demo_from_the_browser() {
+    let p = TestProject::new();
+    std::fs::remove_file(p.path().join("sluice.yaml")).unwrap();
+    std::fs::remove_dir_all(p.path().join("pipelines")).unwrap();
+    let init = Command::new(common::sluice_bin())
+        .arg("init")
+        .arg(p.path())
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let server = Server::start(&p, Some(TOKEN));
+    let driver = driver(Browser::Chromium);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let flow = async {
+        let c = session(Browser::Chromium, &driver).await;
+        let base = server.base.as_str();
+        let http = reqwest::Client::new();
+        sign_in(&c, base, None).await;
+        wait_for(
+            &c,
+            "a[href='/pipelines/daily_sales_etl']",
+            "the demo's pipelines",
+        )
+        .await;
+        let run_path = trigger(&c, base, "daily_sales_etl", "2024-01-01").await;
+        wait_for(&c, "h1 .badge.success", "the demo run to succeed").await;
+        let run = api(&http, base, &format!("/api{run_path}")).await;
+        assert_eq!(run["state"], "success", "{run}");
+        screenshot(&c, Browser::Chromium, "demo-run").await;
+        c.find(Locator::Css("table a[href$='/tasks/validate_data']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for(&c, "iframe.report", "the validation's report").await;
+        screenshot(&c, Browser::Chromium, "demo-validation").await;
+        let labels = lineage_of(&c, base, "daily_sales_etl").await;
+        assert!(labels.contains("warehouse.staging.orders"), "{labels}");
+        screenshot(&c, Browser::Chromium, "demo-lineage").await;
+        c.close().await.unwrap();
+    };
     rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(240), flow)
             .await

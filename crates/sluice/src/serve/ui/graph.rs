@@ -16,11 +16,17 @@ pub struct Node {
 
 const WIDTH: usize = 168;
 const HEIGHT: usize = 30;
+const CHAR_WIDTH: usize = 7;
+const MAX_CHARS: usize = 40;
 const GAP_X: usize = 56;
 const GAP_Y: usize = 14;
 
 /// (x, y) of each node's top-left corner, and the drawing's width and height.
-fn layout(nodes: usize, edges: &[(usize, usize)]) -> (Vec<(usize, usize)>, usize, usize) {
+fn layout(
+    nodes: usize,
+    edges: &[(usize, usize)],
+    node_width: usize,
+) -> (Vec<(usize, usize)>, usize, usize) {
     let mut upstream: Vec<Vec<usize>> = vec![Vec::new(); nodes];
     for &(from, to) in edges {
         upstream[to].push(from);
@@ -67,12 +73,12 @@ fn layout(nodes: usize, edges: &[(usize, usize)]) -> (Vec<(usize, usize)>, usize
         let offset = (tallest - row.len()) * (HEIGHT + GAP_Y) / 2;
         for (i, n) in row.iter().enumerate() {
             xy[*n] = (
-                GAP_Y + l * (WIDTH + GAP_X),
+                GAP_Y + l * (node_width + GAP_X),
                 GAP_Y + offset + i * (HEIGHT + GAP_Y),
             );
         }
     }
-    let width = GAP_Y * 2 + layers * WIDTH + layers.saturating_sub(1) * GAP_X;
+    let width = GAP_Y * 2 + layers * node_width + layers.saturating_sub(1) * GAP_X;
     let height = GAP_Y * 2 + tallest * HEIGHT + tallest.saturating_sub(1) * GAP_Y;
     (xy, width, height)
 }
@@ -87,13 +93,18 @@ pub fn escape(text: &str) -> String {
 
 /// The graph as an inline SVG element (labels escaped).
 pub fn svg(nodes: &[Node], edges: &[(usize, usize)], label: &str) -> String {
-    let (xy, width, height) = layout(nodes.len(), edges);
+    // Nodes as wide as the longest label needs (about 7 px a character), within bounds: a
+    // lineage graph's table names are longer than a pipeline's task names.
+    let longest = nodes.iter().map(|n| n.label.chars().count()).max();
+    let node_width = (longest.unwrap_or(0).min(MAX_CHARS) * CHAR_WIDTH + 20).max(WIDTH);
+    let fits = (node_width - 20) / CHAR_WIDTH;
+    let (xy, width, height) = layout(nodes.len(), edges, node_width);
     let mut out = format!(
         r#"<svg class="graph" role="img" aria-label="{}" width="{width}" height="{height}" viewBox="0 0 {width} {height}">"#,
         escape(label)
     );
     for &(from, to) in edges {
-        let (x1, y1) = (xy[from].0 + WIDTH, xy[from].1 + HEIGHT / 2);
+        let (x1, y1) = (xy[from].0 + node_width, xy[from].1 + HEIGHT / 2);
         let (x2, y2) = (xy[to].0, xy[to].1 + HEIGHT / 2);
         let mid = (x1 + x2) / 2;
         let _ = write!(
@@ -102,13 +113,13 @@ pub fn svg(nodes: &[Node], edges: &[(usize, usize)], label: &str) -> String {
         );
     }
     for (node, (x, y)) in nodes.iter().zip(&xy) {
-        let shown: String = if node.label.chars().count() > 22 {
-            node.label.chars().take(21).chain(['…']).collect()
+        let shown: String = if node.label.chars().count() > fits {
+            node.label.chars().take(fits - 1).chain(['…']).collect()
         } else {
             node.label.clone()
         };
         let body = format!(
-            r#"<g class="node {class}"><title>{title}</title><rect x="{x}" y="{y}" width="{WIDTH}" height="{HEIGHT}" rx="5"/><text x="{tx}" y="{ty}">{label}</text></g>"#,
+            r#"<g class="node {class}"><title>{title}</title><rect x="{x}" y="{y}" width="{node_width}" height="{HEIGHT}" rx="5"/><text x="{tx}" y="{ty}">{label}</text></g>"#,
             class = escape(&node.class),
             title = escape(&node.title),
             tx = x + 10,
@@ -133,7 +144,7 @@ mod tests {
     #[test]
     fn edges_point_right_and_siblings_stack() {
         // a → b, a → c, b → d, c → d, and e alone.
-        let (xy, width, height) = layout(5, &[(0, 1), (0, 2), (1, 3), (2, 3)]);
+        let (xy, width, height) = layout(5, &[(0, 1), (0, 2), (1, 3), (2, 3)], WIDTH);
         assert!(xy[0].0 < xy[1].0 && xy[1].0 == xy[2].0 && xy[2].0 < xy[3].0);
         assert_ne!(xy[1].1, xy[2].1);
         assert_eq!(xy[4].0, xy[0].0, "a source is in the first layer");
@@ -143,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_cycle_does_not_loop_forever() {
-        let (xy, _, _) = layout(2, &[(0, 1), (1, 0)]);
+        let (xy, _, _) = layout(2, &[(0, 1), (1, 0)], WIDTH);
         assert_eq!(xy.len(), 2);
     }
 

@@ -298,7 +298,11 @@ pub async fn lineage(State(service): S, Query(wanted): Query<Wanted>) -> Result<
                 title: format!("task {} of pipeline {}", j.1, j.0),
             },
             Node::Data(d) => graph::Node {
-                label: d.name.rsplit('/').next().unwrap_or(&d.name).to_string(),
+                // A file's folder and name (a day's file alone, `{{ ds }}.csv`, says nothing).
+                label: match d.name.rsplitn(3, '/').collect::<Vec<_>>()[..] {
+                    [file, folder, ..] => format!("{folder}/{file}"),
+                    _ => d.name.clone(),
+                },
                 class: "dataset".into(),
                 href: Some(format!(
                     "/lineage?dataset={}",
