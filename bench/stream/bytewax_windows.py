@@ -11,21 +11,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import windowing as win
 from bytewax.operators.windowing import EventClock, SlidingWindower, TumblingWindower
 from bytewax.testing import TestingSink, TestingSource, run_main
+from nexmark_bids import bids
 
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
-MASK = (1 << 64) - 1
-
-
-def bids(n):
-    """A 64-bit LCG, as in the Rust example; event time from 10 s, one bid per ms."""
-    state, out = 42, []
-    for t in range(10_000, n + 10_000):
-        state = (state * 6364136223846793005 + 1442695040888963407) & MASK
-        auction = (state >> 33) % 1000
-        state = (state * 6364136223846793005 + 1442695040888963407) & MASK
-        price = (state >> 33) % 10000
-        out.append((t, auction, price))
-    return out
 
 
 def clock():

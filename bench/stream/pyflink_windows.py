@@ -21,21 +21,8 @@ import sys
 import tempfile
 import time
 
+from nexmark_bids import bids
 from pyflink.table import EnvironmentSettings, TableEnvironment
-
-MASK = (1 << 64) - 1
-
-
-def bids(n):
-    """A 64-bit LCG, as in the Rust example; event time from 10 s, one bid per ms."""
-    state, out = 42, []
-    for t in range(10_000, n + 10_000):
-        state = (state * 6364136223846793005 + 1442695040888963407) & MASK
-        auction = (state >> 33) % 1000
-        state = (state * 6364136223846793005 + 1442695040888963407) & MASK
-        price = (state >> 33) % 10000
-        out.append((t, auction, price))
-    return out
 
 
 # Event time is milliseconds since the Unix epoch; Bytewax's windows are aligned to 2024-01-01,

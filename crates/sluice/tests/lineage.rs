@@ -12,16 +12,7 @@ use serde_json::Value;
 
 fn demo(dir: &Path, lineage: &str) -> PathBuf {
     let demo = dir.join("demo");
-    let init = std::process::Command::new(common::sluice_bin())
-        .arg("init")
-        .arg(&demo)
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    common::init_demo(&demo);
     let settings = demo.join("sluice.yaml");
     let text = std::fs::read_to_string(&settings).unwrap();
     std::fs::write(&settings, format!("{text}lineage: {lineage}\n")).unwrap();

@@ -39,12 +39,7 @@ fn psql(sql: &str) {
 fn the_demo_quarantines_the_malformed_row_and_loads_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("demo");
-    let init = Command::new(sluice_bin())
-        .arg("init")
-        .arg(&project)
-        .output()
-        .unwrap();
-    assert!(init.status.success());
+    common::init_demo(&project);
     let p = project.to_str().unwrap();
     // 2024-01-04's export has one order with a malformed e-mail.
     let run = outcome(

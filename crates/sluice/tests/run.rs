@@ -560,16 +560,7 @@ def boom(**context):
 fn demo_project_runs_end_to_end_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let init = std::process::Command::new(common::sluice_bin())
-        .arg("init")
-        .arg(&demo)
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    common::init_demo(&demo);
     let run = |args: &[&str]| {
         let out = std::process::Command::new(common::sluice_bin())
             .args(args)

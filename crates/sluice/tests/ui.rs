@@ -224,6 +224,30 @@ async fn finished_tries(http: &reqwest::Client, base: &str, run_id: &str, n: usi
     }
 }
 
+/// Runs a browser flow to its end; a stuck step fails the test with a message instead of
+/// hanging the suite.
+fn drive(flow: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(240), flow)
+                .await
+                .expect("the browser flow took more than 4 minutes")
+        });
+}
+
+/// Clicks the element `css` finds.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Signs in with the token on the login page every page sends an anonymous user to (its
 /// screenshot taken when `browser` is given).
 async fn sign_in(c: &Client, base: &str, browser: Option<Browser>) {
@@ -238,12 +262,7 @@ async fn sign_in(c: &Client, base: &str, browser: Option<Browser>) {
         .send_keys(TOKEN)
         .await
         .unwrap();
-    c.find(Locator::Css("form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "form button").await;
 }
 
 /// Triggers a run of `pipeline` for `date` from its page; returns the path of the run page it
@@ -258,12 +277,7 @@ async fn trigger(c: &Client, base: &str, pipeline: &str, date: &str) -> String {
     )
     .await
     .unwrap();
-    c.find(Locator::Css("form[data-api$='/runs'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "form[data-api$='/runs'] button").await;
     let started = Instant::now();
     while !c.current_url().await.unwrap().path().starts_with("/runs/") {
         assert!(
@@ -280,14 +294,7 @@ async fn lineage_of(c: &Client, base: &str, pipeline: &str) -> String {
     c.goto(&format!("{base}/pipelines/{pipeline}"))
         .await
         .unwrap();
-    c.find(Locator::Css(&format!(
-        "a[href='/lineage?pipeline={pipeline}']"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(c, &format!("a[href='/lineage?pipeline={pipeline}']")).await;
     let graph = wait_for(c, "svg[aria-label=lineage]", "the lineage graph").await;
     graph.text().await.unwrap()
 }
@@ -315,10 +322,6 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
     let p = project();
     let server = Server::start(&p, Some(TOKEN));
     let driver = driver(browser);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let flow = async {
         let c = session(browser, &driver).await;
         let base = server.base.as_str();
@@ -359,12 +362,7 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
         screenshot(&c, browser, "run").await;
 
         // The failing task: its error and its log.
-        c.find(Locator::Css("table a[href$='/tasks/check_totals']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "table a[href$='/tasks/check_totals']").await;
         wait_for(&c, "pre.log", "the log").await;
         let page = text(&c).await;
         assert!(page.contains("exit status 3"), "{page}");
@@ -485,22 +483,12 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
         // Clear the failed task from the run page: the server tries it again.
         c.goto(&format!("{base}{run_path}")).await.unwrap();
         let clear = "tr:has(a[href$='/tasks/check_totals']) form[data-api$='/clear'] button";
-        c.find(Locator::Css(clear))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, clear).await;
         finished_tries(&http, base, &run_id, before + 1).await;
 
         // Pause from the pipeline page.
         c.goto(&format!("{base}/pipelines/orders")).await.unwrap();
-        c.find(Locator::Css("form[data-api$='/pause'] button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "form[data-api$='/pause'] button").await;
         let started = Instant::now();
         while api(&http, base, "/api/pipelines/orders").await["paused"] != true {
             assert!(started.elapsed() < Duration::from_secs(10), "not paused");
@@ -514,12 +502,7 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
         screenshot(&c, browser, "pipelines-narrow").await;
         c.close().await.unwrap();
     };
-    // A stuck step fails the test with a message instead of hanging the suite.
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(240), flow)
-            .await
-            .expect("the browser flow took more than 4 minutes")
-    });
+    drive(flow);
     assert_eq!(server.stop(), Some(0));
 }
 
@@ -531,22 +514,9 @@ fn in_chromium_a_new_user_runs_the_demo_from_the_browser() {
     let p = TestProject::new();
     std::fs::remove_file(p.path().join("sluice.yaml")).unwrap();
     std::fs::remove_dir_all(p.path().join("pipelines")).unwrap();
-    let init = Command::new(common::sluice_bin())
-        .arg("init")
-        .arg(p.path())
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    common::init_demo(p.path());
     let server = Server::start(&p, Some(TOKEN));
     let driver = driver(Browser::Chromium);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let flow = async {
         let c = session(Browser::Chromium, &driver).await;
         let base = server.base.as_str();
@@ -563,12 +533,7 @@ fn in_chromium_a_new_user_runs_the_demo_from_the_browser() {
         let run = api(&http, base, &format!("/api{run_path}")).await;
         assert_eq!(run["state"], "success", "{run}");
         screenshot(&c, Browser::Chromium, "demo-run").await;
-        c.find(Locator::Css("table a[href$='/tasks/validate_data']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "table a[href$='/tasks/validate_data']").await;
         wait_for(&c, "iframe.report", "the validation's report").await;
         screenshot(&c, Browser::Chromium, "demo-validation").await;
         let labels = lineage_of(&c, base, "daily_sales_etl").await;
@@ -576,10 +541,6 @@ fn in_chromium_a_new_user_runs_the_demo_from_the_browser() {
         screenshot(&c, Browser::Chromium, "demo-lineage").await;
         c.close().await.unwrap();
     };
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(240), flow)
-            .await
-            .expect("the browser flow took more than 4 minutes")
-    });
+    drive(flow);
     assert_eq!(server.stop(), Some(0));
 }

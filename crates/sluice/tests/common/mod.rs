@@ -126,6 +126,20 @@ pub fn process_alive(pid: i32) -> bool {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for a server a test starts.
+/// `sluice init DIR`: the demo project, as a new user creates it.
+pub fn init_demo(dir: &Path) {
+    let init = Command::new(sluice_bin())
+        .arg("init")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
