@@ -146,9 +146,11 @@ impl Windows {
 
     /// Adds a batch's records; those with a bad event time, or later than every window's
     /// allowed lateness, come back to be dead-lettered, with how many of them were late.
-    pub fn add(
+    /// Only the rejected records are copied: a batch built again after a fence reads the same
+    /// records twice.
+    pub fn add<'r>(
         &mut self,
-        records: Vec<(Record, serde_json::Value)>,
+        records: impl IntoIterator<Item = &'r (Record, serde_json::Value)>,
         now: i64,
     ) -> (Vec<Rejected>, u64) {
         // Lateness is judged against the watermark before the batch.
@@ -159,7 +161,10 @@ impl Windows {
             let t = match event_time(v.get(&self.event_field)) {
                 Ok(t) => t,
                 Err(reason) => {
-                    rejected.push(Rejected { record, reason });
+                    rejected.push(Rejected {
+                        record: record.clone(),
+                        reason,
+                    });
                     continue;
                 }
             };
@@ -173,7 +178,7 @@ impl Windows {
                         iso(t),
                         watermark.map_or("none".into(), iso)
                     ),
-                    record,
+                    record: record.clone(),
                 });
                 continue;
             }

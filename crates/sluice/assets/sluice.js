@@ -114,13 +114,18 @@ function wire(root) {
     };
     grid.addEventListener("click", (event) => {
       const c = cell(event);
-      if (c && c.run) location.href = `/runs/${c.run}/tasks/${encodeURIComponent(c.task)}`;
+      if (c && c.run) openTask(c.run, c.task);
     });
     grid.addEventListener("mouseover", (event) => {
       const c = cell(event);
       if (c && c.head && !event.target.title) event.target.title = `${c.task} · ${c.head.title}`;
-    });    keyboard(grid, runs, heads);
+    });
+    keyboard(grid, runs, heads);
   }
+}
+
+function openTask(run, task) {
+  location.href = `/runs/${run}/tasks/${encodeURIComponent(task)}`;
 }
 
 const STATES = { s: "success", f: "failed", r: "running", q: "queued", u: "up for retry",
@@ -149,7 +154,7 @@ function keyboard(grid, runs, heads) {
     const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1],
       Home: [0, -runs.length], End: [0, runs.length] };
     if (event.key === "Enter" && current) {
-      location.href = `/runs/${runs[column]}/tasks/${encodeURIComponent(rows[row].dataset.task)}`;
+      openTask(runs[column], rows[row].dataset.task);
       return;
     }
     const move = moves[event.key];

@@ -520,9 +520,11 @@ async fn task(
 ) -> Result<Html<String>> {
     let run = find_run(&service, &id)?;
     let p = service.pipeline(&run.pipeline);
-    let kind = p
-        .as_ref()
-        .and_then(|p| p.task_index(&task).map(|i| p.tasks[i].kind.to_string()))
+    let definition = p
+        .as_deref()
+        .and_then(|p| p.task_index(&task).map(|i| (p, &p.tasks[i])));
+    let kind = definition
+        .map(|(_, t)| t.kind.to_string())
         .unwrap_or_default();
     let instance = service
         .store
@@ -556,9 +558,7 @@ async fn task(
         })
         .collect();
     let report = shown_try.and_then(report_path).is_some_and(|p| p.exists());
-    let config = p
-        .as_ref()
-        .and_then(|p| p.task_index(&task).map(|i| (p, &p.tasks[i])))
+    let config = definition
         .map(|(p, t)| service.executor().rendered_config(p, &run, t, shown.max(1)))
         .map(|c| serde_json::to_string_pretty(&c).unwrap_or_default())
         .unwrap_or_default();
