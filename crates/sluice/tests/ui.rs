@@ -278,15 +278,29 @@ async fn trigger(c: &Client, base: &str, pipeline: &str, date: &str) -> String {
     .await
     .unwrap();
     click(c, "form[data-api$='/runs'] button").await;
+    let within = Duration::from_secs(20);
+    wait_for_path(c, "the run page", within, |path| path.starts_with("/runs/")).await
+}
+
+/// Waits until the browser is at a path that `wanted` accepts (`within` at most); returns it.
+async fn wait_for_path(
+    c: &Client,
+    what: &str,
+    within: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
     let started = Instant::now();
-    while !c.current_url().await.unwrap().path().starts_with("/runs/") {
+    loop {
+        let path = c.current_url().await.unwrap().path().to_string();
+        if wanted(&path) {
+            return path;
+        }
         assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the run page did not open"
+            started.elapsed() < within,
+            "{what} did not open (at {path})"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    c.current_url().await.unwrap().path().to_string()
 }
 
 /// Opens the lineage of `pipeline` from its page and returns the graph's labels.
@@ -418,20 +432,11 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
             .unwrap();
         assert!(said.starts_with("check_totals · "), "{said}");
         grid.send_keys("\u{E007}").await.unwrap();
-        let started = Instant::now();
-        while !c
-            .current_url()
-            .await
-            .unwrap()
-            .path()
-            .ends_with("/tasks/check_totals")
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "Enter opened nothing"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let within = Duration::from_secs(10);
+        wait_for_path(&c, "check_totals by Enter", within, |path| {
+            path.ends_with("/tasks/check_totals")
+        })
+        .await;
 
         // The data-quality report of the validation, on its task page and on the quality page.
         c.goto(&format!("{base}{run_path}/tasks/validate_orders"))
