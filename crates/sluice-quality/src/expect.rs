@@ -5,6 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use crate::condition::{self, Condition};
+use crate::parameters::Parameters;
 use crate::suite::ExpectationConfig;
 use crate::value::Literal;
 
@@ -266,8 +267,17 @@ pub enum Ignore {
 }
 
 impl Check {
-    pub fn new(config: &ExpectationConfig, default: &ResultFormat) -> Check {
-        let kw = &config.kwargs;
+    pub fn new(
+        config: &ExpectationConfig,
+        default: &ResultFormat,
+        parameters: &Parameters,
+    ) -> Check {
+        // A parameter without a value leaves the arguments as written; the check reports why.
+        let (kwargs, unresolved) = match parameters.substitute(&config.kwargs) {
+            Ok(kw) => (kw, None),
+            Err(e) => (config.kwargs.clone(), Some(e)),
+        };
+        let kw = &kwargs;
         let format = kw
             .get("result_format")
             .map_or_else(|| default.clone(), |v| ResultFormat::read(v, default));
@@ -278,17 +288,18 @@ impl Check {
             )),
             _ => None,
         };
-        let (condition, kind) = match condition.transpose() {
-            Ok(c) => (
+        let (condition, kind) = match (condition.transpose(), unresolved) {
+            (_, Some(e)) => (None, Kind::Invalid(e)),
+            (Ok(c), None) => (
                 c,
                 kind(config.expectation.name, kw).unwrap_or_else(Kind::Invalid),
             ),
-            Err(e) => (None, Kind::Invalid(e)),
+            (Err(e), None) => (None, Kind::Invalid(e)),
         };
         Check {
             index: config.index,
             name: config.expectation.name,
-            kwargs: kw.clone(),
+            kwargs,
             meta: config.meta.clone(),
             format,
             condition,

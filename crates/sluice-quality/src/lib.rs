@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod condition;
 mod dates;
 pub mod expect;
+pub mod parameters;
 pub mod pushdown;
 pub mod report;
 pub mod result;
@@ -17,10 +18,11 @@ pub mod value;
 use serde_json::Value as Json;
 
 pub use expect::{Check, Level, ResultFormat};
+pub use parameters::Parameters;
 pub use suite::{ExpectationConfig, Suite};
 
 /// A suite made ready to evaluate, with the result format every expectation reports at
-/// unless its own `result_format` says otherwise.
+/// unless its own `result_format` says otherwise and the values of its suite parameters.
 #[derive(Debug)]
 pub struct Validation {
     pub suite: String,
@@ -28,13 +30,14 @@ pub struct Validation {
 }
 
 impl Validation {
-    pub fn new(suite: &Suite, format: &ResultFormat) -> Validation {
+    pub fn new(suite: &Suite, format: &ResultFormat, parameters: &Parameters) -> Validation {
+        let parameters = parameters.or(&suite.parameters);
         Validation {
             suite: suite.name.clone(),
             checks: suite
                 .expectations
                 .iter()
-                .map(|e| Check::new(e, format))
+                .map(|e| Check::new(e, format, &parameters))
                 .collect(),
         }
     }

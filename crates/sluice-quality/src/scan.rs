@@ -1296,7 +1296,14 @@ pub fn type_names(t: &DataType) -> (String, Vec<String>) {
             &["uint", "int", "integer"]
         }
         DataType::Float16 | DataType::Float32 => &["float32", "float", "real", "float4"],
-        DataType::Float64 => &["float64", "float", "double", "double precision", "float8"],
+        DataType::Float64 => &[
+            "float64",
+            "float",
+            "double",
+            "double precision",
+            "double_precision",
+            "float8",
+        ],
         DataType::Decimal32(..)
         | DataType::Decimal64(..)
         | DataType::Decimal128(..)
@@ -1392,7 +1399,7 @@ mod tests {
         suite
             .expectations
             .iter()
-            .map(|e| Check::new(e, &ResultFormat::new(level)))
+            .map(|e| Check::new(e, &ResultFormat::new(level), &Default::default()))
             .collect()
     }
 
@@ -1452,7 +1459,7 @@ mod tests {
         let checks: Vec<Check> = suite
             .expectations
             .iter()
-            .map(|e| Check::new(e, &ResultFormat::new(Level::Summary)))
+            .map(|e| Check::new(e, &ResultFormat::new(Level::Summary), &Default::default()))
             .collect();
         let schema = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, true),

@@ -12,11 +12,46 @@ use sluice_core::diag::{Diagnostics, did_you_mean};
 use sluice_core::yaml::{self, Node, Span, Value};
 
 use crate::catalog::{self, Class, Expectation, STANDARD};
+use crate::parameters;
 
 #[derive(Debug)]
 pub struct Suite {
     pub name: String,
     pub expectations: Vec<ExpectationConfig>,
+    /// The suite's own `suite_parameters` (GE 0.x: `evaluation_parameters`): values for
+    /// `$PARAMETER` arguments that the run does not give.
+    pub parameters: Map<String, Json>,
+}
+
+impl Suite {
+    /// The `$PARAMETER` names that neither `given` nor the suite's own `suite_parameters` have a
+    /// value for, as (expectation, argument, name).
+    pub fn missing_parameters(
+        &self,
+        given: &Map<String, Json>,
+    ) -> Vec<(&ExpectationConfig, &str, String)> {
+        let mut missing = Vec::new();
+        for e in &self.expectations {
+            for (key, v) in &e.kwargs {
+                let Some(text) = parameters::parameter(v) else {
+                    continue;
+                };
+                let names = parameters::names(text).unwrap_or_default();
+                // One name alone may carry GE's interactive `$PARAMETER.name` value.
+                let alone = names.len() == 1 && text.trim() == names[0];
+                for name in names {
+                    let temporary = v.get(format!("{}.{name}", parameters::KEY)).is_some();
+                    if !given.contains_key(&name)
+                        && !self.parameters.contains_key(&name)
+                        && !(alone && temporary)
+                    {
+                        missing.push((e, key.as_str(), name));
+                    }
+                }
+            }
+        }
+        missing
+    }
 }
 
 /// One expectation of a suite, checked against the catalog.
@@ -76,11 +111,23 @@ pub fn parse(file: &str, text: &str, diags: &mut Diagnostics) -> Option<Suite> {
     let before = diags.len();
     let mut name = None;
     let mut list = None;
+    let mut parameters = Map::new();
     for (k, v) in entries {
         let key = k.as_str().unwrap_or_default();
         match key {
             "name" | "expectation_suite_name" => name = v.as_str().map(String::from),
             "expectations" => list = Some(v),
+            "suite_parameters" | "evaluation_parameters" => match v.to_json() {
+                Json::Object(values) => parameters.extend(values),
+                Json::Null => {}
+                _ => diags.push(
+                    Diagnostic::new(
+                        &v.span,
+                        format!("`{key}` must be a mapping, found {}", v.kind_name()),
+                    )
+                    .hint("e.g. suite_parameters: {min_rows: 1000}"),
+                ),
+            },
             _ if SUITE_KEYS.contains(&key) => {}
             _ => unknown_key(diags, k, key, "the suite", SUITE_KEYS),
         }
@@ -115,6 +162,7 @@ pub fn parse(file: &str, text: &str, diags: &mut Diagnostics) -> Option<Suite> {
                 .to_string()
         }),
         expectations,
+        parameters,
     })
 }
 
@@ -286,6 +334,13 @@ fn check_argument(key: &str, v: &Node, expectation: &Expectation) -> Result<(), 
     if v.is_null() {
         return Ok(());
     }
+    if let Value::Map(entries) = &v.value
+        && entries
+            .iter()
+            .any(|(k, _)| k.as_str() == Some(parameters::KEY))
+    {
+        return check_parameter(entries);
+    }
     let ok = match (shape(key, expectation), &v.value) {
         (Shape::Text, Value::Str { .. })
         | (Shape::Flag, Value::Bool(_))
@@ -315,6 +370,29 @@ fn check_argument(key: &str, v: &Node, expectation: &Expectation) -> Result<(), 
         ),
         Shape::Any => unreachable!("any value is accepted"),
     })
+}
+
+/// A `{"$PARAMETER": "…"}` argument: its value comes at run time, but its text must read.
+fn check_parameter(entries: &[(Node, Node)]) -> Result<(), String> {
+    for (k, v) in entries {
+        let key = k.as_str().unwrap_or_default();
+        if key == parameters::KEY {
+            let Some(text) = v.as_str() else {
+                return Err(format!(
+                    "is a suite parameter whose `{key}` must be a name or an expression, found {}",
+                    v.kind_name()
+                ));
+            };
+            parameters::names(text).map_err(|e| {
+                format!("is a suite parameter that cannot be read: `{text}`: {e} (expressions use numbers, names, + - * / ^, now(), datetime(…), timedelta(…))")
+            })?;
+        } else if !key.starts_with(&format!("{}.", parameters::KEY)) {
+            return Err(format!(
+                "is a suite parameter with an unknown key `{key}` (it takes `$PARAMETER` and `$PARAMETER.<name>`)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -382,6 +460,37 @@ mod tests {
         ];
         assert_eq!(got.len(), want.len(), "{got:#?}");
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn suite_parameters_are_read_and_their_text_checked() {
+        let text = r#"{"name": "orders", "suite_parameters": {"floor": 0}, "expectations": [
+  {"type": "expect_column_values_to_be_between", "kwargs": {"column": "total", "min_value": {"$PARAMETER": "floor"}, "max_value": {"$PARAMETER": "cap * 2"}}},
+  {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "status", "value_set": {"$PARAMETER": "statuses", "$PARAMETER.statuses": ["paid"]}}}
+]}"#;
+        let mut diags = Diagnostics::default();
+        let suite = parse("s.json", text, &mut diags).unwrap();
+        let missing: Vec<(usize, &str, String)> = suite
+            .missing_parameters(&Map::new())
+            .into_iter()
+            .map(|(e, key, name)| (e.index, key, name))
+            .collect();
+        assert_eq!(missing, [(0, "max_value", "cap".to_string())]);
+        let given = serde_json::json!({"cap": 50});
+        assert!(
+            suite
+                .missing_parameters(given.as_object().unwrap())
+                .is_empty()
+        );
+
+        let bad = r#"{"name": "x", "expectations": [
+  {"type": "expect_column_max_to_be_between", "kwargs": {"column": "ts", "min_value": {"$PARAMETER": "now() - timedelta(days=)"}}}]}"#;
+        assert_eq!(
+            problems(bad),
+            [
+                "suites/orders.json:2:87: error: expectations[0]: `min_value` is a suite parameter that cannot be read: `now() - timedelta(days=)`: expected a number, a name, a function or `(` at column 24 (expressions use numbers, names, + - * / ^, now(), datetime(…), timedelta(…))"
+            ]
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use conformance_runner as conformance;
 
 #[test]
 fn great_expectations_cases_pass_on_the_arrow_engine() {
-    let (passed, failed, skipped) = conformance::run("pandas", |case, validation| {
+    let (passed, failed, skipped) = conformance::run(&["pandas"], |case, validation| {
         let batch = conformance::batch(case);
         let observed = sluice_quality::scan::run(
             &validation.checks,

@@ -34,7 +34,7 @@ use sluice_io::files::{self, FileRead};
 use sluice_io::lake::{Lake, Location};
 use sluice_io::{BatchStream, IoError};
 use sluice_quality::pushdown::{self, Database, Dialect};
-use sluice_quality::{Level, ResultFormat, Validation, report, scan};
+use sluice_quality::{Level, Parameters, ResultFormat, Validation, parameters, report, scan};
 use sluice_warehouse::{Warehouse, Warehouses};
 
 use crate::duck;
@@ -165,6 +165,47 @@ fn endpoint_name(endpoint: &Endpoint) -> &str {
     }
 }
 
+/// Reads `parameters:` (name → value; text may be a template) and checks that every name the
+/// suite's `$PARAMETER` arguments use has a value here or in the suite.
+fn suite_parameters(
+    node: &Node,
+    suite: &sluice_quality::Suite,
+    cx: &mut CompileContext<'_>,
+) -> Option<serde_json::Map<String, Json>> {
+    let Json::Object(values) = node.to_json() else {
+        cx.diags.push(
+            Diagnostic::new(
+                &node.span,
+                "`parameters` must be a mapping of names to values",
+            )
+            .hint("e.g. parameters: { run_date: \"{{ ds }}\", min_rows: 1000 }"),
+        );
+        return None;
+    };
+    let mut ok = true;
+    if let sluice_core::yaml::Value::Map(entries) = &node.value {
+        for (_, v) in entries {
+            if let Some(text) = v.as_str() {
+                ok &= cx.check_template(v, text);
+            }
+        }
+    }
+    for (e, key, name) in suite.missing_parameters(&values) {
+        cx.diags.push(
+            Diagnostic::new(
+                &e.span,
+                format!(
+                    "expectations[{}]: `{key}` uses the suite parameter `{name}`, which has no value",
+                    e.index
+                ),
+            )
+            .hint(format!("give it under `parameters:`, e.g. parameters: {{ {name}: ... }}")),
+        );
+        ok = false;
+    }
+    ok.then_some(values)
+}
+
 /// Reads a suite file; problems are reported at their place in it.
 pub fn read_suite(
     path: &Path,
@@ -220,7 +261,12 @@ pub struct ValidateKind {
 #[derive(Debug)]
 struct ValidateAction {
     suite: String,
+    /// Built when the task is compiled, or for each run when the suite has parameters.
     validation: Arc<Validation>,
+    suite_config: Arc<sluice_quality::Suite>,
+    level: Level,
+    /// `parameters:`: values for the suite's `$PARAMETER` arguments; text is a template.
+    parameters: serde_json::Map<String, Json>,
     data: Data,
     on_failure: OnFailure,
     output: Option<String>,
@@ -236,6 +282,7 @@ const KEYS: &[&str] = &[
     "output",
     "quarantine",
     "result_format",
+    "parameters",
 ];
 
 impl TaskKind for ValidateKind {
@@ -276,10 +323,25 @@ impl TaskKind for ValidateKind {
                 }
             }
         }
-        let validation = Arc::new(Validation::new(&suite, &ResultFormat::new(level)));
+        let parameters = match fields.get("parameters") {
+            Some(node) => suite_parameters(node, &suite, cx)?,
+            None => serde_json::Map::new(),
+        };
+        let validation = Arc::new(Validation::new(
+            &suite,
+            &ResultFormat::new(level),
+            &Parameters::new(parameters.clone()),
+        ));
         for check in &validation.checks {
-            if let sluice_quality::expect::Kind::Invalid(problem) = &check.kind {
-                let e = &suite.expectations[check.index];
+            let e = &suite.expectations[check.index];
+            // Templated parameters take their values when the task runs.
+            let parameterised = e
+                .kwargs
+                .values()
+                .any(|v| parameters::parameter(v).is_some());
+            if let sluice_quality::expect::Kind::Invalid(problem) = &check.kind
+                && !parameterised
+            {
                 cx.diags.push(
                     Diagnostic::new(&e.span, format!("expectations[{}]: {problem}", check.index))
                         .hint("fix the expectation's arguments"),
@@ -394,6 +456,9 @@ impl TaskKind for ValidateKind {
         Some(Arc::new(ValidateAction {
             suite: suite_path,
             validation,
+            suite_config: Arc::new(suite),
+            level,
+            parameters,
             data,
             on_failure,
             output,
@@ -453,19 +518,38 @@ impl ValidateAction {
         Ok((files, read, shown))
     }
 
+    /// The validation for this run: the suite's parameters take their rendered values.
+    fn validation(&self, run: &TaskRun) -> Result<Arc<Validation>, TaskError> {
+        if self.parameters.is_empty() {
+            return Ok(self.validation.clone());
+        }
+        let mut values = self.parameters.clone();
+        for value in values.values_mut() {
+            if let Json::String(text) = value {
+                *text = run.render(text)?;
+            }
+        }
+        Ok(Arc::new(Validation::new(
+            &self.suite_config,
+            &ResultFormat::new(self.level),
+            &Parameters::new(values),
+        )))
+    }
+
     async fn validate(&self, run: &TaskRun) -> Result<TaskOutput, TaskError> {
+        let validation = self.validation(run)?;
         let (result, shown, files) = match &self.data {
             Data::Files(source) => {
                 let (files, read, shown) = self.files(run, source).await?;
                 let rows_files = files.clone();
-                let result = validate_files(&self.validation, files, read, &shown)
+                let result = validate_files(&validation, files, read, &shown)
                     .await
                     .map_err(task_error)?;
                 (result, shown, Some((rows_files, source)))
             }
             Data::Table { endpoint, table } => {
                 let table = run.render(table)?;
-                let result = validate_table(&self.validation, endpoint, &table, &self.warehouses)
+                let result = validate_table(&validation, endpoint, &table, &self.warehouses)
                     .await
                     .map_err(task_error)?;
                 let shown = format!("{}:{table}", endpoint_name(endpoint));
@@ -492,8 +576,7 @@ impl ValidateAction {
                 Ok(TaskOutput::default())
             }
             OnFailure::Quarantine => {
-                let whole = self
-                    .validation
+                let whole = validation
                     .checks
                     .iter()
                     .zip(result["results"].as_array().into_iter().flatten())
@@ -510,7 +593,7 @@ impl ValidateAction {
                     unreachable!("quarantine is refused for tables when the task is compiled")
                 };
                 let (_, read, _) = self.files(run, source).await?;
-                let (good, bad) = self.split(run, files, read).await?;
+                let (good, bad) = self.split(run, &validation, files, read).await?;
                 run.log.line(format!(
                     "{good} row(s) passed and continue; {bad} row(s) quarantined with the expectations they broke"
                 ));
@@ -528,6 +611,7 @@ impl ValidateAction {
     async fn split(
         &self,
         run: &TaskRun,
+        validation: &Validation,
         files: Vec<Location>,
         read: FileRead,
     ) -> Result<(u64, u64), TaskError> {
@@ -546,7 +630,7 @@ impl ValidateAction {
         let (bad_tx, bad_rx) = tokio::sync::mpsc::channel(2);
         let good_writer = files::write_parquet(&good_at, schema.clone(), receiver(good_rx));
         let bad_writer = files::write_parquet(&bad_at, bad_schema.clone(), receiver(bad_rx));
-        let checks = &self.validation.checks;
+        let checks = &validation.checks;
         let feed = async move {
             while let Some(batch) = stream.next().await {
                 let batch = batch?;

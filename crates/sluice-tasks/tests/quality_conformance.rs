@@ -1,7 +1,9 @@
 //! Great Expectations' own test cases (see sluice-quality/tests/great_expectations) against the
 //! SQL pushdown engine, on DuckDB and on the PostgreSQL at 127.0.0.1:5432: each case's data is
 //! loaded into a table and validated where it lives. The cases that apply are those the
-//! in-memory engine runs, so the two engines are held to the same results.
+//! in-memory engine runs, so the two engines are held to the same results, and those GE runs
+//! for SQL only: for PostgreSQL its `postgresql` cases, for DuckDB its `sqlite` ones (GE's
+//! embedded SQL database). Columns take the SQL type the case declares for that backend.
 
 #[path = "../../sluice-quality/tests/conformance_runner/mod.rs"]
 mod conformance_runner;
@@ -25,13 +27,24 @@ fn names(batch: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
+/// The SQL types a case declares for `backend`, in SQL's spelling (SQLAlchemy's
+/// `DOUBLE_PRECISION` is `DOUBLE PRECISION`).
+fn declared_types(case: &conformance::Case, backend: &str) -> Vec<(String, String)> {
+    case.dataset["schemas"][backend]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(column, t)| Some((column.clone(), t.as_str()?.replace('_', " "))))
+        .collect()
+}
+
 #[test]
 fn great_expectations_cases_pass_on_duckdb() {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = Arc::new(Warehouse::new(dir.path().join("cases.duckdb")));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut n = 0;
-    let (passed, failed, skipped) = conformance::run("pandas", |case, validation| {
+    let (passed, failed, skipped) = conformance::run(&["pandas", "sqlite"], |case, validation| {
         let batch = conformance::batch(case);
         n += 1;
         let table = format!("case_{n}");
@@ -58,6 +71,20 @@ fn great_expectations_cases_pass_on_duckdb() {
             Incoming::Batches(std::iter::once(Ok(batch))),
         )
         .map_err(|e| e.to_string())?;
+        for (column, declared) in declared_types(case, "sqlite") {
+            // SQLite's FLOAT is 8 bytes wide, DuckDB's only 4.
+            let declared = if declared == "FLOAT" {
+                "DOUBLE".into()
+            } else {
+                declared
+            };
+            conn.execute_batch(&format!(
+                "ALTER TABLE main.{table} ALTER COLUMN {} TYPE {declared}",
+                quote_ident(&column)
+            ))
+            .map_err(|e| e.to_string())?;
+        }
+        drop(conn);
         let mut db = DuckDatabase(warehouse.clone());
         let relation = format!("main.{}", quote_ident(&table));
         let observed = runtime.block_on(pushdown::run(&validation.checks, &relation, &mut db))?;
@@ -80,24 +107,26 @@ fn great_expectations_cases_pass_on_postgres() {
         )))
         .unwrap();
     let mut n = 0;
-    let (passed, failed, skipped) = conformance::run("pandas", |case, validation| {
-        let batch = conformance::batch(case);
-        n += 1;
-        let table = format!("case_{n}");
-        let defs: Vec<String> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| {
-                Ok(format!(
-                    "{} {}",
-                    quote_ident(f.name()),
-                    sluice_io::postgres::pg_type(f.data_type()).map_err(|e| e.to_string())?
-                ))
-            })
-            .collect::<Result<_, String>>()?;
-        let columns = names(&batch);
-        runtime.block_on(async {
+    let (passed, failed, skipped) = conformance::run(
+        &["pandas", "postgresql"],
+        |case, validation| {
+            let batch = conformance::batch(case);
+            n += 1;
+            let table = format!("case_{n}");
+            let defs: Vec<String> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    Ok(format!(
+                        "{} {}",
+                        quote_ident(f.name()),
+                        sluice_io::postgres::pg_type(f.data_type()).map_err(|e| e.to_string())?
+                    ))
+                })
+                .collect::<Result<_, String>>()?;
+            let columns = names(&batch);
+            runtime.block_on(async {
             client
                 .batch_execute(&format!(
                     "CREATE TABLE {schema}.{table} ({})",
@@ -109,12 +138,22 @@ fn great_expectations_cases_pass_on_postgres() {
             sluice_io::postgres::copy_in(client.as_ref(), &schema, &table, &columns, stream)
                 .await
                 .map_err(|e| e.to_string())?;
+            for (column, declared) in declared_types(case, "postgresql") {
+                let c = quote_ident(&column);
+                client
+                    .batch_execute(&format!(
+                        "ALTER TABLE {schema}.{table} ALTER COLUMN {c} TYPE {declared} USING {c}::{declared}"
+                    ))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             let mut db = PgDatabase(client.clone());
             let relation = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
             let observed = pushdown::run(&validation.checks, &relation, &mut db).await?;
             Ok(validation.judge(observed, &table))
         })
-    });
+        },
+    );
     runtime
         .block_on(client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")))
         .unwrap();

@@ -11,7 +11,7 @@ use sluice_core::connections::Connections;
 use sluice_core::diag::Diagnostics;
 use sluice_core::task::NoLedger;
 use sluice_io::lake::Lake;
-use sluice_quality::{Level, ResultFormat, Validation, report};
+use sluice_quality::{Level, Parameters, ResultFormat, Validation, report};
 use sluice_tasks::quality::{self, Target};
 use sluice_warehouse::Warehouses;
 
@@ -31,6 +31,18 @@ pub struct ValidateArgs {
     /// How much each expectation reports.
     #[arg(long, value_enum, default_value_t = LevelArg::Summary)]
     result_format: LevelArg,
+    /// A value for the suite's `{"$PARAMETER": NAME}` arguments (repeatable); VALUE is read as
+    /// JSON when it is JSON (a number, a list), else as text.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parameter)]
+    params: Vec<(String, serde_json::Value)>,
+}
+
+fn parameter(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE, e.g. --param min_rows=1000"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+    Ok((name.trim().to_string(), value))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -82,7 +94,31 @@ pub fn run(global: &Global, args: ValidateArgs) -> anyhow::Result<u8> {
         let problems: Vec<String> = diags.0.iter().map(ToString::to_string).collect();
         return usage(problems.join("\n"));
     };
-    let validation = Validation::new(&suite, &ResultFormat::new(args.result_format.into()));
+    let parameters: serde_json::Map<_, _> = args.params.into_iter().collect();
+    let missing: Vec<String> = suite
+        .missing_parameters(&parameters)
+        .into_iter()
+        .map(|(e, key, name)| {
+            sluice_core::Diagnostic::new(
+                &e.span,
+                format!(
+                    "expectations[{}]: `{key}` uses the suite parameter `{name}`, which has no value",
+                    e.index
+                ),
+            )
+            .hint(format!("give it with --param {name}=VALUE"))
+            .to_string()
+        })
+        .collect();
+    if !missing.is_empty() {
+        return usage(missing.join("\n"));
+    }
+    let parameters = Parameters::new(parameters);
+    let validation = Validation::new(
+        &suite,
+        &ResultFormat::new(args.result_format.into()),
+        &parameters,
+    );
 
     // Inside a project its lake and connections apply; elsewhere paths are plain files.
     let project = dir

@@ -340,3 +340,94 @@ fn sluice_validate_gives_one_verdict_on_files_the_warehouse_and_postgres() {
     let missing = p.sluice(&["validate", "--suite", suite, "data/none.csv"]);
     assert_eq!(missing.code, 2, "{}", missing.explain());
 }
+
+/// `{"$PARAMETER": …}` arguments: values from `--param`, from the task's templated
+/// `parameters:` (here the run's `ds`) and from the suite's own `suite_parameters`.
+#[test]
+fn suite_parameters_take_their_values_from_the_run() {
+    let p = TestProject::new();
+    p.write(
+        "lake/days.csv",
+        "day,amount,status\n2024-01-01,5,paid\n2024-01-02,7,lost\n",
+    )
+    .write(
+        "suites/params.json",
+        r#"{"name": "params", "suite_parameters": {"min_rows": 2}, "expectations": [
+  {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": {"$PARAMETER": "min_rows"}}},
+  {"type": "expect_column_values_to_be_between", "kwargs": {"column": "amount", "max_value": {"$PARAMETER": "cap * 2"}}},
+  {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "status", "value_set": {"$PARAMETER": "statuses"}}},
+  {"type": "expect_column_max_to_be_between", "kwargs": {"column": "day", "max_value": {"$PARAMETER": "run_date"}}}
+]}"#,
+    );
+    let suite = p.path().join("suites/params.json");
+    let suite = suite.to_str().unwrap();
+    let validate = |params: &[&str]| {
+        let mut args = vec![
+            "validate",
+            "--suite",
+            suite,
+            "lake://days.csv",
+            "--format",
+            "json",
+        ];
+        for param in params {
+            args.extend(["--param", param]);
+        }
+        p.sluice(&args)
+    };
+    let all = [
+        "cap=4",
+        r#"statuses=["paid","lost"]"#,
+        "run_date=2024-01-02",
+    ];
+    let passing = validate(&all);
+    assert_eq!(passing.code, 0, "{}", passing.explain());
+    // The results show the values the run used, as GE's do.
+    let result = passing.json();
+    assert_eq!(
+        result["results"][1]["expectation_config"]["kwargs"]["max_value"],
+        8
+    );
+    assert_eq!(
+        result["results"][0]["expectation_config"]["kwargs"]["min_value"],
+        2
+    );
+
+    let failing = validate(&["cap=3", r#"statuses=["paid"]"#, "run_date=2024-01-01"]);
+    assert_eq!(failing.code, 1, "{}", failing.explain());
+    let successes: Vec<bool> = failing.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["success"].as_bool().unwrap())
+        .collect();
+    assert_eq!(successes, [true, false, false, false]);
+
+    let missing = validate(&all[..2]);
+    assert_eq!(missing.code, 2, "{}", missing.explain());
+    assert!(
+        missing.stderr.contains(
+            "params.json:5:3: error: expectations[3]: `max_value` uses the suite parameter `run_date`, which has no value"
+        ) && missing.stderr.contains("hint: give it with --param run_date=VALUE"),
+        "{}",
+        missing.explain()
+    );
+
+    // In a pipeline the run's own date is the parameter.
+    p.write(
+        "pipelines/daily.yaml",
+        "pipeline: daily\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  check:\n    validate:\n      suite: suites/params.json\n      data: lake://days.csv\n      parameters: { cap: 10, statuses: [paid, lost], run_date: \"{{ ds }}\" }\n",
+    );
+    let early = p.sluice(&["run", "daily", "--date", "2024-01-01", "--json"]);
+    assert_eq!(early.code, 1, "{}", early.explain());
+    assert!(
+        early
+            .json()
+            .to_string()
+            .contains("expect_column_max_to_be_between"),
+        "{}",
+        early.explain()
+    );
+    let on_time = p.sluice(&["run", "daily", "--date", "2024-01-02"]);
+    assert_eq!(on_time.code, 0, "{}", on_time.explain());
+}
