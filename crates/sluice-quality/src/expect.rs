@@ -219,7 +219,8 @@ pub enum Stat {
     DistinctInSet(Option<Vec<Literal>>),
     DistinctContain(Vec<Literal>),
     DistinctEqual(Vec<Literal>),
-    /// The column's type is one of these names (numpy, pandas, SQL or Arrow spellings).
+    /// The column's type is one of these names (numpy, pandas, SQL or Arrow spellings); no
+    /// names (GE's `type_list: null`) accept any type.
     Type(Vec<String>),
 }
 
@@ -540,7 +541,16 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
         }
         "expect_column_value_lengths_to_equal" => map(MapTest::LengthBetween(exact("value")?))?,
         "expect_column_values_to_be_of_type" => stat(Stat::Type(vec![text(kw, "type_")?]))?,
-        "expect_column_values_to_be_in_type_list" => stat(Stat::Type(strings(kw, "type_list")?))?,
+        "expect_column_values_to_be_in_type_list" => {
+            let names = match kw.get("type_list") {
+                None | Some(Json::Null) => Vec::new(),
+                Some(_) => strings(kw, "type_list")?,
+            };
+            if names.is_empty() && kw.get("type_list").is_some_and(Json::is_array) {
+                return Err("`type_list` must name at least one type".into());
+            }
+            stat(Stat::Type(names))?
+        }
         "expect_column_values_to_match_strftime_format" => {
             let format = text(kw, "strftime_format")?;
             // The directives Python's strptime reads; chrono knows more (%D, %F, %T, …).

@@ -292,10 +292,10 @@ pub fn parameter(v: &Json) -> Option<&str> {
 pub fn names(text: &str) -> Result<Vec<String>, SyntaxError> {
     fn walk(e: &Expr, out: &mut Vec<String>) {
         match e {
-            Expr::Name(n) if !["PI", "E"].contains(&n.to_ascii_uppercase().as_str()) => {
-                if !out.contains(n) {
-                    out.push(n.clone());
-                }
+            Expr::Name(n)
+                if !["PI", "E"].contains(&n.to_ascii_uppercase().as_str()) && !out.contains(n) =>
+            {
+                out.push(n.clone());
             }
             Expr::Neg(e) => walk(e, out),
             Expr::Binary(_, a, b) => {
@@ -553,7 +553,7 @@ impl Parser<'_> {
                 Ok(Expr::Call(name, args, kwargs))
             }
             Some(_) => Err(self.error("expected a number, a name, a function or `(`")),
-            None => Err(self.error("expected a value at the end")),
+            None => Err(self.error("expected a value, found the end")),
         }
     }
 
@@ -681,7 +681,7 @@ mod tests {
     fn problems_say_what_and_where() {
         assert_eq!(
             parse("now() -").unwrap_err().to_string(),
-            "expected a value at the end at column 8"
+            "expected a value, found the end at column 8"
         );
         assert_eq!(
             parse("timedelta(days=1, 2)").unwrap_err().to_string(),

@@ -123,6 +123,14 @@ impl Sql<'_> {
     fn double(&self, column: &str) -> String {
         match self.dialect {
             Dialect::DuckDb => format!("CAST({} AS DOUBLE)", quote_ident(column)),
+            // PostgreSQL casts a boolean to a number only through an integer (true is 1, as
+            // in pandas).
+            Dialect::Postgres if matches!(self.dtype(column), DataType::Boolean) => {
+                format!(
+                    "CAST(CAST({} AS INTEGER) AS DOUBLE PRECISION)",
+                    quote_ident(column)
+                )
+            }
             Dialect::Postgres => format!("CAST({} AS DOUBLE PRECISION)", quote_ident(column)),
         }
     }

@@ -423,9 +423,10 @@ fn stat_result(
         Stat::Type(names) => {
             let (observed, aliases) = o.type_names.clone().unwrap_or_default();
             result.insert("observed_value".into(), observed.into());
-            names
-                .iter()
-                .any(|n| aliases.iter().any(|a| a.eq_ignore_ascii_case(n.trim())))
+            names.is_empty()
+                || names
+                    .iter()
+                    .any(|n| aliases.iter().any(|a| a.eq_ignore_ascii_case(n.trim())))
         }
     })
 }

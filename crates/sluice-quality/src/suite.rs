@@ -43,7 +43,7 @@ impl Suite {
                     let temporary = v.get(format!("{}.{name}", parameters::KEY)).is_some();
                     if !given.contains_key(&name)
                         && !self.parameters.contains_key(&name)
-                        && !(alone && temporary)
+                        && (!alone || !temporary)
                     {
                         missing.push((e, key.as_str(), name));
                     }

@@ -72,17 +72,17 @@ fn great_expectations_cases_pass_on_duckdb() {
         )
         .map_err(|e| e.to_string())?;
         for (column, declared) in declared_types(case, "sqlite") {
-            // SQLite's FLOAT is 8 bytes wide, DuckDB's only 4.
-            let declared = if declared == "FLOAT" {
-                "DOUBLE".into()
-            } else {
-                declared
+            // SQLite's INTEGER and FLOAT are 8 bytes wide, DuckDB's 4.
+            let declared = match declared.as_str() {
+                "INTEGER" => "BIGINT".into(),
+                "FLOAT" => "DOUBLE".into(),
+                _ => declared,
             };
-            conn.execute_batch(&format!(
+            // SQLite keeps a value that does not fit its column's type as it is; so does this.
+            let _ = conn.execute_batch(&format!(
                 "ALTER TABLE main.{table} ALTER COLUMN {} TYPE {declared}",
                 quote_ident(&column)
-            ))
-            .map_err(|e| e.to_string())?;
+            ));
         }
         drop(conn);
         let mut db = DuckDatabase(warehouse.clone());
@@ -91,7 +91,7 @@ fn great_expectations_cases_pass_on_duckdb() {
         Ok(validation.judge(observed, &table))
     });
     conformance::report("DuckDB pushdown", passed, &failed, &skipped);
-    assert!(passed >= 396, "only {passed} cases passed");
+    assert!(passed >= 429, "only {passed} cases passed");
     assert!(failed.is_empty(), "{} cases failed", failed.len());
 }
 
@@ -145,7 +145,7 @@ fn great_expectations_cases_pass_on_postgres() {
                         "ALTER TABLE {schema}.{table} ALTER COLUMN {c} TYPE {declared} USING {c}::{declared}"
                     ))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("{e:?}"))?;
             }
             let mut db = PgDatabase(client.clone());
             let relation = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
@@ -158,6 +158,6 @@ fn great_expectations_cases_pass_on_postgres() {
         .block_on(client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")))
         .unwrap();
     conformance::report("PostgreSQL pushdown", passed, &failed, &skipped);
-    assert!(passed >= 396, "only {passed} cases passed");
+    assert!(passed >= 425, "only {passed} cases passed");
     assert!(failed.is_empty(), "{} cases failed", failed.len());
 }

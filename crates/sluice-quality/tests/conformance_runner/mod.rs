@@ -103,10 +103,22 @@ fn listed(v: &Value, backend: &str) -> bool {
     })
 }
 
+/// Expectations GE's runner never runs on a SQL backend (its "not implemented" list).
+const NOT_ON_SQL: &[&str] = &[
+    "expect_column_values_to_be_increasing",
+    "expect_column_values_to_be_decreasing",
+    "expect_column_values_to_match_strftime_format",
+    "expect_column_values_to_be_dateutil_parseable",
+    "expect_column_values_to_be_json_parseable",
+];
+
 /// Whether GE's runner runs the case for `backend` (`sqlalchemy` stands for every SQL
 /// backend in GE's lists).
 fn runs_for(case: &Case, backend: &str) -> bool {
     let sql = backend != "pandas";
+    if sql && NOT_ON_SQL.contains(&case.kind.as_str()) {
+        return false;
+    }
     [&case.dataset, &case.test].iter().all(|scope| {
         let only = scope
             .get("only_for")
@@ -117,6 +129,13 @@ fn runs_for(case: &Case, backend: &str) -> bool {
         only && !suppressed
     })
 }
+
+/// SQL-only cases whose expected output differs from the pandas case on the same data; the
+/// engines give one verdict, pandas', on every backend.
+const CONTRADICT_PANDAS: &[(&str, &str)] = &[(
+    "positive_test__exact_min_and_max_sqlalchemy",
+    "PostgreSQL's own stddev_samp rounds the last digit otherwise (…515) than pandas (…517, the case `positive_test__exact_min_and_max`)",
+)];
 
 /// Why a case does not apply to an engine that stands for `backends` (GE's backend names:
 /// `pandas` for the in-memory engine; the SQL engines answer for `pandas` too, since both
@@ -146,6 +165,12 @@ pub fn skip_reason(case: &Case, backends: &[&str]) -> Option<String> {
     }
     if !case.test["in"].is_object() {
         return Some("positional arguments (GE 0.x calling convention)".into());
+    }
+    if let Some((_, why)) = CONTRADICT_PANDAS
+        .iter()
+        .find(|(title, _)| case.title.ends_with(&format!(": {title}")))
+    {
+        return Some(format!("depends on pandas typing: {why}"));
     }
     // GE's SQL backends load such columns as text (their declared SQL type), so on a SQL
     // engine the case no longer depends on pandas' typing.
@@ -257,8 +282,8 @@ fn column(values: &[Value], declared: &str) -> ArrayRef {
         "datetime64[ns]" | "datetime64" | "datetime" | "timestamp" | "date" => "time",
         _ if present.is_empty() => "float",
         _ if present.iter().all(|v| v.is_i64() || v.is_u64()) => "int",
-        _ if present.iter().all(|v| number(v).is_some() && !v.is_string() || matches!(v, Value::String(s) if ["NaN","Infinity","-Infinity"].contains(&s.as_str()))) => "float",
         _ if present.iter().all(|v| v.is_boolean()) => "bool",
+        _ if present.iter().all(|v| number(v).is_some() && !v.is_string() || matches!(v, Value::String(s) if ["NaN","Infinity","-Infinity"].contains(&s.as_str()))) => "float",
         _ => "text",
     };
     match kind {
