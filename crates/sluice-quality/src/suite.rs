@@ -52,6 +52,28 @@ impl Suite {
         }
         missing
     }
+
+    /// [`Suite::missing_parameters`] as problems at each expectation; `how` says, for a name,
+    /// where its value can be given.
+    pub fn parameter_problems(
+        &self,
+        given: &Map<String, Json>,
+        how: impl Fn(&str) -> String,
+    ) -> Vec<Diagnostic> {
+        self.missing_parameters(given)
+            .into_iter()
+            .map(|(e, key, name)| {
+                Diagnostic::new(
+                    &e.span,
+                    format!(
+                        "expectations[{}]: `{key}` uses the suite parameter `{name}`, which has no value",
+                        e.index
+                    ),
+                )
+                .hint(how(&name))
+            })
+            .collect()
+    }
 }
 
 /// One expectation of a suite, checked against the catalog.

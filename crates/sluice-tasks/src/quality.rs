@@ -190,17 +190,10 @@ fn suite_parameters(
             }
         }
     }
-    for (e, key, name) in suite.missing_parameters(&values) {
-        cx.diags.push(
-            Diagnostic::new(
-                &e.span,
-                format!(
-                    "expectations[{}]: `{key}` uses the suite parameter `{name}`, which has no value",
-                    e.index
-                ),
-            )
-            .hint(format!("give it under `parameters:`, e.g. parameters: {{ {name}: ... }}")),
-        );
+    for problem in suite.parameter_problems(&values, |name| {
+        format!("give it under `parameters:`, e.g. parameters: {{ {name}: ... }}")
+    }) {
+        cx.diags.push(problem);
         ok = false;
     }
     ok.then_some(values)

@@ -96,19 +96,11 @@ pub fn run(global: &Global, args: ValidateArgs) -> anyhow::Result<u8> {
     };
     let parameters: serde_json::Map<_, _> = args.params.into_iter().collect();
     let missing: Vec<String> = suite
-        .missing_parameters(&parameters)
-        .into_iter()
-        .map(|(e, key, name)| {
-            sluice_core::Diagnostic::new(
-                &e.span,
-                format!(
-                    "expectations[{}]: `{key}` uses the suite parameter `{name}`, which has no value",
-                    e.index
-                ),
-            )
-            .hint(format!("give it with --param {name}=VALUE"))
-            .to_string()
+        .parameter_problems(&parameters, |name| {
+            format!("give it with --param {name}=VALUE")
         })
+        .iter()
+        .map(ToString::to_string)
         .collect();
     if !missing.is_empty() {
         return usage(missing.join("\n"));
