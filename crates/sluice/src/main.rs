@@ -149,7 +149,7 @@ enum Command {
     Stream(stream::StreamArgs),
     /// Check data against a Great Expectations suite (files, the lake, or a table).
     #[command(
-        after_help = "Examples:\n  sluice validate --suite suites/orders.json data/orders.csv\n  sluice validate --suite suites/orders.json 'lake://orders/*/data.parquet' --format json\n  sluice validate --suite suites/orders.json warehouse:staging.orders --result-format COMPLETE\n\nExit code 0 when the suite passes, 1 when it fails, 2 for usage or configuration errors."
+        after_help = "Examples:\n  sluice validate --suite suites/orders.json data/orders.csv\n  sluice validate --suite suites/orders.json 'lake://orders/*/data.parquet' --format json\n  sluice validate --suite suites/orders.json warehouse:staging.orders --result-format COMPLETE\n  sluice validate --suite suites/fresh.json pg:public.orders --param expected_rows=1000\n\nExit code 0 when the suite passes, 1 when it fails, 2 for usage or configuration errors."
     )]
     Validate(validate::ValidateArgs),
     /// Print shell completions.
@@ -198,7 +198,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let text = format!("{e:#}");
+            // Diagnostics carry their own `file:line:col: error:` prefix.
+            if text.lines().next().is_some_and(|l| l.contains(": error: ")) {
+                eprintln!("{text}");
+            } else {
+                eprintln!("error: {text}");
+            }
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(exit::USAGE)
             } else {
