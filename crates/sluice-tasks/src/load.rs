@@ -263,6 +263,60 @@ pub(crate) fn from_task(from: &Node) -> Option<String> {
 }
 
 /// The `after` list of a task as written.
+/// The columns of a DuckDB or PostgreSQL table, or `None` when it does not exist.
+async fn table_fields(
+    target: &Endpoint,
+    warehouses: &Warehouses,
+    schema: &str,
+    table: &str,
+) -> Result<Option<Vec<sluice_io::arrow::datatypes::Field>>, sluice_io::IoError> {
+    match target {
+        Endpoint::DuckDb { path, .. } => {
+            duck::table_fields(warehouses.get(path), schema.into(), table.into()).await
+        }
+        Endpoint::Postgres(c) => {
+            let client = sluice_io::postgres::connect(c.expose_uri()).await?;
+            sluice_io::postgres::table_fields(&client, schema, table).await
+        }
+        other => Err(sluice_io::IoError::invalid(format!(
+            "{} tables cannot be written here; use DuckDB or PostgreSQL",
+            other.describe()
+        ))),
+    }
+}
+
+/// Loads a stream of batches into a DuckDB or PostgreSQL table in one transaction, adding the
+/// columns the table lacks.
+pub(crate) async fn load_batches(
+    target: &Endpoint,
+    warehouses: &Warehouses,
+    (schema, table): (&str, &str),
+    incoming: &sluice_io::arrow::datatypes::Schema,
+    mode: LoadMode,
+    stream: sluice_io::BatchStream,
+) -> Result<u64, sluice_io::IoError> {
+    let existing = table_fields(target, warehouses, schema, table).await?;
+    let shown = format!("{schema}.{table}");
+    let plan = schema::plan(existing.as_deref(), incoming, Policy::AddColumns, &shown)?;
+    match target {
+        Endpoint::DuckDb { path, .. } => {
+            let spec = DuckLoad {
+                schema: schema.into(),
+                table: table.into(),
+                plan,
+                mode,
+                incoming: incoming.fields().iter().map(|f| f.name().clone()).collect(),
+            };
+            duck::load(warehouses.get(path), spec, None, stream).await
+        }
+        Endpoint::Postgres(c) => {
+            sluice_io::load::load_postgres(c.expose_uri(), schema, table, &plan, &mode, stream)
+                .await
+        }
+        _ => unreachable!("table_fields refused it"),
+    }
+}
+
 fn after_of(cx: &CompileContext<'_>, task: &str) -> Vec<String> {
     match cx.task_key(task, "after").map(|n| &n.value) {
         Some(Value::Seq(items)) => items.iter().filter_map(Node::scalar_text).collect(),
@@ -409,24 +463,9 @@ impl LoadAction {
         .await
         .map_err(task_error)?;
 
-        let existing = match &self.target {
-            Endpoint::DuckDb { path, .. } => {
-                duck::table_fields(
-                    self.warehouses.get(path),
-                    self.schema.clone(),
-                    self.table.clone(),
-                )
-                .await
-            }
-            Endpoint::Postgres(c) => {
-                let client = sluice_io::postgres::connect(c.expose_uri())
-                    .await
-                    .map_err(task_error)?;
-                sluice_io::postgres::table_fields(&client, &self.schema, &self.table).await
-            }
-            _ => unreachable!("checked at compile time"),
-        }
-        .map_err(task_error)?;
+        let existing = table_fields(&self.target, &self.warehouses, &self.schema, &self.table)
+            .await
+            .map_err(task_error)?;
         let plan = schema::plan(existing.as_deref(), &incoming, self.policy, &shown_target)
             .map_err(task_error)?;
         let mode = match &self.mode {

@@ -9,6 +9,7 @@
 //!     on_failure: quarantine               # fail (default) | warn | quarantine
 //!     output: lake://orders/{{ ds }}/valid.parquet           # quarantine: the rows that passed
 //!     quarantine: lake://quarantine/orders/{{ ds }}.parquet  # and those that did not, with why
+//!     # or a table: quarantine: { table: quality.orders_rejected, connection: analytics }
 //!   after: [extract_orders]
 //! ```
 //!
@@ -32,6 +33,7 @@ use sluice_io::arrow::record_batch::RecordBatch;
 use sluice_io::bad::BadRecords;
 use sluice_io::files::{self, FileRead};
 use sluice_io::lake::{Lake, Location};
+use sluice_io::load::LoadMode;
 use sluice_io::{BatchStream, IoError};
 use sluice_quality::pushdown::{self, Database, Dialect};
 use sluice_quality::{Level, Parameters, ResultFormat, Validation, parameters, report, scan};
@@ -39,6 +41,19 @@ use sluice_warehouse::{Warehouse, Warehouses};
 
 use crate::duck;
 use crate::io::{self, Endpoint, FilesSource, LakeHandle, task_error};
+
+/// The column of a quarantine table that names the run whose rows they are (its `ts`): a
+/// re-run replaces its own rows and no others.
+pub const RUN_COLUMN: &str = "_quarantined_for";
+
+/// Where rows that break the suite go.
+#[derive(Debug)]
+enum Quarantine {
+    /// A Parquet file (a lake path, templated).
+    File(String),
+    /// A DuckDB or PostgreSQL table, created (and widened) as needed.
+    Table { endpoint: Endpoint, table: String },
+}
 
 /// The column of quarantined rows that names the expectations each row broke.
 pub const BROKEN_COLUMN: &str = "_failed_expectations";
@@ -263,7 +278,7 @@ struct ValidateAction {
     data: Data,
     on_failure: OnFailure,
     output: Option<String>,
-    quarantine: Option<String>,
+    quarantine: Option<Quarantine>,
     lake: LakeHandle,
     warehouses: Arc<Warehouses>,
 }
@@ -409,7 +424,34 @@ impl TaskKind for ValidateKind {
             }
         };
         let output = path_of("output", cx)?;
-        let quarantine = path_of("quarantine", cx)?;
+        let quarantine = match fields.get("quarantine") {
+            Some(node) if node.as_str().is_none() => {
+                let f = Fields::new(node, "`quarantine`", &["table", "connection"], cx.diags)?;
+                let table = f
+                    .required("table", "`quarantine`", cx.diags)?
+                    .scalar_text()
+                    .unwrap_or_default();
+                let endpoint = match f.get("connection") {
+                    Some(c) => io::endpoint(&self.connections, &self.default_warehouse, c, cx)?,
+                    None => Endpoint::DuckDb {
+                        name: WAREHOUSE.to_string(),
+                        path: self.default_warehouse.clone(),
+                    },
+                };
+                if !matches!(endpoint, Endpoint::DuckDb { .. } | Endpoint::Postgres(_)) {
+                    cx.diags.push(
+                        Diagnostic::new(
+                            &node.span,
+                            format!("cannot quarantine into {} tables", endpoint.describe()),
+                        )
+                        .hint("quarantine into a DuckDB or PostgreSQL table, or a lake file"),
+                    );
+                    return None;
+                }
+                Some(Quarantine::Table { endpoint, table })
+            }
+            _ => path_of("quarantine", cx)?.map(Quarantine::File),
+        };
         if on_failure == OnFailure::Quarantine {
             if matches!(data, Data::Table { .. }) {
                 cx.diags.push(
@@ -476,10 +518,20 @@ impl TaskAction for ValidateAction {
         if let Some(d) = input {
             lineage = lineage.input(d);
         }
-        for path in self.output.iter().chain(&self.quarantine) {
-            if let Some(d) = lake_dataset(&self.lake, &rendered(path, template)) {
-                lineage = lineage.output(d);
-            }
+        if let Some(d) = self
+            .output
+            .as_ref()
+            .and_then(|path| lake_dataset(&self.lake, &rendered(path, template)))
+        {
+            lineage = lineage.output(d);
+        }
+        let rejected = match &self.quarantine {
+            Some(Quarantine::File(path)) => lake_dataset(&self.lake, &rendered(path, template)),
+            Some(Quarantine::Table { endpoint, table }) => table_dataset(endpoint, table),
+            None => None,
+        };
+        if let Some(d) = rejected {
+            lineage = lineage.output(d);
         }
         lineage
     }
@@ -609,20 +661,60 @@ impl ValidateAction {
         read: FileRead,
     ) -> Result<(u64, u64), TaskError> {
         let lake = io::lake(&self.lake)?;
-        let target = |path: &Option<String>| -> Result<Location, TaskError> {
-            let path = run.render(path.as_deref().unwrap_or_default())?;
-            lake.resolve(&path).map_err(task_error)
+        let at = |path: &str| -> Result<Location, TaskError> {
+            lake.resolve(&run.render(path)?).map_err(task_error)
         };
-        let (good_at, bad_at) = (target(&self.output)?, target(&self.quarantine)?);
+        let good_at = at(self.output.as_deref().unwrap_or_default())?;
+        // A table keeps every run's rows; each run's are marked with its `ts`.
+        let run_key = match &self.quarantine {
+            Some(Quarantine::Table { .. }) => Some(run.render("{{ ts }}")?),
+            _ => None,
+        };
         let (schema, mut stream) = files::read(files, read).await.map_err(task_error)?;
         let mut bad_fields: Vec<Field> =
             schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         bad_fields.push(Field::new(BROKEN_COLUMN, DataType::Utf8, false));
+        if run_key.is_some() {
+            bad_fields.push(Field::new(RUN_COLUMN, DataType::Utf8, false));
+        }
         let bad_schema: SchemaRef = Arc::new(Schema::new(bad_fields));
         let (good_tx, good_rx) = tokio::sync::mpsc::channel(2);
         let (bad_tx, bad_rx) = tokio::sync::mpsc::channel(2);
         let good_writer = files::write_parquet(&good_at, schema.clone(), receiver(good_rx));
-        let bad_writer = files::write_parquet(&bad_at, bad_schema.clone(), receiver(bad_rx));
+        let bad_writer: BoxFuture<'_, Result<u64, IoError>> = match &self.quarantine {
+            Some(Quarantine::Table { endpoint, table }) => {
+                let default = if matches!(endpoint, Endpoint::Postgres(_)) {
+                    "public"
+                } else {
+                    "main"
+                };
+                let (schema, table) = io::split_table(&run.render(table)?, default);
+                let mode = LoadMode::ReplacePartition {
+                    column: RUN_COLUMN.into(),
+                    values: run_key.iter().cloned().collect(),
+                };
+                let bad_schema = bad_schema.clone();
+                Box::pin(async move {
+                    crate::load::load_batches(
+                        endpoint,
+                        &self.warehouses,
+                        (&schema, &table),
+                        &bad_schema,
+                        mode,
+                        receiver(bad_rx),
+                    )
+                    .await
+                })
+            }
+            Some(Quarantine::File(path)) => {
+                let bad_at = at(path)?;
+                let bad_schema = bad_schema.clone();
+                Box::pin(async move {
+                    files::write_parquet(&bad_at, bad_schema, receiver(bad_rx)).await
+                })
+            }
+            None => unreachable!("quarantine needs a target when the task is compiled"),
+        };
         let checks = &validation.checks;
         let feed = async move {
             while let Some(batch) = stream.next().await {
@@ -645,6 +737,12 @@ impl ValidateAction {
                     .collect();
                 let mut columns: Vec<ArrayRef> = bad.columns().to_vec();
                 columns.push(Arc::new(reasons));
+                if let Some(key) = &run_key {
+                    columns.push(Arc::new(StringArray::from(vec![
+                        key.as_str();
+                        bad.num_rows()
+                    ])));
+                }
                 let bad = RecordBatch::try_new(bad_schema.clone(), columns)?;
                 if good_tx.send(Ok(good)).await.is_err() || bad_tx.send(Ok(bad)).await.is_err() {
                     break;

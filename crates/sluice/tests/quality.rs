@@ -431,3 +431,79 @@ fn suite_parameters_take_their_values_from_the_run() {
     let on_time = p.sluice(&["run", "daily", "--date", "2024-01-02"]);
     assert_eq!(on_time.code, 0, "{}", on_time.explain());
 }
+
+/// Quarantine into tables (the warehouse and PostgreSQL): each row with the expectations it
+/// broke and the run it came from; re-running a run replaces its rows, other runs' stay.
+#[test]
+fn quarantine_tables_keep_each_runs_rejected_rows_once() {
+    let p = TestProject::new();
+    let schema = format!("rejects_{}", std::process::id());
+    p.write("lake/orders.csv", ORDERS_CSV)
+        .write(
+            "suites/rows.json",
+            r#"{"name": "rows", "expectations": [
+  {"type": "expect_column_values_to_be_between", "kwargs": {"column": "total", "min_value": 0}},
+  {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "status", "value_set": ["paid"]}}
+]}"#,
+        )
+        .write(
+            "pipelines/orders.yaml",
+            &format!(
+                "pipeline: orders\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:
+  to_warehouse:
+    validate:
+      suite: suites/rows.json
+      data: lake://orders.csv
+      on_failure: quarantine
+      output: \"lake://good/duck/{{{{ ds }}}}.parquet\"
+      quarantine: {{ table: quality.rejected }}
+  to_postgres:
+    validate:
+      suite: suites/rows.json
+      data: lake://orders.csv
+      on_failure: quarantine
+      output: \"lake://good/pg/{{{{ ds }}}}.parquet\"
+      quarantine: {{ table: {schema}.rejected, connection: pg }}
+"
+            ),
+        );
+    let run = |date: &str| {
+        outcome(
+            &[],
+            p.command(&["run", "orders", "--date", date])
+                .env("SLUICE_CONN_PG", PG_URI)
+                .output()
+                .unwrap(),
+        )
+    };
+    for date in ["2024-01-01", "2024-01-01", "2024-01-02"] {
+        let out = run(date);
+        assert_eq!(out.code, 0, "{}", out.explain());
+    }
+    let query = "SELECT concat_ws(' ', order_id, _failed_expectations, count(*), count(DISTINCT _quarantined_for)) FROM {t} GROUP BY order_id, _failed_expectations ORDER BY 1";
+    let want = [
+        "2 expect_column_values_to_be_between 2 2",
+        "3 expect_column_values_to_be_in_set 2 2",
+    ];
+    let duck = duck_strings(
+        &p.path().join("warehouse.duckdb"),
+        &query.replace("{t}", "quality.rejected"),
+    );
+    assert_eq!(duck, want);
+    let pg = Command::new("psql")
+        .args([PG_URI, "-X", "-At", "-c"])
+        .arg(query.replace("{t}", &format!("{schema}.rejected")))
+        .output()
+        .expect("psql");
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    assert_eq!(
+        String::from_utf8_lossy(&pg.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        want,
+        "{}",
+        String::from_utf8_lossy(&pg.stderr)
+    );
+    // The rows that passed continue in the lake, as with a quarantine file.
+    assert!(p.path().join("lake/good/pg/2024-01-02.parquet").is_file());
+}
