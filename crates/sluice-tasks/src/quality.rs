@@ -293,6 +293,36 @@ const KEYS: &[&str] = &[
     "parameters",
 ];
 
+impl ValidateKind {
+    /// `{ table: schema.table, connection: NAME }` (the warehouse when no connection is named)
+    /// on DuckDB or PostgreSQL; `refused` words the problem for another kind of database.
+    fn table_at(
+        &self,
+        node: &Node,
+        what: &str,
+        cx: &mut CompileContext<'_>,
+        refused: impl FnOnce(String) -> Diagnostic,
+    ) -> Option<(Endpoint, String)> {
+        let f = Fields::new(node, what, &["table", "connection"], cx.diags)?;
+        let table = f
+            .required("table", what, cx.diags)?
+            .scalar_text()
+            .unwrap_or_default();
+        let endpoint = match f.get("connection") {
+            Some(c) => io::endpoint(&self.connections, &self.default_warehouse, c, cx)?,
+            None => Endpoint::DuckDb {
+                name: WAREHOUSE.to_string(),
+                path: self.default_warehouse.clone(),
+            },
+        };
+        if !matches!(endpoint, Endpoint::DuckDb { .. } | Endpoint::Postgres(_)) {
+            cx.diags.push(refused(endpoint.describe()));
+            return None;
+        }
+        Some((endpoint, table))
+    }
+}
+
 impl TaskKind for ValidateKind {
     fn name(&self) -> &'static str {
         "validate"
@@ -370,31 +400,13 @@ impl TaskKind for ValidateKind {
         } else if let Some(task) = crate::load::from_task(data_node) {
             Data::Files(crate::load::upstream_extract(&task, data_node, cx)?)
         } else {
-            let f = Fields::new(data_node, "`data`", &["table", "connection"], cx.diags)?;
-            let table = f
-                .required("table", "`data`", cx.diags)?
-                .scalar_text()
-                .unwrap_or_default();
-            let endpoint = match f.get("connection") {
-                Some(c) => io::endpoint(&self.connections, &self.default_warehouse, c, cx)?,
-                None => Endpoint::DuckDb {
-                    name: WAREHOUSE.to_string(),
-                    path: self.default_warehouse.clone(),
-                },
-            };
-            if !matches!(endpoint, Endpoint::DuckDb { .. } | Endpoint::Postgres(_)) {
-                cx.diags.push(
-                    Diagnostic::new(
-                        &data_node.span,
-                        format!(
-                            "{} tables cannot be validated in place",
-                            endpoint.describe()
-                        ),
-                    )
-                    .hint("validate a DuckDB or PostgreSQL table, or extract to the lake first"),
-                );
-                return None;
-            }
+            let (endpoint, table) = self.table_at(data_node, "`data`", cx, |kind| {
+                Diagnostic::new(
+                    &data_node.span,
+                    format!("{kind} tables cannot be validated in place"),
+                )
+                .hint("validate a DuckDB or PostgreSQL table, or extract to the lake first")
+            })?;
             Data::Table { endpoint, table }
         };
 
@@ -426,28 +438,10 @@ impl TaskKind for ValidateKind {
         let output = path_of("output", cx)?;
         let quarantine = match fields.get("quarantine") {
             Some(node) if node.as_str().is_none() => {
-                let f = Fields::new(node, "`quarantine`", &["table", "connection"], cx.diags)?;
-                let table = f
-                    .required("table", "`quarantine`", cx.diags)?
-                    .scalar_text()
-                    .unwrap_or_default();
-                let endpoint = match f.get("connection") {
-                    Some(c) => io::endpoint(&self.connections, &self.default_warehouse, c, cx)?,
-                    None => Endpoint::DuckDb {
-                        name: WAREHOUSE.to_string(),
-                        path: self.default_warehouse.clone(),
-                    },
-                };
-                if !matches!(endpoint, Endpoint::DuckDb { .. } | Endpoint::Postgres(_)) {
-                    cx.diags.push(
-                        Diagnostic::new(
-                            &node.span,
-                            format!("cannot quarantine into {} tables", endpoint.describe()),
-                        )
-                        .hint("quarantine into a DuckDB or PostgreSQL table, or a lake file"),
-                    );
-                    return None;
-                }
+                let (endpoint, table) = self.table_at(node, "`quarantine`", cx, |kind| {
+                    Diagnostic::new(&node.span, format!("cannot quarantine into {kind} tables"))
+                        .hint("quarantine into a DuckDB or PostgreSQL table, or a lake file")
+                })?;
                 Some(Quarantine::Table { endpoint, table })
             }
             _ => path_of("quarantine", cx)?.map(Quarantine::File),
