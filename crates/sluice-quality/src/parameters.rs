@@ -83,10 +83,9 @@ impl Parameters {
     fn evaluate(&self, expr: &Expr) -> Result<Val, String> {
         match expr {
             Expr::Number(n) => Ok(*n),
-            Expr::Name(name) => match name.to_ascii_uppercase().as_str() {
-                "PI" => Ok(Val::Float(std::f64::consts::PI)),
-                "E" => Ok(Val::Float(std::f64::consts::E)),
-                _ => self
+            Expr::Name(name) => match constant(name) {
+                Some(c) => Ok(Val::Float(c)),
+                None => self
                     .values
                     .get(name)
                     .ok_or_else(|| format!("no value for `{name}`"))
@@ -288,13 +287,39 @@ pub fn parameter(v: &Json) -> Option<&str> {
     v.as_object()?.get(KEY)?.as_str()
 }
 
+/// `PI` and `E`, in any case (GE's caseless keywords).
+fn constant(name: &str) -> Option<f64> {
+    match name.to_ascii_uppercase().as_str() {
+        "PI" => Some(std::f64::consts::PI),
+        "E" => Some(std::f64::consts::E),
+        _ => None,
+    }
+}
+
+/// The names a suite parameter `spec` (`{"$PARAMETER": …}`) needs run-time values for: those
+/// its expression uses, except one name alone that carries GE's interactive
+/// `$PARAMETER.name` value beside it. An unreadable expression needs none (the suite reader
+/// reports it).
+pub fn required_names(spec: &Json) -> Vec<String> {
+    let Some(text) = parameter(spec) else {
+        return Vec::new();
+    };
+    match parse(text) {
+        Ok(Expr::Name(name)) if spec.get(format!("{KEY}.{name}")).is_some() => Vec::new(),
+        Ok(expr) => names_in(&expr),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// The names an expression needs values for (not `PI`, `E` or functions).
 pub fn names(text: &str) -> Result<Vec<String>, SyntaxError> {
+    Ok(names_in(&parse(text)?))
+}
+
+fn names_in(expr: &Expr) -> Vec<String> {
     fn walk(e: &Expr, out: &mut Vec<String>) {
         match e {
-            Expr::Name(n)
-                if !["PI", "E"].contains(&n.to_ascii_uppercase().as_str()) && !out.contains(n) =>
-            {
+            Expr::Name(n) if constant(n).is_none() && !out.contains(n) => {
                 out.push(n.clone());
             }
             Expr::Neg(e) => walk(e, out),
@@ -311,8 +336,8 @@ pub fn names(text: &str) -> Result<Vec<String>, SyntaxError> {
         }
     }
     let mut out = Vec::new();
-    walk(&parse(text)?, &mut out);
-    Ok(out)
+    walk(expr, &mut out);
+    out
 }
 
 #[derive(Debug, Clone, Copy)]

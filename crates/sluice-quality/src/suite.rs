@@ -33,18 +33,8 @@ impl Suite {
         let mut missing = Vec::new();
         for e in &self.expectations {
             for (key, v) in &e.kwargs {
-                let Some(text) = parameters::parameter(v) else {
-                    continue;
-                };
-                let names = parameters::names(text).unwrap_or_default();
-                // One name alone may carry GE's interactive `$PARAMETER.name` value.
-                let alone = names.len() == 1 && text.trim() == names[0];
-                for name in names {
-                    let temporary = v.get(format!("{}.{name}", parameters::KEY)).is_some();
-                    if !given.contains_key(&name)
-                        && !self.parameters.contains_key(&name)
-                        && (!alone || !temporary)
-                    {
+                for name in parameters::required_names(v) {
+                    if !given.contains_key(&name) && !self.parameters.contains_key(&name) {
                         missing.push((e, key.as_str(), name));
                     }
                 }

@@ -90,6 +90,15 @@ impl Endpoint {
         }
     }
 
+    /// The schema a table name without one lives in, for the databases tables are written to.
+    pub fn default_schema(&self) -> Option<&'static str> {
+        match self {
+            Endpoint::DuckDb { .. } => Some("main"),
+            Endpoint::Postgres(_) => Some("public"),
+            _ => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         let name = match self {
             Endpoint::DuckDb { name, .. } => name,

@@ -117,15 +117,17 @@ impl TaskKind for LoadKind {
                 into.scalar_text().unwrap_or_default(),
             ),
         };
-        let default_schema = match &target {
-            Endpoint::DuckDb { .. } => "main",
-            Endpoint::Postgres(_) => "public",
-            other => {
+        let default_schema = match target.default_schema() {
+            Some(schema) => schema,
+            None => {
                 cx.diags.push(
-                    Diagnostic::new(&into.span, format!("cannot load into {}", other.describe()))
-                        .hint(format!(
-                            "load into `{WAREHOUSE}`, a duckdb:// or a postgres:// connection"
-                        )),
+                    Diagnostic::new(
+                        &into.span,
+                        format!("cannot load into {}", target.describe()),
+                    )
+                    .hint(format!(
+                        "load into `{WAREHOUSE}`, a duckdb:// or a postgres:// connection"
+                    )),
                 );
                 return None;
             }

@@ -677,11 +677,7 @@ impl ValidateAction {
         let good_writer = files::write_parquet(&good_at, schema.clone(), receiver(good_rx));
         let bad_writer: BoxFuture<'_, Result<u64, IoError>> = match &self.quarantine {
             Some(Quarantine::Table { endpoint, table }) => {
-                let default = if matches!(endpoint, Endpoint::Postgres(_)) {
-                    "public"
-                } else {
-                    "main"
-                };
+                let default = endpoint.default_schema().unwrap_or("main");
                 let (schema, table) = io::split_table(&run.render(table)?, default);
                 let mode = LoadMode::ReplacePartition {
                     column: RUN_COLUMN.into(),
