@@ -1,7 +1,7 @@
 //! `sluice check` on a folder of cases: each case is a project under `tests/check_cases/NAME/`
 //! whose `expected.txt` holds the exact diagnostics. Set `SLUICE_BLESS=1` to rewrite them.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Concurrency controls against the real binary: `priority` orders ready tasks, and a pool's
 //! slots bound tasks across every run of the process (here a parallel backfill).
 
-mod common;
+use crate::common;
 
 use common::TestProject;
 

@@ -3,7 +3,7 @@
 //! streaming examples — "Kafka to Data Warehouse" and the hourly sales aggregation of "Flink
 //! for Complex Streaming" — run as stream files, killed with SIGKILL again and again.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

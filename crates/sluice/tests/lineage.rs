@@ -3,7 +3,7 @@
 //! name their datasets per the naming spec, carry the schema and column-lineage facets, and
 //! reach a Marquez-compatible endpoint; `sluice lineage TABLE` draws the graph across tasks.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,7 @@
 //! Needs PostgreSQL at 127.0.0.1:5432 (trust auth, database `test`); every test works in its
 //! own schema and drops it at the end.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! datagrams (the article's names, `key:value` tags) caught by a UDP socket; and tasks that
 //! exhaust their retries, kept in the dead-letter store and replayed.
 
-mod common;
+use crate::common;
 
 use common::TestProject;
 

@@ -4,7 +4,7 @@
 //!
 //! Needs PostgreSQL at 127.0.0.1:5432 (trust auth, database `test`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! `sluice run`, `backfill`, `clear`, `runs` and `logs` against the real binary, with real
 //! processes and the embedded DuckDB warehouse.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

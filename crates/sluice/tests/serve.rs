@@ -2,7 +2,7 @@
 //! it serves (a broken one is reported and keeps its last good version), the REST API (trigger,
 //! clear, pause, logs, auth, bad input), and a restart that resumes an interrupted run.
 
-mod common;
+use crate::common;
 
 use common::TestProject;
 use common::server::Server;

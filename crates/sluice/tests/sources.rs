@@ -2,7 +2,7 @@
 //! PostgreSQL and on MariaDB (only the connection differs), and a paged HTTP API that fails
 //! transiently.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};

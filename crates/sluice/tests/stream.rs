@@ -3,7 +3,7 @@
 //! records into the dead-letter table with their reasons, and a stream killed with SIGKILL again
 //! and again still ends with every order exactly once and consumed = loaded + dead-lettered.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::time::Duration;

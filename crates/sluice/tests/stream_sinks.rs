@@ -4,7 +4,7 @@
 //! Kafka topics (records keyed for upserts; dead letters with their origin and reason in the
 //! headers). Each is killed with SIGKILL mid-way and restarted; nothing is lost or doubled.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};

@@ -7,7 +7,7 @@
 //! and the REST API reports each of these. Screenshots of every page
 //! go to `target/…/ui-screenshots/` (and to docs/ui/ with SLUICE_SCREENSHOTS_TO_DOCS=1).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

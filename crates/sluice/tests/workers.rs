@@ -3,7 +3,7 @@
 //! with SIGKILL while they run tries; every task still succeeds and every row lands once.
 //! Two schedulers at once create each run and each try once. Workers keep to their queues.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
