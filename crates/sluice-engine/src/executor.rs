@@ -23,7 +23,7 @@ use sluice_core::{
     DataInterval, DeadLetter, Ledger, Pipeline, ProjectPaths, RunState, SchemaChange, TaskError,
     TaskLog, TaskOutput, TaskRun, TaskState,
 };
-use sluice_store::{RunRecord, RunType, Store, StoreError, TryEnd};
+use sluice_store::{RunRecord, RunType, Store, StoreError, TryEnd, TryOutcome};
 
 use crate::lineage::EventType;
 use tokio::task::JoinSet;
@@ -416,16 +416,16 @@ impl Executor {
                     let (outcome, error, rows, retryable) = match &result {
                         TryResult::Done(Ok(out)) => {
                             watermark = out.watermark.clone();
-                            ("success", None, out.rows, false)
+                            (TryOutcome::Success, None, out.rows, false)
                         }
                         TryResult::Done(Err(e)) => (
-                            "failed",
+                            TryOutcome::Failed,
                             Some(self.redactor.redact(&e.message)),
                             None,
                             e.retryable,
                         ),
                         TryResult::TimedOut(after) => (
-                            "timed_out",
+                            TryOutcome::TimedOut,
                             Some(format!(
                                 "timed out after {} (timeout: {})",
                                 secs(started.elapsed()),
@@ -464,7 +464,7 @@ impl Executor {
                             continue;
                         }
                     };
-                    let next_state = if outcome == "success" {
+                    let next_state = if outcome == TryOutcome::Success {
                         TaskState::Success
                     } else if retryable && try_number < st.max_tries[i] && !interrupted {
                         TaskState::UpForRetry
@@ -507,7 +507,7 @@ impl Executor {
                         failed_id = Some(self.store.add_failed_task(
                             run.id,
                             &task.id,
-                            error.as_deref().unwrap_or(outcome),
+                            error.as_deref().unwrap_or(outcome.as_str()),
                             &config,
                         )?);
                     }
@@ -559,7 +559,7 @@ impl Executor {
                         }
                     }
                     progress.task_finished(&run, &task.id, next_state, error.as_deref());
-                    let event = if outcome == "success" {
+                    let event = if outcome == TryOutcome::Success {
                         EventType::Complete
                     } else {
                         EventType::Fail
@@ -926,15 +926,17 @@ pub(crate) async fn run_try(
 
 /// A worker's answer as the executor's result of the try.
 fn answer_result(answer: sluice_store::QueuedResult, timeout: Option<Duration>) -> TryResult {
-    use sluice_store::QueuedOutcome;
     match answer.outcome {
-        QueuedOutcome::Success => TryResult::Done(Ok(TaskOutput {
+        TryOutcome::Success => TryResult::Done(Ok(TaskOutput {
             rows: answer.rows,
             rejected: answer.rejected,
             watermark: answer.watermark,
         })),
-        QueuedOutcome::TimedOut => TryResult::TimedOut(timeout.unwrap_or_default()),
-        QueuedOutcome::Failed | QueuedOutcome::Lost => TryResult::Done(Err(TaskError {
+        TryOutcome::TimedOut => TryResult::TimedOut(timeout.unwrap_or_default()),
+        TryOutcome::Failed
+        | TryOutcome::Lost
+        | TryOutcome::Running
+        | TryOutcome::Interrupted => TryResult::Done(Err(TaskError {
             message: answer
                 .error
                 .unwrap_or_else(|| "the worker reported a failure without a message".into()),

@@ -52,16 +52,16 @@ pub(crate) fn try_finished(
     pipeline: &str,
     task: &str,
     kind: &'static str,
-    outcome: &'static str,
+    outcome: sluice_store::TryOutcome,
     took: Duration,
     rows: Option<u64>,
     retried: bool,
 ) {
     let (p, t) = (pipeline.to_string(), task.to_string());
-    histogram!(TASK_DURATION, "pipeline" => p.clone(), "task" => t.clone(), "outcome" => outcome)
+    histogram!(TASK_DURATION, "pipeline" => p.clone(), "task" => t.clone(), "outcome" => outcome.as_str())
         .record(took.as_secs_f64());
-    if outcome != "success" {
-        counter!(TASK_FAILURES, "pipeline" => p.clone(), "task" => t.clone(), "error_type" => outcome)
+    if outcome != sluice_store::TryOutcome::Success {
+        counter!(TASK_FAILURES, "pipeline" => p.clone(), "task" => t.clone(), "error_type" => outcome.as_str())
             .increment(1);
     }
     if retried {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_core::Pipeline;
-use sluice_store::{Claim, QueuedOutcome, QueuedResult, StoreError, db::Dialect};
+use sluice_store::{Claim, QueuedResult, StoreError, TryOutcome, db::Dialect};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -121,7 +121,7 @@ impl Worker {
     /// Runs the try, renewing its lease. None: abandoned, to be handed back.
     async fn execute(&self, claim: &Claim, abandon: &CancellationToken) -> Option<QueuedResult> {
         let failed = |message: String, retryable: bool| QueuedResult {
-            outcome: QueuedOutcome::Failed,
+            outcome: TryOutcome::Failed,
             error: Some(message),
             retryable,
             ..QueuedResult::empty()
@@ -175,7 +175,7 @@ impl Worker {
         };
         let answer = match result {
             TryResult::Done(Ok(out)) => QueuedResult {
-                outcome: QueuedOutcome::Success,
+                outcome: TryOutcome::Success,
                 rows: out.rows,
                 rejected: out.rejected,
                 watermark: out.watermark,
@@ -183,7 +183,7 @@ impl Worker {
             },
             TryResult::Done(Err(e)) => failed(self.exec.redactor.redact(&e.message), e.retryable),
             TryResult::TimedOut(after) => QueuedResult {
-                outcome: QueuedOutcome::TimedOut,
+                outcome: TryOutcome::TimedOut,
                 error: Some(format!("timed out (timeout: {}s)", after.as_secs_f64())),
                 retryable: true,
                 ..QueuedResult::empty()

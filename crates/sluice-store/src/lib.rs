@@ -16,11 +16,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 #[macro_use]
 pub mod db;
+mod outcome;
 mod queue;
 
-pub use queue::{
-    ANSWERED, Claim, ENQUEUED, Notifications, QueuedOutcome, QueuedResult, answer_key, listen,
-};
+pub use outcome::TryOutcome;
+pub use queue::{ANSWERED, Claim, ENQUEUED, Notifications, QueuedResult, answer_key, listen};
 
 use db::{Conn, Dialect, Value};
 use serde::Serialize;
@@ -123,8 +123,8 @@ pub struct TaskInstanceRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct TryRecord {
     pub try_number: u32,
-    /// running, success, failed, timed_out or interrupted.
-    pub outcome: String,
+    /// Running, success, failed, timed_out or interrupted (a lost try is recorded as failed).
+    pub outcome: TryOutcome,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
@@ -139,7 +139,7 @@ pub struct TryRecord {
 /// How a try ended.
 #[derive(Debug, Clone)]
 pub struct TryEnd<'a> {
-    pub outcome: &'a str,
+    pub outcome: TryOutcome,
     pub error: Option<&'a str>,
     pub rows: Option<u64>,
     pub rejected: Option<u64>,
@@ -676,12 +676,12 @@ impl Store {
                     "INSERT INTO watermarks (pipeline, task, value, run, updated_at)
                      SELECT r.pipeline, t.task, t.watermark, r.id, ?2
                      FROM task_tries t JOIN runs r ON r.id = t.run
-                     WHERE t.run = ?1 AND t.outcome = 'success' AND t.watermark IS NOT NULL
+                     WHERE t.run = ?1 AND t.outcome = ?3 AND t.watermark IS NOT NULL
                        AND t.try_number = (SELECT MAX(try_number) FROM task_tries l
-                                           WHERE l.run = t.run AND l.task = t.task AND l.outcome = 'success')
+                                           WHERE l.run = t.run AND l.task = t.task AND l.outcome = ?3)
                      ON CONFLICT (pipeline, task) DO UPDATE SET value = excluded.value, run = excluded.run,
                         updated_at = excluded.updated_at",
-                    params![run, &now],
+                    params![run, &now, TryOutcome::Success],
                 )?;
             }
             Ok(())
@@ -913,10 +913,10 @@ impl Store {
         self.conn()
             .query(
                 "SELECT t.rows FROM task_tries t JOIN runs r ON r.id = t.run
-                 WHERE r.pipeline = ?1 AND t.task = ?2 AND t.run <> ?3 AND t.outcome = 'success'
+                 WHERE r.pipeline = ?1 AND t.task = ?2 AND t.run <> ?3 AND t.outcome = ?5
                    AND t.rows IS NOT NULL
                  ORDER BY r.logical_date DESC, t.try_number DESC LIMIT ?4",
-                params![pipeline, task, except_run, limit],
+                params![pipeline, task, except_run, limit, TryOutcome::Success],
             )?
             .iter()
             .map(|r| r.int(0))
@@ -1047,7 +1047,7 @@ impl Store {
             .map(|r| {
                 Ok(TryRecord {
                     try_number: r.uint(0)?,
-                    outcome: r.text(1)?,
+                    outcome: TryOutcome::parse(&r.text(1)?)?,
                     started_at: parse_ts(&r.text(2)?)?,
                     ended_at: parse_opt_ts(r.opt_text(3)?)?,
                     duration_ms: r.opt_int(4)?,
@@ -1088,9 +1088,17 @@ impl Store {
     pub fn interrupt_try(&self, run: i64, task: &str, try_number: u32, reason: &str) -> Result<()> {
         self.tx(|c| {
             c.execute(
-                "UPDATE task_tries SET outcome = 'interrupted', error = ?4, ended_at = COALESCE(ended_at, ?5)
-                 WHERE run = ?1 AND task = ?2 AND try_number = ?3 AND outcome = 'running'",
-                params![run, task, try_number, reason, ts(Utc::now())],
+                "UPDATE task_tries SET outcome = ?6, error = ?4, ended_at = COALESCE(ended_at, ?5)
+                 WHERE run = ?1 AND task = ?2 AND try_number = ?3 AND outcome = ?7",
+                params![
+                    run,
+                    task,
+                    try_number,
+                    reason,
+                    ts(Utc::now()),
+                    TryOutcome::Interrupted,
+                    TryOutcome::Running
+                ],
             )?;
             c.execute(
                 "UPDATE task_instances SET state = 'none', max_tries = max_tries + 1, next_retry_at = NULL
@@ -1149,12 +1157,12 @@ fn record_try_start(
     // A try number started again (after `clear`) starts afresh.
     c.execute(
         "INSERT INTO task_tries (run, task, try_number, outcome, started_at, log_path, pid)
-         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)
+         VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6)
          ON CONFLICT (run, task, try_number) DO UPDATE SET outcome = excluded.outcome,
             started_at = excluded.started_at, log_path = excluded.log_path, pid = excluded.pid,
             ended_at = NULL, duration_ms = NULL, error = NULL, rows = NULL, watermark = NULL,
             rejected = NULL",
-        params![run, task, try_number, now, log_path, pid],
+        params![run, task, try_number, now, log_path, pid, TryOutcome::Running],
     )?;
     Ok(())
 }

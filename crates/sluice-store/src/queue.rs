@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::db::{Conn, Dialect};
-use crate::{Result, Store, StoreError, parse_opt_ts, parse_ts, ts};
+use crate::{Result, Store, StoreError, TryOutcome, parse_opt_ts, parse_ts, ts};
 
 /// Channels the queue notifies: a try was enqueued; a try was answered.
 pub const ENQUEUED: &str = "sluice_enqueued";
@@ -30,40 +30,11 @@ pub struct Claim {
     pub queue: String,
 }
 
-/// How a queued try ended, as its worker (or lease expiry) reported.
-#[derive(Debug, Clone, PartialEq)]
-pub enum QueuedOutcome {
-    Success,
-    Failed,
-    TimedOut,
-    /// The worker's lease expired before it answered.
-    Lost,
-}
-
-impl QueuedOutcome {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            QueuedOutcome::Success => "success",
-            QueuedOutcome::Failed => "failed",
-            QueuedOutcome::TimedOut => "timed_out",
-            QueuedOutcome::Lost => "lost",
-        }
-    }
-
-    fn parse(s: &str) -> Result<QueuedOutcome> {
-        Ok(match s {
-            "success" => QueuedOutcome::Success,
-            "failed" => QueuedOutcome::Failed,
-            "timed_out" => QueuedOutcome::TimedOut,
-            "lost" => QueuedOutcome::Lost,
-            other => return Err(StoreError::Corrupt(format!("queue outcome `{other}`"))),
-        })
-    }
-}
-
+/// A worker's answer to a queued try (or the answer given for it when its lease expired).
 #[derive(Debug, Clone)]
 pub struct QueuedResult {
-    pub outcome: QueuedOutcome,
+    /// Success, failed, timed_out, or lost.
+    pub outcome: TryOutcome,
     pub error: Option<String>,
     pub retryable: bool,
     pub rows: Option<u64>,
@@ -79,7 +50,7 @@ impl QueuedResult {
     /// A result with nothing filled in, to build answers from.
     pub fn empty() -> QueuedResult {
         QueuedResult {
-            outcome: QueuedOutcome::Failed,
+            outcome: TryOutcome::Failed,
             error: None,
             retryable: false,
             rows: None,
@@ -203,7 +174,7 @@ impl Store {
                 params![
                     claim,
                     worker,
-                    result.outcome.as_str(),
+                    result.outcome,
                     result.error.as_deref(),
                     result.retryable,
                     result.rows.map(|r| r as i64),
@@ -239,10 +210,10 @@ impl Store {
         let now = ts(Utc::now());
         self.tx(|c| {
             let n = c.execute(
-                "UPDATE task_queue SET state = 'done', outcome = 'lost', retryable = 1, completed_at = ?1,
+                "UPDATE task_queue SET state = 'done', outcome = ?2, retryable = 1, completed_at = ?1,
                         error = 'the worker ' || worker || ' stopped renewing its lease (killed or unreachable); the try is counted and retried'
                  WHERE state = 'claimed' AND lease_until < ?1",
-                params![&now],
+                params![&now, TryOutcome::Lost],
             )?;
             if n > 0 {
                 // No key: every waiter looks.
@@ -267,7 +238,7 @@ impl Store {
         )?;
         row.map(|r| {
             Ok(QueuedResult {
-                outcome: QueuedOutcome::parse(&r.text(0)?)?,
+                outcome: TryOutcome::parse(&r.text(0)?)?,
                 error: r.opt_text(1)?,
                 retryable: r.opt_int(2)?.unwrap_or(0) != 0,
                 rows: r.opt_int(3)?.map(|v| v as u64),

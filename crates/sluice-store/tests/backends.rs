@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sluice_core::{DataInterval, DeadLetter, RunState, SchemaChange, TaskState};
-use sluice_store::{RunType, Store, TryEnd};
+use sluice_store::{RunType, Store, TryEnd, TryOutcome};
 
 /// The server and database the PostgreSQL cases create their own databases from.
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -81,7 +81,7 @@ fn runs_are_unique_per_logical_date_and_resume(db: &Backend) {
             "a",
             1,
             &TryEnd {
-                outcome: "success",
+                outcome: TryOutcome::Success,
                 error: None,
                 rows: Some(5),
                 rejected: None,
@@ -182,14 +182,24 @@ fn interrupted_tries_do_not_use_up_retries_and_clear_adds_tries(db: &Backend) {
         .unwrap();
     let ti = &store.task_instances(run.id).unwrap()[0];
     assert_eq!((ti.state, ti.tries, ti.max_tries), (TaskState::None, 1, 2));
-    assert_eq!(store.tries(run.id, "a").unwrap()[0].outcome, "interrupted");
+    assert_eq!(
+        store.tries(run.id, "a").unwrap()[0].outcome,
+        TryOutcome::Interrupted
+    );
     store.clear(run.id, &[("a", 2)]).unwrap();
     let ti = &store.task_instances(run.id).unwrap()[0];
     assert_eq!(ti.max_tries, 1 + 3);
     assert_eq!(store.run(run.id).unwrap().state, RunState::Queued);
 }
 
-fn finish(store: &Store, run: i64, task: &str, try_number: u32, outcome: &str, mark: &str) {
+fn finish(
+    store: &Store,
+    run: i64,
+    task: &str,
+    try_number: u32,
+    outcome: TryOutcome,
+    mark: &str,
+) {
     store.start_try(run, task, try_number, "log", 1).unwrap();
     store
         .finish_try(
@@ -214,7 +224,7 @@ fn watermarks_advance_only_when_the_run_succeeds(db: &Backend) {
     let (r1, _) = store
         .ensure_run("p", &interval(1), RunType::Manual, &[("x", 1)])
         .unwrap();
-    finish(&store, r1.id, "x", 1, "success", "10");
+    finish(&store, r1.id, "x", 1, TryOutcome::Success, "10");
     store.set_run_state(r1.id, RunState::Failed).unwrap();
     assert_eq!(store.watermark("p", "x").unwrap(), None);
     store.set_run_state(r1.id, RunState::Success).unwrap();
@@ -224,8 +234,8 @@ fn watermarks_advance_only_when_the_run_succeeds(db: &Backend) {
     let (r2, _) = store
         .ensure_run("p", &interval(2), RunType::Manual, &[("x", 2)])
         .unwrap();
-    finish(&store, r2.id, "x", 1, "success", "20");
-    finish(&store, r2.id, "x", 2, "failed", "99");
+    finish(&store, r2.id, "x", 1, TryOutcome::Success, "20");
+    finish(&store, r2.id, "x", 2, TryOutcome::Failed, "99");
     store.set_run_state(r2.id, RunState::Success).unwrap();
     assert_eq!(store.watermark("p", "x").unwrap().as_deref(), Some("20"));
 }
@@ -378,7 +388,6 @@ fn a_run_lock_is_held_by_one_store_and_released_with_it() {
 /// is refused.
 #[test]
 fn workers_claim_each_try_once_and_expired_leases_are_lost() {
-    use sluice_store::QueuedOutcome;
     use std::time::Duration;
     let name = format!("sluice_store_queue_{}", std::process::id());
     admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
@@ -444,12 +453,12 @@ fn workers_claim_each_try_once_and_expired_leases_are_lost() {
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(store.expire_leases().unwrap(), 1);
     let lost = store.queued_result(run.id, "t0", 1).unwrap().unwrap();
-    assert_eq!(lost.outcome, QueuedOutcome::Lost);
+    assert_eq!(lost.outcome, TryOutcome::Lost);
     assert!(lost.retryable);
     assert!(lost.error.as_deref().unwrap().contains("worker g"));
     assert!(!store.renew_lease(gpu.id, "g", lease).unwrap());
     let late = sluice_store::QueuedResult {
-        outcome: QueuedOutcome::Success,
+        outcome: TryOutcome::Success,
         ..lost.clone()
     };
     assert!(

@@ -546,7 +546,7 @@ async fn task(
         .iter()
         .map(|t| TryRow {
             number: t.try_number,
-            outcome: t.outcome.clone(),
+            outcome: t.outcome.to_string(),
             started: Time(t.started_at).to_string(),
             duration: seconds(t.duration_ms.map(|ms| ms as f64 / 1000.0)),
             rows: match (t.rows, t.rejected.filter(|r| *r > 0)) {
@@ -570,7 +570,7 @@ async fn task(
         logical_date: run.logical_date.format("%Y-%m-%d %H:%M").to_string(),
         state: instance.state.to_string(),
         kind,
-        log_running: shown_try.is_some_and(|t| t.outcome == "running"),
+        log_running: shown_try.is_some_and(|t| t.outcome == sluice_store::TryOutcome::Running),
         log,
         shown,
         tries: rows,
@@ -725,7 +725,7 @@ async fn log_tail(
             ),
             (
                 header::HeaderName::from_static("x-try-running"),
-                (t.outcome == "running").to_string(),
+                (t.outcome == sluice_store::TryOutcome::Running).to_string(),
             ),
         ],
         text,
