@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
-use crate::yaml::{Node, Value};
+use crate::yaml::{Node, Span, Value};
 
 /// The entries of a YAML mapping whose keys were checked against the keys a section allows.
 pub struct Fields<'a> {
@@ -189,6 +189,22 @@ fn parse_duration_node(node: &Node) -> Result<Duration, String> {
         Value::Str { text, .. } => parse_duration(text),
         _ => Err(format!("expected a duration, found {}", describe(node))),
     }
+}
+
+/// Whether `id` may name a pipeline, stream or task (`what`); reports it when it may not.
+pub fn valid_id(id: &str, span: &Span, what: &str, diags: &mut Diagnostics) -> bool {
+    let ok = !id.is_empty()
+        && id.len() <= 250
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        diags.push(
+            Diagnostic::new(span, format!("`{id}` is not a valid {what} id"))
+                .hint("use letters, digits, `_`, `-` and `.` only"),
+        );
+    }
+    ok
 }
 
 /// Parses durations such as `30s`, `5m`, `2h`, `1h30m`, `1d`, `250ms` (a bare number is seconds).

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::yaml::Span;
+use crate::yaml::{Span, SyntaxError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Diagnostic {
@@ -27,9 +27,30 @@ impl Diagnostic {
         }
     }
 
+    /// A problem with a file as a whole (it cannot be read, it repeats another file's id):
+    /// placed at its first character.
+    pub fn file(file: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            file: file.into(),
+            line: 1,
+            col: 1,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+}
+
+// Here rather than in yaml.rs, so that the YAML tree knows nothing of diagnostics.
+impl SyntaxError {
+    /// The error as a diagnostic at its place, with the usual hint.
+    pub fn diagnostic(&self) -> Diagnostic {
+        Diagnostic::new(&self.span, format!("YAML syntax error: {}", self.message))
+            .hint("check the indentation and that quotes and brackets are closed")
     }
 }
 

@@ -1,7 +1,9 @@
 //! Sluice's core: pipeline files and their validation into plans, schedules and data
 //! intervals, templates, task and run states, and the boundary task kinds implement.
 //!
-//! This crate does no I/O beyond reading project files, and knows no database.
+//! This crate knows no database and opens no connection. Its I/O: it reads the project's files,
+//! reads the `SLUICE_*` environment once (`settings::Environment`), and appends to a try's log
+//! file (`task::TaskLog`).
 
 pub mod connections;
 pub mod decode;
@@ -10,6 +12,7 @@ pub mod lineage;
 pub mod pipeline;
 pub mod project;
 pub mod schedule;
+pub mod settings;
 pub mod state;
 pub mod stream;
 pub mod task;
@@ -19,10 +22,12 @@ pub mod yaml;
 pub use diag::Diagnostic;
 pub use lineage::{Dataset, Lineage};
 pub use pipeline::{Pipeline, Task};
-pub use project::{
-    AlertChannel, LineageSettings, LineageTarget, Metadata, Project, ProjectPaths, Settings, Statsd,
-};
+pub use project::Project;
 pub use schedule::{DataInterval, Schedule, Timetable};
+pub use settings::{
+    AlertChannel, Environment, LineageSettings, LineageTarget, Metadata, ProjectPaths, Settings,
+    Statsd,
+};
 pub use state::{RunState, TaskState, TriggerRule};
 pub use task::{
     DeadLetter, KindRegistry, Ledger, SchemaChange, TaskAction, TaskError, TaskKind, TaskLog,

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::decode::Fields;
+use crate::decode::{Fields, valid_id};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
-use crate::project::ProjectPaths;
 use crate::schedule::{self, Schedule, Timetable};
+use crate::settings::ProjectPaths;
 use crate::state::{Backoff, RetryPolicy, TriggerRule};
 use crate::task::{CompileContext, KindRegistry, TaskAction};
 use crate::template::{self, TemplateContext};
-use crate::yaml::{self, Node, Span, Value};
+use crate::yaml::{Node, Span, Value};
 
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -192,42 +192,28 @@ const INHERITED_KEYS: &[&str] = &[
 
 const TASK_KEYS: &[&str] = &["after", "description", "sla"];
 
-/// Loads every pipeline a file defines (several with `for_each`).
-pub fn load_file(
+/// What every pipeline of one file is decoded against.
+struct FileScope<'a> {
+    file: &'a str,
+    paths: &'a ProjectPaths,
+    kinds: &'a KindRegistry,
+}
+
+/// Decodes every pipeline a parsed file defines (several with `for_each`).
+pub fn decode_file(
     file: &str,
-    text: &str,
+    root: &Node,
     paths: &ProjectPaths,
     kinds: &KindRegistry,
     diags: &mut Diagnostics,
 ) -> LoadedFile {
-    let root = match yaml::parse(file.into(), text) {
-        Ok(n) => n,
-        Err(e) => {
-            diags.push(e.diagnostic());
-            return LoadedFile::default();
-        }
-    };
-    let Some(fields) = Fields::new(&root, "a pipeline file", PIPELINE_KEYS, diags) else {
+    let Some(fields) = Fields::new(root, "a pipeline file", PIPELINE_KEYS, diags) else {
         return LoadedFile::default();
     };
-
-    let items: Vec<Option<serde_json::Value>> = match fields.get("for_each") {
-        None => vec![None],
-        Some(node) => match &node.value {
-            Value::Seq(items) if !items.is_empty() => {
-                items.iter().map(|n| Some(n.to_json())).collect()
-            }
-            _ => {
-                diags.push(
-                    Diagnostic::new(&node.span, "`for_each` must be a non-empty list").hint(
-                        "list one entry per pipeline to generate; templates see it as `item`",
-                    ),
-                );
-                return LoadedFile::default();
-            }
-        },
+    let Some(items) = for_each_items(&fields, diags) else {
+        return LoadedFile::default();
     };
-
+    let scope = FileScope { file, paths, kinds };
     let stem = std::path::Path::new(file)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -250,29 +236,11 @@ pub fn load_file(
             }
         }
         let generated = item.is_some();
-        let pipeline = id.and_then(|id| {
-            decode_pipeline(
-                &fields,
-                &root,
-                file,
-                id,
-                item,
-                paths,
-                kinds,
-                &mut item_diags,
-            )
-        });
-        if generated && !item_diags.is_empty() {
-            // The same mistake would be reported once per entry: keep the first entry's.
-            if n == 0 || diags.is_empty() {
-                for d in item_diags.0 {
-                    diags.push(d);
-                }
-            }
-        } else {
-            for d in item_diags.0 {
-                diags.push(d);
-            }
+        let pipeline =
+            id.and_then(|id| decode_pipeline(&scope, &fields, root, id, item, &mut item_diags));
+        // The same mistake would be reported once per generated entry: keep the first entry's.
+        if !generated || item_diags.is_empty() || n == 0 || diags.is_empty() {
+            diags.0.extend(item_diags.0);
         }
         if let Some(p) = pipeline {
             out.pipelines.push(p);
@@ -281,6 +249,27 @@ pub fn load_file(
     out
 }
 
+/// One entry per pipeline to generate: the `for_each` entries, or `None` once for a plain file.
+fn for_each_items(
+    fields: &Fields<'_>,
+    diags: &mut Diagnostics,
+) -> Option<Vec<Option<serde_json::Value>>> {
+    let Some(node) = fields.get("for_each") else {
+        return Some(vec![None]);
+    };
+    match &node.value {
+        Value::Seq(items) if !items.is_empty() => {
+            Some(items.iter().map(|n| Some(n.to_json())).collect())
+        }
+        _ => {
+            diags.push(
+                Diagnostic::new(&node.span, "`for_each` must be a non-empty list")
+                    .hint("list one entry per pipeline to generate; templates see it as `item`"),
+            );
+            None
+        }
+    }
+}
 fn pipeline_id(
     fields: &Fields<'_>,
     stem: &str,
@@ -330,21 +319,6 @@ fn pipeline_id(
         None => text,
     };
     valid_id(&id, &node.span, "pipeline", diags).then_some(id)
-}
-
-pub(crate) fn valid_id(id: &str, span: &Span, what: &str, diags: &mut Diagnostics) -> bool {
-    let ok = !id.is_empty()
-        && id.len() <= 250
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !ok {
-        diags.push(
-            Diagnostic::new(span, format!("`{id}` is not a valid {what} id"))
-                .hint("use letters, digits, `_`, `-` and `.` only"),
-        );
-    }
-    ok
 }
 
 /// Task settings after `defaults:` were applied.
@@ -463,155 +437,43 @@ fn read_task_settings(
     s
 }
 
-#[allow(clippy::too_many_arguments)]
 fn decode_pipeline(
+    scope: &FileScope<'_>,
     fields: &Fields<'_>,
     root: &Node,
-    file: &str,
     id: String,
     item: Option<serde_json::Value>,
-    paths: &ProjectPaths,
-    kinds: &KindRegistry,
     diags: &mut Diagnostics,
 ) -> Option<Pipeline> {
     let errors_before = diags.len();
     let description = fields.string("description", diags);
-
-    let tz = match fields.get("timezone") {
-        None => chrono_tz::UTC,
-        Some(node) => match node.as_str().map(schedule::parse_timezone) {
-            Some(Ok(tz)) => tz,
-            Some(Err(msg)) => {
-                diags.push(
-                    Diagnostic::new(&node.span, msg)
-                        .hint("use an IANA name such as UTC, Europe/Berlin or America/New_York"),
-                );
-                chrono_tz::UTC
-            }
-            None => {
-                diags.push(Diagnostic::new(
-                    &node.span,
-                    "`timezone` must be a string such as Europe/Berlin",
-                ));
-                chrono_tz::UTC
-            }
-        },
-    };
-
-    let schedule = match fields.get("schedule") {
-        None => Schedule::Manual,
-        Some(node) => match node.scalar_text().map(|t| Schedule::parse(&t)) {
-            Some(Ok(s)) => s,
-            Some(Err(msg)) => {
-                diags.push(Diagnostic::new(&node.content_span(), msg).hint(
-                    "write 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 6 * * *\", or @hourly, @daily, @weekly, @monthly, @yearly, @once, none",
-                ));
-                Schedule::Manual
-            }
-            None => {
-                diags.push(Diagnostic::new(
-                    &node.span,
-                    "`schedule` must be a cron expression or a preset",
-                ));
-                Schedule::Manual
-            }
-        },
-    };
-
-    let date_field = |key: &str, diags: &mut Diagnostics| -> Option<DateTime<Utc>> {
-        let node = fields.get(key)?;
-        let text = node.scalar_text()?;
-        match schedule::parse_date_or_datetime(&text, &tz) {
-            Ok(t) => Some(t),
-            Err(msg) => {
-                diags.push(Diagnostic::new(
-                    &node.content_span(),
-                    format!("`{key}`: {msg}"),
-                ));
-                None
-            }
-        }
-    };
-    let start = date_field("start_date", diags);
-    let end = date_field("end_date", diags);
-    let start = match (start, &schedule) {
-        (Some(s), _) => s,
-        (None, Schedule::Manual) => DateTime::<Utc>::MIN_UTC,
-        (None, _) => {
-            if fields.get("start_date").is_none() {
-                diags.push(
-                    Diagnostic::new(&root.span, format!("pipeline `{id}` has a schedule but no `start_date`"))
-                        .hint("add `start_date: 2024-01-01`: runs are created for intervals from that date"),
-                );
-            }
-            DateTime::<Utc>::MIN_UTC
-        }
-    };
-    if let (Some(end), Some(node)) = (end, fields.get("end_date"))
-        && end < start
-    {
-        diags.push(Diagnostic::new(
-            &node.span,
-            "`end_date` is before `start_date`",
-        ));
-    }
-
+    let tz = timezone(fields, diags);
+    let schedule = schedule(fields, diags);
+    let (start, end) = dates(fields, root, &id, &schedule, &tz, diags);
     let catchup = fields.bool("catchup", diags).unwrap_or(false);
     let tags = fields
         .string_list("tags", diags)
         .into_iter()
         .map(|(t, _)| t)
         .collect();
-    let params = match fields.get("params") {
-        None => serde_json::Value::Object(Default::default()),
-        Some(node) if matches!(node.value, Value::Map(_)) => node.to_json(),
-        Some(node) => {
-            diags.push(Diagnostic::new(
-                &node.span,
-                "`params` must be a mapping of names to values",
-            ));
-            serde_json::Value::Object(Default::default())
-        }
-    };
+    let params = params(fields, diags);
     let sla = fields.duration("sla", diags);
     let max_active_runs = fields.uint("max_active_runs", diags).unwrap_or(16).max(1);
     let max_active_tasks = fields.uint("max_active_tasks", diags).unwrap_or(16).max(1);
-    let row_drop = fields.get("row_drop").and_then(|node| match node.value {
-        Value::Float(f) if (0.0..1.0).contains(&f) && f > 0.0 => Some(f),
-        _ => {
-            diags.push(
-                Diagnostic::new(&node.span, "`row_drop` must be a share between 0 and 1")
-                    .hint("e.g. `row_drop: 0.5` alerts when a task's rows fall below half of their recent median"),
-            );
-            None
-        }
-    });
-
-    let mut defaults = TaskSettings::default();
-    // A pipeline's `alert:` is every task's unless the task says otherwise.
-    if let Some(node) = fields.get("alert")
-        && let Some(routes) = read_alert(node, diags)
-    {
-        defaults.alert = routes;
-    }
-    if let Some(node) = fields.get("defaults")
-        && let Some(df) = Fields::new(node, "`defaults`", INHERITED_KEYS, diags)
-    {
-        defaults = read_task_settings(&df, &defaults, diags);
-    }
+    let row_drop = row_drop(fields, diags);
+    let defaults = task_defaults(fields, diags);
 
     let tasks_node = fields.required("tasks", &format!("pipeline `{id}`"), diags);
     let tasks = tasks_node.and_then(|node| {
-        decode_tasks(
-            node,
-            &id,
-            &defaults,
-            &params,
-            item.as_ref(),
-            paths,
-            kinds,
-            diags,
-        )
+        let tasks = TaskScope {
+            pipeline: &id,
+            defaults: &defaults,
+            params: &params,
+            item: item.as_ref(),
+            paths: scope.paths,
+            kinds: scope.kinds,
+        };
+        decode_tasks(node, &tasks, diags)
     });
 
     if diags.len() > errors_before {
@@ -619,7 +481,7 @@ fn decode_pipeline(
     }
     Some(Pipeline {
         id,
-        file: file.to_string(),
+        file: scope.file.to_string(),
         span: root.span.clone(),
         description,
         timetable: Timetable {
@@ -640,6 +502,159 @@ fn decode_pipeline(
     })
 }
 
+/// `timezone:`, UTC when absent or wrong.
+fn timezone(fields: &Fields<'_>, diags: &mut Diagnostics) -> chrono_tz::Tz {
+    let Some(node) = fields.get("timezone") else {
+        return chrono_tz::UTC;
+    };
+    match node.as_str().map(schedule::parse_timezone) {
+        Some(Ok(tz)) => tz,
+        Some(Err(msg)) => {
+            diags.push(
+                Diagnostic::new(&node.span, msg)
+                    .hint("use an IANA name such as UTC, Europe/Berlin or America/New_York"),
+            );
+            chrono_tz::UTC
+        }
+        None => {
+            diags.push(Diagnostic::new(
+                &node.span,
+                "`timezone` must be a string such as Europe/Berlin",
+            ));
+            chrono_tz::UTC
+        }
+    }
+}
+
+/// `schedule:`, manual when absent or wrong.
+fn schedule(fields: &Fields<'_>, diags: &mut Diagnostics) -> Schedule {
+    let Some(node) = fields.get("schedule") else {
+        return Schedule::Manual;
+    };
+    match node.scalar_text().map(|t| Schedule::parse(&t)) {
+        Some(Ok(s)) => s,
+        Some(Err(msg)) => {
+            diags.push(Diagnostic::new(&node.content_span(), msg).hint(
+                "write 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 6 * * *\", or @hourly, @daily, @weekly, @monthly, @yearly, @once, none",
+            ));
+            Schedule::Manual
+        }
+        None => {
+            diags.push(Diagnostic::new(
+                &node.span,
+                "`schedule` must be a cron expression or a preset",
+            ));
+            Schedule::Manual
+        }
+    }
+}
+
+/// `start_date:` and `end_date:` in the pipeline's time zone. A scheduled pipeline needs a
+/// start; a manual one starts at the beginning of time.
+fn dates(
+    fields: &Fields<'_>,
+    root: &Node,
+    id: &str,
+    schedule: &Schedule,
+    tz: &chrono_tz::Tz,
+    diags: &mut Diagnostics,
+) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+    let date_field = |key: &str, diags: &mut Diagnostics| -> Option<DateTime<Utc>> {
+        let node = fields.get(key)?;
+        let text = node.scalar_text()?;
+        match schedule::parse_date_or_datetime(&text, tz) {
+            Ok(t) => Some(t),
+            Err(msg) => {
+                diags.push(Diagnostic::new(
+                    &node.content_span(),
+                    format!("`{key}`: {msg}"),
+                ));
+                None
+            }
+        }
+    };
+    let start = date_field("start_date", diags);
+    let end = date_field("end_date", diags);
+    let start = match (start, schedule) {
+        (Some(s), _) => s,
+        (None, Schedule::Manual) => DateTime::<Utc>::MIN_UTC,
+        (None, _) => {
+            if fields.get("start_date").is_none() {
+                diags.push(
+                    Diagnostic::new(&root.span, format!("pipeline `{id}` has a schedule but no `start_date`"))
+                        .hint("add `start_date: 2024-01-01`: runs are created for intervals from that date"),
+                );
+            }
+            DateTime::<Utc>::MIN_UTC
+        }
+    };
+    if let (Some(end), Some(node)) = (end, fields.get("end_date"))
+        && end < start
+    {
+        diags.push(Diagnostic::new(
+            &node.span,
+            "`end_date` is before `start_date`",
+        ));
+    }
+    (start, end)
+}
+
+/// `params:`, a mapping (empty when absent).
+fn params(fields: &Fields<'_>, diags: &mut Diagnostics) -> serde_json::Value {
+    match fields.get("params") {
+        None => serde_json::Value::Object(Default::default()),
+        Some(node) if matches!(node.value, Value::Map(_)) => node.to_json(),
+        Some(node) => {
+            diags.push(Diagnostic::new(
+                &node.span,
+                "`params` must be a mapping of names to values",
+            ));
+            serde_json::Value::Object(Default::default())
+        }
+    }
+}
+
+/// `row_drop:`, a share strictly between 0 and 1.
+fn row_drop(fields: &Fields<'_>, diags: &mut Diagnostics) -> Option<f64> {
+    fields.get("row_drop").and_then(|node| match node.value {
+        Value::Float(f) if (0.0..1.0).contains(&f) && f > 0.0 => Some(f),
+        _ => {
+            diags.push(
+                Diagnostic::new(&node.span, "`row_drop` must be a share between 0 and 1")
+                    .hint("e.g. `row_drop: 0.5` alerts when a task's rows fall below half of their recent median"),
+            );
+            None
+        }
+    })
+}
+
+/// What every task of the pipeline inherits: the pipeline's `alert:`, then `defaults:`.
+fn task_defaults(fields: &Fields<'_>, diags: &mut Diagnostics) -> TaskSettings {
+    let mut defaults = TaskSettings::default();
+    // A pipeline's `alert:` is every task's unless the task says otherwise.
+    if let Some(node) = fields.get("alert")
+        && let Some(routes) = read_alert(node, diags)
+    {
+        defaults.alert = routes;
+    }
+    if let Some(node) = fields.get("defaults")
+        && let Some(df) = Fields::new(node, "`defaults`", INHERITED_KEYS, diags)
+    {
+        defaults = read_task_settings(&df, &defaults, diags);
+    }
+    defaults
+}
+
+/// What the tasks of one pipeline are decoded against.
+struct TaskScope<'a> {
+    pipeline: &'a str,
+    defaults: &'a TaskSettings,
+    params: &'a serde_json::Value,
+    item: Option<&'a serde_json::Value>,
+    paths: &'a ProjectPaths,
+    kinds: &'a KindRegistry,
+}
+
 struct RawTask<'a> {
     id: String,
     key_span: Span,
@@ -647,45 +662,10 @@ struct RawTask<'a> {
     task: Option<Task>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn decode_tasks(
-    node: &Node,
-    pipeline: &str,
-    defaults: &TaskSettings,
-    params: &serde_json::Value,
-    item: Option<&serde_json::Value>,
-    paths: &ProjectPaths,
-    kinds: &KindRegistry,
-    diags: &mut Diagnostics,
-) -> Option<Vec<Task>> {
-    let Value::Map(entries) = &node.value else {
-        diags.push(
-            Diagnostic::new(
-                &node.span,
-                format!(
-                    "`tasks` must be a mapping of task ids to tasks, found {}",
-                    node.kind_name()
-                ),
-            )
-            .hint("write `tasks:` followed by indented `task_id: { ... }` entries"),
-        );
-        return None;
-    };
-    if entries.is_empty() {
-        diags.push(Diagnostic::new(
-            &node.span,
-            "a pipeline needs at least one task",
-        ));
-        return None;
-    }
-    let kind_names: Vec<&'static str> = kinds.names().collect();
-    let static_name = |k: &str| -> &'static str {
-        kind_names
-            .iter()
-            .copied()
-            .find(|n| *n == k)
-            .unwrap_or("unknown")
-    };
+/// `tasks:` → the pipeline's tasks in topological order, or None (with diagnostics).
+fn decode_tasks(node: &Node, scope: &TaskScope<'_>, diags: &mut Diagnostics) -> Option<Vec<Task>> {
+    let entries = task_entries(node, diags)?;
+    let kind_names: Vec<&'static str> = scope.kinds.names().collect();
     let mut allowed: Vec<&str> = TASK_KEYS.to_vec();
     allowed.extend(INHERITED_KEYS);
     allowed.extend(&kind_names);
@@ -710,48 +690,33 @@ fn decode_tasks(
         let Some(tf) = Fields::new(body, &what, &allowed, diags) else {
             continue;
         };
-        let settings = read_task_settings(&tf, defaults, diags);
+        let settings = read_task_settings(&tf, scope.defaults, diags);
         let after = tf.string_list("after", diags);
         let description = tf.string("description", diags);
         let sla = tf.duration("sla", diags);
-
-        let chosen: Vec<(&str, &Node)> =
-            tf.keys().filter(|(k, _)| kind_names.contains(k)).collect();
-        let kind = match chosen.as_slice() {
-            [(name, _)] => static_name(name),
-            [] => {
-                diags.push(
-                    Diagnostic::new(&key.span, format!("{what} says what to do with none of: {}", kind_names.join(", ")))
-                        .hint("add one of them, e.g. `sql: { file: sql/transform.sql }` or `shell: { command: \"echo {{ ds }}\" }`"),
-                );
-                continue;
-            }
-            [_, (second, second_node), ..] => {
-                diags.push(
-                    Diagnostic::new(
-                        &second_node.span,
-                        format!(
-                            "{what} has two kinds of work (`{}` and `{second}`)",
-                            chosen[0].0
-                        ),
-                    )
-                    .hint("split it into two tasks, the second with `after: [...]`"),
-                );
-                continue;
-            }
+        let Some(kind) = task_kind(&tf, key, &what, &kind_names, diags) else {
+            continue;
         };
-        let sample = TemplateContext::sample(pipeline, &task_id, params.clone(), item.cloned())
-            .with_project(paths);
+        let sample = TemplateContext::sample(
+            scope.pipeline,
+            &task_id,
+            scope.params.clone(),
+            scope.item.cloned(),
+        )
+        .with_project(scope.paths);
         let config = tf.get(kind).expect("chosen kinds are present");
         let mut cx = CompileContext {
-            project: paths,
-            pipeline,
+            project: scope.paths,
+            pipeline: scope.pipeline,
             task: &task_id,
             sample: &sample,
             tasks: entries,
             diags,
         };
-        let action = kinds.get(kind).and_then(|k| k.compile(config, &mut cx));
+        let action = scope
+            .kinds
+            .get(kind)
+            .and_then(|k| k.compile(config, &mut cx));
         raw.push(RawTask {
             id: task_id.clone(),
             key_span: key.span.clone(),
@@ -777,8 +742,71 @@ fn decode_tasks(
             }),
         });
     }
+    let upstream = upstream_indices(&raw, diags)?;
+    in_topological_order(raw, &upstream, diags)
+}
 
-    // Dependencies: every name must exist; then order the graph, or report the cycle.
+/// The `(id, body)` entries of `tasks:`: a mapping with at least one task.
+fn task_entries<'a>(node: &'a Node, diags: &mut Diagnostics) -> Option<&'a [(Node, Node)]> {
+    let Value::Map(entries) = &node.value else {
+        diags.push(
+            Diagnostic::new(
+                &node.span,
+                format!(
+                    "`tasks` must be a mapping of task ids to tasks, found {}",
+                    node.kind_name()
+                ),
+            )
+            .hint("write `tasks:` followed by indented `task_id: { ... }` entries"),
+        );
+        return None;
+    };
+    if entries.is_empty() {
+        diags.push(Diagnostic::new(
+            &node.span,
+            "a pipeline needs at least one task",
+        ));
+        return None;
+    }
+    Some(entries)
+}
+
+/// The one kind of work a task names (`sql:`, `shell:`, …).
+fn task_kind(
+    tf: &Fields<'_>,
+    key: &Node,
+    what: &str,
+    kind_names: &[&'static str],
+    diags: &mut Diagnostics,
+) -> Option<&'static str> {
+    let chosen: Vec<(&'static str, &Node)> = tf
+        .keys()
+        .filter_map(|(k, node)| Some((*kind_names.iter().find(|n| **n == k)?, node)))
+        .collect();
+    match chosen.as_slice() {
+        [(name, _)] => Some(name),
+        [] => {
+            diags.push(
+                Diagnostic::new(&key.span, format!("{what} says what to do with none of: {}", kind_names.join(", ")))
+                    .hint("add one of them, e.g. `sql: { file: sql/transform.sql }` or `shell: { command: \"echo {{ ds }}\" }`"),
+            );
+            None
+        }
+        [(first, _), (second, second_node), ..] => {
+            diags.push(
+                Diagnostic::new(
+                    &second_node.span,
+                    format!("{what} has two kinds of work (`{first}` and `{second}`)"),
+                )
+                .hint("split it into two tasks, the second with `after: [...]`"),
+            );
+            None
+        }
+    }
+}
+
+/// Each task's `after:` as indices into `raw`; None when one names itself or an unknown task.
+fn upstream_indices(raw: &[RawTask<'_>], diags: &mut Diagnostics) -> Option<Vec<Vec<usize>>> {
     let index: HashMap<&str, usize> = raw
         .iter()
         .enumerate()
@@ -825,10 +853,17 @@ fn decode_tasks(
             }
         }
     }
-    if !deps_ok {
-        return None;
-    }
-    let order = match topological_order(&upstream) {
+    deps_ok.then_some(upstream)
+}
+
+/// The tasks renumbered into topological order, with both directions of every edge; None
+/// (with the cycle reported) when there is no such order, or when a task did not compile.
+fn in_topological_order(
+    raw: Vec<RawTask<'_>>,
+    upstream: &[Vec<usize>],
+    diags: &mut Diagnostics,
+) -> Option<Vec<Task>> {
+    let order = match topological_order(upstream) {
         Ok(order) => order,
         Err(cycle) => {
             let path: Vec<&str> = cycle.iter().map(|&i| raw[i].id.as_str()).collect();
@@ -847,7 +882,6 @@ fn decode_tasks(
     if raw.iter().any(|r| r.task.is_none()) {
         return None;
     }
-    // Renumber into topological order.
     let mut position = vec![0usize; raw.len()];
     for (new, &old) in order.iter().enumerate() {
         position[old] = new;
@@ -866,7 +900,6 @@ fn decode_tasks(
     }
     Some(ordered)
 }
-
 /// Kahn's algorithm; on a cycle, returns the cycle's path (first node repeated at the end).
 fn topological_order(upstream: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
     let n = upstream.len();

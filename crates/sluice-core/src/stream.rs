@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::connections::{ConnectionKind, Connections, WAREHOUSE};
-use crate::decode::Fields;
+use crate::decode::{Fields, valid_id};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::yaml::{self, Node, Span, Value};
 
@@ -189,25 +189,34 @@ pub fn is_stream_file(root: &Node) -> bool {
     matches!(&root.value, Value::Map(entries) if entries.iter().any(|(k, _)| k.as_str() == Some("stream")))
 }
 
-/// Decodes a stream file; None (with diagnostics) when it has problems.
+/// Parses and decodes a stream file; None (with diagnostics) when it has problems.
 pub fn load_file(
     file: &str,
     text: &str,
     connections: &Connections,
     diags: &mut Diagnostics,
 ) -> Option<Stream> {
-    let root = match yaml::parse(file.into(), text) {
-        Ok(n) => n,
+    match yaml::parse(file.into(), text) {
+        Ok(root) => decode_file(file, &root, connections, diags),
         Err(e) => {
             diags.push(e.diagnostic());
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Decodes a parsed stream file; None (with diagnostics) when it has problems.
+pub fn decode_file(
+    file: &str,
+    root: &Node,
+    connections: &Connections,
+    diags: &mut Diagnostics,
+) -> Option<Stream> {
     let before = diags.0.len();
-    let f = Fields::new(&root, "a stream file", KEYS, diags)?;
+    let f = Fields::new(root, "a stream file", KEYS, diags)?;
     let id = f.string("stream", diags);
     if let (Some(id), Some(node)) = (&id, f.get("stream")) {
-        crate::pipeline::valid_id(id, &node.span, "stream", diags);
+        valid_id(id, &node.span, "stream", diags);
     }
     let source = f
         .required("source", "the stream", diags)
@@ -217,11 +226,7 @@ pub fn load_file(
         .into_iter()
         .map(|(s, _)| s)
         .collect();
-    let suite = f.get("validate").and_then(|n| {
-        let v = Fields::new(n, "`validate`", &["suite"], diags)?;
-        v.required("suite", "`validate`", diags)?;
-        v.string("suite", diags)
-    });
+    let suite = f.get("validate").and_then(|n| validate_suite(n, diags));
     let event_time = f.get("event_time").and_then(|n| event_time(n, diags));
     let aggregate = f.get("aggregate").and_then(|n| aggregation(n, diags));
     if let (Some(node), None) = (f.get("aggregate"), f.get("event_time")) {
@@ -240,78 +245,13 @@ pub fn load_file(
         }),
         Some(n) => batch(n, diags),
     };
-    let delivery = match f.string("delivery", diags).as_deref() {
-        None | Some("at_least_once") => Some(Delivery::AtLeastOnce),
-        Some("exactly_once") => Some(Delivery::ExactlyOnce),
-        Some(other) => {
-            diags.push(
-                Diagnostic::new(
-                    &f.get("delivery").expect("given").span,
-                    format!("unknown delivery `{other}`"),
-                )
-                .hint(
-                    did_you_mean(other, ["at_least_once", "exactly_once"])
-                        .unwrap_or_else(|| "use at_least_once or exactly_once".into()),
-                ),
-            );
-            None
-        }
-    };
-    if let (Some(Delivery::ExactlyOnce), Some(sink)) = (delivery, &sink)
-        && !matches!(sink.target, Target::Table { .. })
-    {
-        diags.push(
-            Diagnostic::new(
-                &f.get("delivery").expect("given").span,
-                "exactly_once needs a table sink: the rows and the offsets are written in one database transaction",
-            )
-            .hint("write into a DuckDB or PostgreSQL table, or use `delivery: at_least_once` (lake files are named by offsets, so a rewrite overwrites)"),
-        );
-    }
-    if let (Some(node), Some(Delivery::AtLeastOnce)) = (f.get("aggregate"), delivery) {
-        diags.push(
-            Diagnostic::new(&node.span, "a windowed `aggregate` needs `delivery: exactly_once`")
-                .hint("its window state is checkpointed with the offsets in the sink's transaction; at least once would count replayed records twice"),
-        );
-    }
+    let delivery = delivery(&f, diags);
+    check_delivery(&f, delivery, sink.as_ref(), diags);
     let dead_letter = f
         .get("dead_letter")
         .and_then(|n| target(n, "`dead_letter`", connections, diags));
-    if let (Some(Target::Table { connection, .. }), Some(sink), Some(node)) =
-        (&dead_letter, &sink, f.get("dead_letter"))
-    {
-        let same_database =
-            matches!(&sink.target, Target::Table { connection: c, .. } if c == connection);
-        if !same_database {
-            diags.push(
-                Diagnostic::new(
-                    &node.span,
-                    format!("dead letters in a table of `{connection}` need the sink to write into `{connection}` too"),
-                )
-                .hint("a batch's dead letters are written in the sink's transaction: name a table of the sink's database, a lake path (`into: lake, path: …`) or a Kafka topic (`into: kafka, topic: …`)"),
-            );
-        }
-    }
-    if let (Some(agg), Some(sink), Some(node)) = (&aggregate, &sink, f.get("sink")) {
-        let known: Vec<&str> = agg
-            .key
-            .iter()
-            .map(String::as_str)
-            .chain(["window_start", "window_end"])
-            .chain(agg.compute.iter().map(|c| c.name.as_str()))
-            .collect();
-        for k in &sink.key {
-            if !known.contains(&k.as_str()) {
-                diags.push(
-                    Diagnostic::new(
-                        &node.span,
-                        format!("the sink's key `{k}` is not a column of the aggregate's results"),
-                    )
-                    .hint(format!("results have the columns {}", known.join(", "))),
-                );
-            }
-        }
-    }
+    check_dead_letter(&f, dead_letter.as_ref(), sink.as_ref(), diags);
+    check_sink_key(&f, aggregate.as_ref(), sink.as_ref(), diags);
     if diags.0.len() > before {
         return None;
     }
@@ -330,6 +270,115 @@ pub fn load_file(
         delivery: delivery?,
         dead_letter,
     })
+}
+
+/// `validate: { suite }`.
+fn validate_suite(node: &Node, diags: &mut Diagnostics) -> Option<String> {
+    let v = Fields::new(node, "`validate`", &["suite"], diags)?;
+    v.required("suite", "`validate`", diags)?;
+    v.string("suite", diags)
+}
+
+/// `delivery:`, at least once when absent.
+fn delivery(f: &Fields<'_>, diags: &mut Diagnostics) -> Option<Delivery> {
+    match f.string("delivery", diags).as_deref() {
+        None | Some("at_least_once") => Some(Delivery::AtLeastOnce),
+        Some("exactly_once") => Some(Delivery::ExactlyOnce),
+        Some(other) => {
+            diags.push(
+                Diagnostic::new(
+                    &f.get("delivery").expect("given").span,
+                    format!("unknown delivery `{other}`"),
+                )
+                .hint(
+                    did_you_mean(other, ["at_least_once", "exactly_once"])
+                        .unwrap_or_else(|| "use at_least_once or exactly_once".into()),
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Exactly once writes into a table; an aggregate needs exactly once.
+fn check_delivery(
+    f: &Fields<'_>,
+    delivery: Option<Delivery>,
+    sink: Option<&Sink>,
+    diags: &mut Diagnostics,
+) {
+    if let (Some(Delivery::ExactlyOnce), Some(sink)) = (delivery, sink)
+        && !matches!(sink.target, Target::Table { .. })
+    {
+        diags.push(
+            Diagnostic::new(
+                &f.get("delivery").expect("given").span,
+                "exactly_once needs a table sink: the rows and the offsets are written in one database transaction",
+            )
+            .hint("write into a DuckDB or PostgreSQL table, or use `delivery: at_least_once` (lake files are named by offsets, so a rewrite overwrites)"),
+        );
+    }
+    if let (Some(node), Some(Delivery::AtLeastOnce)) = (f.get("aggregate"), delivery) {
+        diags.push(
+            Diagnostic::new(&node.span, "a windowed `aggregate` needs `delivery: exactly_once`")
+                .hint("its window state is checkpointed with the offsets in the sink's transaction; at least once would count replayed records twice"),
+        );
+    }
+}
+
+/// Dead letters in a table are written in the sink's transaction, so in the sink's database.
+fn check_dead_letter(
+    f: &Fields<'_>,
+    dead_letter: Option<&Target>,
+    sink: Option<&Sink>,
+    diags: &mut Diagnostics,
+) {
+    let (Some(Target::Table { connection, .. }), Some(sink), Some(node)) =
+        (dead_letter, sink, f.get("dead_letter"))
+    else {
+        return;
+    };
+    let same_database =
+        matches!(&sink.target, Target::Table { connection: c, .. } if c == connection);
+    if !same_database {
+        diags.push(
+            Diagnostic::new(
+                &node.span,
+                format!("dead letters in a table of `{connection}` need the sink to write into `{connection}` too"),
+            )
+            .hint("a batch's dead letters are written in the sink's transaction: name a table of the sink's database, a lake path (`into: lake, path: …`) or a Kafka topic (`into: kafka, topic: …`)"),
+        );
+    }
+}
+
+/// The sink's key of an aggregating stream names columns of the aggregate's results.
+fn check_sink_key(
+    f: &Fields<'_>,
+    aggregate: Option<&Aggregation>,
+    sink: Option<&Sink>,
+    diags: &mut Diagnostics,
+) {
+    let (Some(agg), Some(sink), Some(node)) = (aggregate, sink, f.get("sink")) else {
+        return;
+    };
+    let known: Vec<&str> = agg
+        .key
+        .iter()
+        .map(String::as_str)
+        .chain(["window_start", "window_end"])
+        .chain(agg.compute.iter().map(|c| c.name.as_str()))
+        .collect();
+    for k in &sink.key {
+        if !known.contains(&k.as_str()) {
+            diags.push(
+                Diagnostic::new(
+                    &node.span,
+                    format!("the sink's key `{k}` is not a column of the aggregate's results"),
+                )
+                .hint(format!("results have the columns {}", known.join(", "))),
+            );
+        }
+    }
 }
 
 fn source(node: &Node, diags: &mut Diagnostics) -> Option<KafkaSource> {
@@ -405,28 +454,10 @@ fn source(node: &Node, diags: &mut Diagnostics) -> Option<KafkaSource> {
         .get("schema")
         .and_then(|n| writer_schema(n, &key_span(&k, "schema"), diags));
     let format = format.and_then(|format| avro(&k, format, schema, diags));
-    let mut properties = BTreeMap::new();
-    if let Some(node) = k.get("properties") {
-        match &node.value {
-            Value::Map(entries) => {
-                for (key, value) in entries {
-                    match (key.scalar_text(), value.scalar_text()) {
-                        (Some(key), Some(value)) => {
-                            properties.insert(key, value);
-                        }
-                        _ => diags.push(
-                            Diagnostic::new(&value.span, "Kafka properties are `name: value` pairs of text")
-                                .hint("e.g. `properties: { security.protocol: SASL_SSL, sasl.mechanism: PLAIN }`"),
-                        ),
-                    }
-                }
-            }
-            _ => diags.push(Diagnostic::new(
-                &node.span,
-                format!("`properties` must be a mapping, found {}", node.kind_name()),
-            )),
-        }
-    }
+    let properties = k
+        .get("properties")
+        .map(|n| properties(n, diags))
+        .unwrap_or_default();
     Some(KafkaSource {
         brokers: brokers?,
         topics,
@@ -436,6 +467,33 @@ fn source(node: &Node, diags: &mut Diagnostics) -> Option<KafkaSource> {
         schema_registry,
         properties,
     })
+}
+
+/// `properties:`, librdkafka settings as `name: value` text.
+fn properties(node: &Node, diags: &mut Diagnostics) -> BTreeMap<String, String> {
+    let mut properties = BTreeMap::new();
+    let Value::Map(entries) = &node.value else {
+        diags.push(Diagnostic::new(
+            &node.span,
+            format!("`properties` must be a mapping, found {}", node.kind_name()),
+        ));
+        return properties;
+    };
+    for (key, value) in entries {
+        match (key.scalar_text(), value.scalar_text()) {
+            (Some(key), Some(value)) => {
+                properties.insert(key, value);
+            }
+            _ => diags.push(
+                Diagnostic::new(
+                    &value.span,
+                    "Kafka properties are `name: value` pairs of text",
+                )
+                .hint("e.g. `properties: { security.protocol: SASL_SSL, sasl.mechanism: PLAIN }`"),
+            ),
+        }
+    }
+    properties
 }
 
 /// `schema_registry:`, an http(s) URL.

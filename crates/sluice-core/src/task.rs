@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connections::Redactor;
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::project::ProjectPaths;
+use crate::settings::ProjectPaths;
 use crate::template::{self, TemplateContext, TemplateError};
 use crate::yaml::{Node, Span};
 
@@ -38,8 +38,8 @@ pub trait TaskAction: Send + Sync + fmt::Debug {
 
     /// What the task reads and writes. With a context, names are rendered for that try;
     /// without, templated names stay as written (the shape of the graph across runs).
-    fn lineage(&self, _template: Option<&TemplateContext>) -> crate::Lineage {
-        crate::Lineage::default()
+    fn lineage(&self, _template: Option<&TemplateContext>) -> crate::lineage::Lineage {
+        crate::lineage::Lineage::default()
     }
 }
 

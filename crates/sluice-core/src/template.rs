@@ -134,7 +134,7 @@ impl TemplateContext {
     }
 
     /// Fills `project_dir` and `lake_root`.
-    pub fn with_project(mut self, paths: &crate::project::ProjectPaths) -> Self {
+    pub fn with_project(mut self, paths: &crate::settings::ProjectPaths) -> Self {
         self.project_dir = paths.root.display().to_string();
         self.lake_root = paths.lake.display().to_string();
         self

@@ -133,14 +133,6 @@ pub struct SyntaxError {
 }
 
 /// Parses one YAML document. An empty file is a `Null` node.
-impl SyntaxError {
-    /// The error as a diagnostic at its place, with the usual hint.
-    pub fn diagnostic(&self) -> crate::Diagnostic {
-        crate::Diagnostic::new(&self.span, format!("YAML syntax error: {}", self.message))
-            .hint("check the indentation and that quotes and brackets are closed")
-    }
-}
-
 pub fn parse(file: Arc<str>, source: &str) -> Result<Node, SyntaxError> {
     let docs = MarkedYaml::load_from_str(source).map_err(|e| SyntaxError {
         span: Span::new(file.clone(), e.marker().line(), e.marker().col() + 1),

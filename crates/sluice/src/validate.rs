@@ -114,7 +114,7 @@ pub fn run(global: &Global, args: ValidateArgs) -> anyhow::Result<u8> {
 
     // Inside a project its lake and connections apply; elsewhere paths are plain files.
     let project = dir
-        .join(sluice_core::project::SETTINGS_FILE)
+        .join(sluice_core::settings::SETTINGS_FILE)
         .is_file()
         .then(|| Project::load(&dir, sluice_tasks::registry))
         .transpose()
