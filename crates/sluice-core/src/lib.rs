@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod project;
 pub mod schedule;
 pub mod settings;
+pub mod sql;
 pub mod state;
 pub mod stream;
 pub mod task;

@@ -181,6 +181,17 @@ impl TaskRun {
     pub fn render(&self, source: &str) -> Result<String, TaskError> {
         template::render(source, &self.template).map_err(|e| TaskError::config(e.to_string()))
     }
+
+    /// Renders a template whose text runs on a database of `dialect`: its `sql` and `ident`
+    /// filters write that database's SQL.
+    pub fn render_for(
+        &self,
+        dialect: crate::sql::Dialect,
+        source: &str,
+    ) -> Result<String, TaskError> {
+        let context = self.template.clone().in_dialect(dialect);
+        template::render(source, &context).map_err(|e| TaskError::config(e.to_string()))
+    }
 }
 
 #[derive(Debug, Default, Clone)]

@@ -3,7 +3,8 @@
 //! Undefined variables are errors (a missing variable rendered as "" in SQL deletes the wrong
 //! partition). Values reach SQL only through the `sql` filter, which renders a correctly quoted
 //! literal, or the `ident` filter, which quotes an identifier: a template never splices raw text
-//! into a statement.
+//! into a statement. Both write the dialect of the database the SQL runs on
+//! ([`TemplateContext::dialect`]; the warehouse's, DuckDB, unless a task says otherwise).
 
 use std::sync::OnceLock;
 
@@ -13,6 +14,7 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::schedule::DataInterval;
+use crate::sql::{self, Dialect};
 
 /// Every variable a template may use, besides `item` in `for_each` pipelines.
 pub const VARIABLES: &[&str] = &[
@@ -37,26 +39,39 @@ pub const VARIABLES: &[&str] = &[
     "lake_root",
 ];
 
-/// The shared template environment.
+/// The shared template environment (its `sql` and `ident` filters write DuckDB's SQL).
 pub fn environment() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_debug(true);
-        // A template is user input: bound the work one render may do.
-        env.set_fuel(Some(5_000_000));
-        env.add_filter("sql", sql_filter);
-        env.add_filter("ident", ident_filter);
-        env.add_global(
-            "macros",
-            minijinja::context! {
-                ds_add => Value::from_function(ds_add),
-                ds_format => Value::from_function(ds_format),
-            },
-        );
-        env
-    })
+    environment_for(Dialect::DuckDb)
+}
+
+/// The environment whose `sql` and `ident` filters write `dialect`'s SQL: one per dialect,
+/// so a filter needs nothing from the context to know how to quote.
+fn environment_for(dialect: Dialect) -> &'static Environment<'static> {
+    static ENVS: OnceLock<[Environment<'static>; 3]> = OnceLock::new();
+    let envs = ENVS.get_or_init(|| {
+        [Dialect::DuckDb, Dialect::Postgres, Dialect::MySql].map(|dialect| {
+            let mut env = Environment::new();
+            env.set_undefined_behavior(UndefinedBehavior::Strict);
+            env.set_debug(true);
+            // A template is user input: bound the work one render may do.
+            env.set_fuel(Some(5_000_000));
+            env.add_filter("sql", move |value: Value| sql_literal(dialect, &value));
+            env.add_filter("ident", move |value: Value| ident_filter(dialect, &value));
+            env.add_global(
+                "macros",
+                minijinja::context! {
+                    ds_add => Value::from_function(ds_add),
+                    ds_format => Value::from_function(ds_format),
+                },
+            );
+            env
+        })
+    });
+    match dialect {
+        Dialect::DuckDb => &envs[0],
+        Dialect::Postgres => &envs[1],
+        Dialect::MySql => &envs[2],
+    }
 }
 
 /// The values a task's templates see for one run and try.
@@ -87,6 +102,10 @@ pub struct TemplateContext {
     /// `{column, last_value}` for tasks that extract incrementally.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incremental: Option<serde_json::Value>,
+    /// The SQL the `sql` and `ident` filters write: that of the database the rendered text
+    /// runs on. Not a variable.
+    #[serde(skip)]
+    pub dialect: Dialect,
 }
 
 /// Airflow's rendering of an instant: `2024-01-01T06:00:00+00:00`.
@@ -130,7 +149,14 @@ impl TemplateContext {
             lake_root: String::new(),
             item,
             incremental: None,
+            dialect: Dialect::DuckDb,
         }
+    }
+
+    /// The same values, for SQL that runs on a database of `dialect`.
+    pub fn in_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
     }
 
     /// Fills `project_dir` and `lake_root`.
@@ -235,7 +261,7 @@ pub fn render(source: &str, ctx: &TemplateContext) -> Result<String, TemplateErr
     if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
         return Ok(source.to_string());
     }
-    let env = environment();
+    let env = environment_for(ctx.dialect);
     let tmpl = env
         .template_from_str(source)
         .map_err(|e| TemplateError::from_minijinja(&e, source))?;
@@ -259,7 +285,7 @@ pub fn render_native(
                 .and_then(|r| r.strip_suffix("}}"))
                 .filter(|e| !e.contains("{{") && !e.contains("}}"))
             {
-                let env = environment();
+                let env = environment_for(ctx.dialect);
                 let compiled = env
                     .compile_expression(expr)
                     .map_err(|e| TemplateError::from_minijinja(&e, expr))?;
@@ -297,7 +323,7 @@ pub fn check(source: &str, sample: &TemplateContext) -> Result<(), TemplateError
     if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
         return Ok(());
     }
-    let env = environment();
+    let env = environment_for(sample.dialect);
     let tmpl = env
         .template_from_str(source)
         .map_err(|e| TemplateError::from_minijinja(&e, source))?;
@@ -344,40 +370,23 @@ fn find_word(source: &str, word: &str) -> Option<usize> {
     })
 }
 
-/// Renders a value as a SQL literal: strings quoted with '' escaping, numbers as numbers,
+/// The `sql` filter: a value as a literal of `dialect` — strings quoted, numbers as numbers,
 /// booleans as TRUE/FALSE, none as NULL, a list as a parenthesised list for `IN`.
-fn sql_filter(value: Value) -> Result<String, Error> {
-    sql_literal(&value)
-}
-
-fn sql_literal(value: &Value) -> Result<String, Error> {
+fn sql_literal(dialect: Dialect, value: &Value) -> Result<String, Error> {
+    let refused = |e: sql::SqlError| Error::new(ErrorKind::InvalidOperation, e.to_string());
     match value.kind() {
-        ValueKind::None | ValueKind::Undefined => Ok("NULL".into()),
-        ValueKind::Bool => Ok(if value.is_true() { "TRUE" } else { "FALSE" }.into()),
-        ValueKind::Number => {
-            let text = value.to_string();
-            if text.parse::<f64>().is_ok_and(f64::is_finite) {
-                Ok(text)
-            } else {
-                Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("`{text}` cannot be written as a SQL number"),
-                ))
-            }
-        }
-        ValueKind::String => quote_string(value.as_str().unwrap_or_default()),
+        ValueKind::None | ValueKind::Undefined => Ok(sql::NULL.into()),
+        ValueKind::Bool => Ok(dialect.boolean(value.is_true()).into()),
+        ValueKind::Number => dialect.number(&value.to_string()).map_err(refused),
+        ValueKind::String => dialect
+            .text(value.as_str().unwrap_or_default())
+            .map_err(refused),
         ValueKind::Seq | ValueKind::Iterable => {
             let items = value
                 .try_iter()?
-                .map(|v| sql_literal(&v))
+                .map(|v| sql_literal(dialect, &v))
                 .collect::<Result<Vec<_>, _>>()?;
-            if items.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    "an empty list cannot be written as a SQL list (`IN ()` is invalid)",
-                ));
-            }
-            Ok(format!("({})", items.join(", ")))
+            dialect.list(&items).map_err(refused)
         }
         kind => Err(Error::new(
             ErrorKind::InvalidOperation,
@@ -386,34 +395,18 @@ fn sql_literal(value: &Value) -> Result<String, Error> {
     }
 }
 
-fn quote_string(s: &str) -> Result<String, Error> {
-    if s.contains('\0') {
-        return Err(Error::new(
-            ErrorKind::InvalidOperation,
-            "a string with a NUL character cannot be a SQL literal",
-        ));
-    }
-    Ok(format!("'{}'", s.replace('\'', "''")))
-}
-
-/// Quotes an identifier (`schema.table` → `"schema"."table"`).
-fn ident_filter(value: Value) -> Result<String, Error> {
+/// The `ident` filter: a name quoted as an identifier of `dialect` (`schema.table` →
+/// `"schema"."table"`).
+fn ident_filter(dialect: Dialect, value: &Value) -> Result<String, Error> {
     let Some(s) = value.as_str() else {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
             format!("`ident` expects a string, found {}", value.kind()),
         ));
     };
-    if s.is_empty() || s.contains('\0') {
-        return Err(Error::new(
-            ErrorKind::InvalidOperation,
-            "an identifier cannot be empty or contain NUL",
-        ));
-    }
-    Ok(s.split('.')
-        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join("."))
+    dialect
+        .checked_qualified(s)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
 }
 
 fn parse_ds(ds: &str, fmt: &str) -> Result<NaiveDateTime, Error> {
@@ -505,6 +498,38 @@ mod tests {
         assert_eq!(
             out,
             "select * from t where a = 'x''; drop table orders; --'"
+        );
+    }
+
+    #[test]
+    fn filters_write_the_target_dialect() {
+        let mut c = ctx();
+        c.params = serde_json::json!({"v": "a\\'b", "n": -2, "t": "s.a`b\"c"});
+        let cases = [
+            (Dialect::DuckDb, "'a\\''b' (-2) \"s\".\"a`b\"\"c\""),
+            (Dialect::Postgres, "E'a\\\\''b' (-2) \"s\".\"a`b\"\"c\""),
+            (Dialect::MySql, "_utf8mb4 X'615C2762' (-2) `s`.`a``b\"c`"),
+        ];
+        for (dialect, want) in cases {
+            let c = c.clone().in_dialect(dialect);
+            let got = render(
+                "{{ params.v | sql }} {{ params.n | sql }} {{ params.t | ident }}",
+                &c,
+            )
+            .unwrap();
+            assert_eq!(got, want, "{dialect:?}");
+        }
+        let pg = c.clone().in_dialect(Dialect::Postgres);
+        let e = render("{{ 'a\\x00b' | sql }}", &pg);
+        assert!(
+            e.is_err_and(|e| e.message.contains("NUL")),
+            "NUL on PostgreSQL"
+        );
+        let e = render("{{ '' | ident }}", &c).unwrap_err();
+        assert!(e.message.contains("cannot be empty"), "{e:?}");
+        assert_eq!(
+            render("{{ [] | sql }}", &c).unwrap_err().message,
+            "template error: an empty list cannot be written as a SQL list (`IN ()` is invalid)"
         );
     }
 
