@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sluice_core::state::Decision;
 use sluice_core::{Pipeline, RunState, TaskLog, TaskOutput, TaskState};
 use sluice_store::{RunRecord, RunType, TryEnd, TryOutcome};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -149,6 +149,8 @@ pub(super) struct RunLoop<'a> {
     readied_at: Vec<Option<Instant>>,
     /// Running tries and retry timers.
     pending: JoinSet<Event>,
+    /// The retry timers among them, dropped when the run stops.
+    retry_timers: Vec<AbortHandle>,
     /// Tasks whose trigger rule is met, waiting for a free slot, in the order they became so.
     ready: VecDeque<usize>,
     running: usize,
@@ -208,6 +210,7 @@ impl<'a> RunLoop<'a> {
             max_tries: resumed.max_tries,
             readied_at: vec![None; pipeline.tasks.len()],
             pending: JoinSet::new(),
+            retry_timers: Vec::new(),
             ready: VecDeque::new(),
             running: 0,
             limit: exec
@@ -377,6 +380,7 @@ impl<'a> RunLoop<'a> {
             _ = tokio::time::sleep(sla_wait.unwrap_or(Duration::from_secs(3600))), if sla_wait.is_some() => Wake::SlaDue,
             joined = self.pending.join_next() => match joined {
                 Some(Ok(event)) => Wake::Event(event),
+                Some(Err(e)) if e.is_cancelled() => Wake::Again, // a retry timer, dropped
                 // A task's panic is caught around its own future (`tries::execute`) and ends
                 // that try alone; what is left to panic here is the executor's own code.
                 Some(Err(e)) => panic!("the executor's wrapper of a try panicked: {e}; this is a bug in Sluice, please report it"),
@@ -391,6 +395,9 @@ impl<'a> RunLoop<'a> {
     fn stop_starting(&mut self) {
         self.interrupted = true;
         self.ready.clear();
+        for timer in self.retry_timers.drain(..) {
+            timer.abort();
+        }
     }
 
     fn on_retry_due(&mut self, i: usize) {
@@ -600,10 +607,11 @@ impl<'a> RunLoop<'a> {
     }
 
     fn retry_after(&mut self, i: usize, wait: Duration) {
-        self.pending.spawn(async move {
+        let timer = self.pending.spawn(async move {
             tokio::time::sleep(wait).await;
             Event::RetryDue { task: i }
         });
+        self.retry_timers.push(timer);
     }
 
     /// Applies task `i`'s trigger rule if it is waiting; a task that is skipped or marked
