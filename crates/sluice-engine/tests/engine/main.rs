@@ -9,3 +9,4 @@ mod sla;
 mod slots;
 mod stopping;
 mod trigger_rules;
+mod workers;
