@@ -14,7 +14,7 @@ use sluice_store::{Claim, QueuedResult, StoreError, TryOutcome, db::Dialect};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{TryResult, run_try};
+use crate::executor::{TryInput, TryResult, run_try};
 use crate::{EngineError, Executor};
 
 /// How often an idle worker looks at the queue when no notification woke it, and expires the
@@ -120,59 +120,11 @@ impl Worker {
 
     /// Runs the try, renewing its lease. None: abandoned, to be handed back.
     async fn execute(&self, claim: &Claim, abandon: &CancellationToken) -> Option<QueuedResult> {
-        let failed = |message: String, retryable: bool| QueuedResult {
-            outcome: TryOutcome::Failed,
-            error: Some(message),
-            retryable,
-            ..QueuedResult::empty()
-        };
-        let store = &self.exec.store;
-        let run = match store.run(claim.run) {
-            Ok(run) => run,
-            Err(e) => return Some(failed(format!("cannot read the run: {e}"), true)),
-        };
-        let Some(pipeline) = (self.pipelines)(&run.pipeline) else {
-            return Some(failed(
-                format!(
-                    "pipeline `{}` is not in the project of worker {}\n  hint: deploy the same project folder to every worker",
-                    run.pipeline, self.name
-                ),
-                true,
-            ));
-        };
-        let Some(i) = pipeline.task_index(&claim.task) else {
-            return Some(failed(
-                format!(
-                    "pipeline `{}` of worker {} has no task `{}`\n  hint: deploy the same project folder to every worker",
-                    run.pipeline, self.name, claim.task
-                ),
-                true,
-            ));
-        };
-        let log_path = self.exec.log_path(&run, &claim.task, claim.try_number);
-        let input = match self
-            .exec
-            .prepare_try(&pipeline, &run, i, claim.try_number, log_path)
-        {
+        let input = match self.prepare(claim) {
             Ok(input) => input,
-            Err(e) => return Some(failed(e.to_string(), true)),
+            Err(message) => return Some(failed(message, true)),
         };
-        let stop = CancellationToken::new();
-        let mut work = std::pin::pin!(run_try(input, stop.clone()));
-        let mut beat = tokio::time::interval(self.lease / 3);
-        beat.tick().await;
-        let (result, log) = loop {
-            tokio::select! {
-                r = &mut work => break r,
-                _ = beat.tick() => match store.renew_lease(claim.id, &self.name, self.lease) {
-                    Ok(true) => {}
-                    // Lost: another worker may run it now; this one must not go on.
-                    Ok(false) => stop.cancel(),
-                    Err(e) => tracing::warn!(worker = %self.name, "cannot renew a lease: {e}"),
-                },
-                _ = abandon.cancelled(), if !stop.is_cancelled() => stop.cancel(),
-            }
-        };
+        let (result, log) = self.run_leased(claim, input, abandon).await;
         let answer = match result {
             TryResult::Done(Ok(out)) => QueuedResult {
                 outcome: TryOutcome::Success,
@@ -201,10 +153,67 @@ impl Worker {
         if let (Some(log), Some(error)) = (&log, &answer.error) {
             log.line(format!(
                 "try {} {}: {error}",
-                claim.try_number,
-                answer.outcome.as_str()
+                claim.try_number, answer.outcome
             ));
         }
         Some(answer)
+    }
+
+    /// What the claimed try needs, from this worker's project; else why it cannot run here.
+    fn prepare(&self, claim: &Claim) -> Result<TryInput, String> {
+        let run =
+            (self.exec.store.run(claim.run)).map_err(|e| format!("cannot read the run: {e}"))?;
+        let Some(pipeline) = (self.pipelines)(&run.pipeline) else {
+            return Err(format!(
+                "pipeline `{}` is not in the project of worker {}\n  hint: deploy the same project folder to every worker",
+                run.pipeline, self.name
+            ));
+        };
+        let Some(i) = pipeline.task_index(&claim.task) else {
+            return Err(format!(
+                "pipeline `{}` of worker {} has no task `{}`\n  hint: deploy the same project folder to every worker",
+                run.pipeline, self.name, claim.task
+            ));
+        };
+        let log_path = self.exec.log_path(&run, &claim.task, claim.try_number);
+        (self.exec)
+            .prepare_try(&pipeline, &run, i, claim.try_number, log_path)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the try while renewing its lease every third of it; stops it when the lease is lost
+    /// (another worker may run it now: this one must not go on) or when abandoned.
+    async fn run_leased(
+        &self,
+        claim: &Claim,
+        input: TryInput,
+        abandon: &CancellationToken,
+    ) -> (TryResult, Option<sluice_core::TaskLog>) {
+        let store = &self.exec.store;
+        let stop = CancellationToken::new();
+        let mut work = std::pin::pin!(run_try(input, stop.clone()));
+        let mut beat = tokio::time::interval(self.lease / 3);
+        beat.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut work => return r,
+                _ = beat.tick() => match store.renew_lease(claim.id, &self.name, self.lease) {
+                    Ok(true) => {}
+                    Ok(false) => stop.cancel(),
+                    Err(e) => tracing::warn!(worker = %self.name, "cannot renew a lease: {e}"),
+                },
+                _ = abandon.cancelled(), if !stop.is_cancelled() => stop.cancel(),
+            }
+        }
+    }
+}
+
+/// A failed answer.
+fn failed(message: String, retryable: bool) -> QueuedResult {
+    QueuedResult {
+        outcome: TryOutcome::Failed,
+        error: Some(message),
+        retryable,
+        ..QueuedResult::empty()
     }
 }
