@@ -2,7 +2,6 @@
 //!
 //! Each test works in a database of its own, so the tests can run in parallel.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::{
@@ -16,35 +15,23 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use sluice_io::IoError;
 use sluice_io::mysql::extract;
+use sluice_testkit::mariadb;
 
-const SERVER: &str = "mysql://root@127.0.0.1:3306";
-
+/// A database of the test's own (dropped with it) and a session in it.
 struct TestDb {
-    name: String,
+    db: mariadb::Database,
     conn: Conn,
 }
 
 impl TestDb {
     async fn new() -> TestDb {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "sluice_mysql_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let mut conn = connect().await;
-        conn.query_drop(format!("DROP DATABASE IF EXISTS {name}"))
-            .await
-            .unwrap();
-        conn.query_drop(format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        conn.query_drop(format!("USE {name}")).await.unwrap();
-        TestDb { name, conn }
+        let db = mariadb::Database::create("sluice_mysql");
+        let conn = Conn::new(Opts::from_url(&db.url).unwrap()).await.unwrap();
+        TestDb { db, conn }
     }
 
     fn uri(&self) -> String {
-        format!("{SERVER}/{}", self.name)
+        self.db.url.clone()
     }
 
     async fn exec(&mut self, sql: &str) {
@@ -75,14 +62,14 @@ impl TestDb {
         (schema, batches.into_iter().next().unwrap())
     }
 
-    async fn drop(mut self) {
-        self.exec(&format!("DROP DATABASE {}", self.name)).await;
+    /// Ends the session; the database goes with `db`.
+    async fn drop(self) {
         self.conn.disconnect().await.unwrap();
     }
 }
 
 async fn connect() -> Conn {
-    Conn::new(Opts::from_url(&format!("{SERVER}/test")).unwrap())
+    Conn::new(Opts::from_url(mariadb::TEST_URL).unwrap())
         .await
         .unwrap()
 }
@@ -659,7 +646,7 @@ async fn connection_errors_do_not_show_the_password() {
 #[tokio::test]
 async fn dropping_the_stream_stops_the_query_on_the_server() {
     let db = TestDb::new().await;
-    let marker = db.name.clone();
+    let marker = db.db.name.clone();
     let query = format!("SELECT seq, '{marker}' AS marker FROM seq_1_to_200000000");
     let (_, mut stream) = extract(&db.uri(), &query, 1000).await.unwrap();
     let first = stream.next().await.unwrap().unwrap();

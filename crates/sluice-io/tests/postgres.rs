@@ -2,9 +2,7 @@
 //! its own schema so the tests can run in parallel.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Decimal128Array,
@@ -12,41 +10,22 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Decimal128Type, Field, Int64Type, Schema, TimeUnit};
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use sluice_io::{BatchStream, IoError, postgres};
+use sluice_testkit::pg;
 use tokio_postgres::Client;
 use tokio_postgres::types::Type;
 
-const URI: &str = "postgres://postgres@127.0.0.1:5432/test";
+const URI: &str = sluice_testkit::pg::TEST_URL;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `body` with a fresh schema and drops the schema afterwards, also when `body` panics.
+/// Runs `body` with a fresh schema, dropped afterwards (also when `body` panics).
 async fn with_schema<F, Fut>(body: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let schema = format!(
-        "sluice_pg_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    );
-    let admin = postgres::connect(URI).await.expect("connect");
-    admin
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .await
-        .unwrap();
-    let outcome = AssertUnwindSafe(body(schema.clone())).catch_unwind().await;
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    let schema = pg::Schema::create("sluice_pg");
+    body(schema.name.clone()).await;
 }
 
 async fn client() -> Client {

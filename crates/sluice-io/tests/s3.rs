@@ -2,8 +2,7 @@
 //! (moto, started by `scripts/s3-server` on 127.0.0.1), through `Lake::s3` exactly as a project
 //! with an `s3://` lake connection uses it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
@@ -17,6 +16,7 @@ use sluice_io::bad::BadRecords;
 use sluice_io::files::{self, FileRead, Format};
 use sluice_io::lake::Lake;
 use sluice_io::{BatchStream, IoError};
+use sluice_testkit::s3;
 use url::Url;
 
 const ACCESS_KEY: &str = "sluice-test-key";
@@ -24,41 +24,16 @@ const ACCESS_KEY: &str = "sluice-test-key";
 const SECRET: &str = "s3cr3t-Zq8vW2-never-show";
 const BUCKET: &str = "sluice-lake";
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server")
-}
-
 /// A moto server of this test's own; stopped when dropped, whether the test passed or not.
-struct Server {
-    port: u16,
-}
+struct Server(s3::Server);
 
 impl Server {
-    /// Each test gets its own port (`slot`), and each test process its own range.
-    fn start(slot: u16) -> Server {
-        let base = 20_000 + (std::process::id() % 2_500) * 4;
-        let port = u16::try_from(base).unwrap() + slot;
-        let out = Command::new(script())
-            .arg(port.to_string())
-            .output()
-            .expect("run scripts/s3-server");
-        // Stop it even if starting failed half-way (it may have come up late).
-        let server = Server { port };
-        assert!(
-            out.status.success(),
-            "scripts/s3-server {port} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            server.endpoint(),
-            "the script prints the endpoint"
-        );
-        server
+    fn start() -> Server {
+        Server(s3::Server::start())
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.0.endpoint()
     }
 
     /// Creates a bucket: object_store has no call for it, S3 does (`PUT /bucket`).
@@ -96,14 +71,6 @@ impl Server {
             self.endpoint()
         );
         Lake::s3(&url, shown, Path::new("/nonexistent-project")).expect("Lake::s3")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .args(["stop", &self.port.to_string()])
-            .output();
     }
 }
 
@@ -177,7 +144,7 @@ async fn read_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_round_trip_through_s3_lake() {
-    let server = Server::start(0);
+    let server = Server::start();
     server.create_bucket(BUCKET).await;
     let lake = server.lake(BUCKET, "warehouse/v1");
 
@@ -252,7 +219,7 @@ async fn parquet_round_trip_through_s3_lake() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_with_a_bad_row_from_s3_lake() {
-    let server = Server::start(1);
+    let server = Server::start();
     server.create_bucket(BUCKET).await;
     let lake = server.lake(BUCKET, "raw");
 
@@ -305,7 +272,7 @@ async fn csv_with_a_bad_row_from_s3_lake() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_objects_are_named_by_lake_uri_without_secrets() {
-    let server = Server::start(2);
+    let server = Server::start();
     server.create_bucket(BUCKET).await;
     let lake = server.lake(BUCKET, "prefix");
     assert!(!format!("{lake:?}").contains(SECRET));

@@ -9,16 +9,7 @@ use sluice_core::stream::{
     Batch, Delivery, Format, KafkaSource, Sink, SinkMode, StartPosition, Stream, Target,
 };
 use sluice_kafka::{PgSink, Record, Rejected, SinkBatch};
-
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-async fn admin(sql: &str) {
-    let (c, conn) = tokio_postgres::connect(ADMIN, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c.batch_execute(sql).await.unwrap();
-}
+use sluice_testkit::pg;
 
 fn stream(mode: SinkMode) -> Stream {
     Stream {
@@ -72,10 +63,8 @@ fn record(partition: i32, offset: i64, payload: &str) -> Record {
 
 #[tokio::test]
 async fn a_replayed_batch_writes_nothing_twice() {
-    let name = format!("sluice_kafka_sink_{}", std::process::id());
-    admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-    admin(&format!("CREATE DATABASE {name}")).await;
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let db = pg::Database::create("sluice_kafka_sink");
+    let url = db.url.clone();
     // Append mode: the table's key is (topic, partition, offset), but the offsets decide first.
     let mut sink = PgSink::connect(&url, &stream(SinkMode::Append))
         .await
@@ -145,5 +134,4 @@ async fn a_replayed_batch_writes_nothing_twice() {
         7
     );
     drop(sink);
-    admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }

@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 
 use arrow::record_batch::RecordBatch;
 
+use crate::QualityError;
 use crate::value::{Column, Literal};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,12 +56,15 @@ impl Op {
 }
 
 /// Parses `text` written for `parser` (`pandas`, `great_expectations` or none).
-pub fn parse(text: &str, parser: Option<&str>) -> Result<Condition, String> {
+pub fn parse(text: &str, parser: Option<&str>) -> Result<Condition, QualityError> {
     match parser {
         None | Some("pandas" | "great_expectations" | "great_expectations__experimental__") => {}
         Some(other) => {
-            return Err(format!(
-                "condition_parser `{other}` is not supported; use `pandas` or `great_expectations`"
+            return Err(QualityError::argument(
+                "condition_parser",
+                format!(
+                    "condition_parser `{other}` is not supported; use `pandas` or `great_expectations`"
+                ),
             ));
         }
     }
@@ -69,10 +73,15 @@ pub fn parse(text: &str, parser: Option<&str>) -> Result<Condition, String> {
     let cond = p.or()?;
     match p.tokens.get(p.pos) {
         None => Ok(cond),
-        Some(t) => Err(format!(
+        Some(t) => Err(refused(format!(
             "row_condition `{text}`: unexpected `{t:?}` after the condition"
-        )),
+        ))),
     }
+}
+
+/// The suite's mistake in its row condition.
+fn refused(message: impl Into<String>) -> QualityError {
+    QualityError::argument("row_condition", message)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +98,7 @@ enum Token {
     Dot,
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+fn tokenize(text: &str) -> Result<Vec<Token>, QualityError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -113,9 +122,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                     ('<', _) => (Op::Lt, 1),
                     ('>', _) => (Op::Gt, 1),
                     _ => {
-                        return Err(format!(
+                        return Err(refused(format!(
                             "row_condition `{text}`: `{c}` at offset {i} is not an operator (use ==, !=, <, <=, >, >=)"
-                        ));
+                        )));
                     }
                 };
                 out.push(Token::Op(op));
@@ -123,7 +132,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             }
             '"' | '\'' => {
                 let end = chars[i + 1..].iter().position(|&d| d == c).ok_or_else(|| {
-                    format!("row_condition `{text}`: the string at offset {i} is not closed")
+                    refused(format!(
+                        "row_condition `{text}`: the string at offset {i} is not closed"
+                    ))
                 })?;
                 out.push(Token::Str(chars[i + 1..i + 1 + end].iter().collect()));
                 i += end + 2;
@@ -136,7 +147,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 }
                 let s: String = chars[start..i].iter().collect();
                 out.push(Token::Num(s.parse().map_err(|_| {
-                    format!("row_condition `{text}`: `{s}` at offset {start} is not a number")
+                    refused(format!(
+                        "row_condition `{text}`: `{s}` at offset {start} is not a number"
+                    ))
                 })?));
             }
             _ if c.is_alphanumeric() || c == '_' => {
@@ -153,9 +166,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 });
             }
             _ => {
-                return Err(format!(
+                return Err(refused(format!(
                     "row_condition `{text}`: unexpected `{c}` at offset {i}"
-                ));
+                )));
             }
         }
     }
@@ -178,14 +191,16 @@ impl Parser {
         t
     }
 
-    fn expect(&mut self, want: Token) -> Result<(), String> {
+    fn expect(&mut self, want: Token) -> Result<(), QualityError> {
         match self.next() {
             Some(t) if t == want => Ok(()),
-            other => Err(format!("row_condition: expected {want:?}, found {other:?}")),
+            other => Err(refused(format!(
+                "row_condition: expected {want:?}, found {other:?}"
+            ))),
         }
     }
 
-    fn or(&mut self) -> Result<Condition, String> {
+    fn or(&mut self) -> Result<Condition, QualityError> {
         let mut left = self.and()?;
         while self.peek() == Some(&Token::Or) {
             self.pos += 1;
@@ -194,7 +209,7 @@ impl Parser {
         Ok(left)
     }
 
-    fn and(&mut self) -> Result<Condition, String> {
+    fn and(&mut self) -> Result<Condition, QualityError> {
         let mut left = self.not()?;
         while self.peek() == Some(&Token::And) {
             self.pos += 1;
@@ -203,7 +218,7 @@ impl Parser {
         Ok(left)
     }
 
-    fn not(&mut self) -> Result<Condition, String> {
+    fn not(&mut self) -> Result<Condition, QualityError> {
         if self.peek() == Some(&Token::Not) {
             self.pos += 1;
             return Ok(Condition::Not(Box::new(self.not()?)));
@@ -211,7 +226,7 @@ impl Parser {
         self.comparison()
     }
 
-    fn comparison(&mut self) -> Result<Condition, String> {
+    fn comparison(&mut self) -> Result<Condition, QualityError> {
         if self.peek() == Some(&Token::Open) {
             self.pos += 1;
             let inner = self.or()?;
@@ -222,37 +237,39 @@ impl Parser {
             Some(Token::Ident(name)) if name == "col" && self.peek() == Some(&Token::Open) => {
                 self.pos += 1;
                 let Some(Token::Str(name)) = self.next() else {
-                    return Err("row_condition: col(...) takes a quoted column name".into());
+                    return Err(refused(
+                        "row_condition: col(...) takes a quoted column name",
+                    ));
                 };
                 self.expect(Token::Close)?;
                 name
             }
             Some(Token::Ident(name)) => name,
             other => {
-                return Err(format!(
+                return Err(refused(format!(
                     "row_condition: expected a column name, found {other:?}"
-                ));
+                )));
             }
         };
         if self.peek() == Some(&Token::Dot) {
             self.pos += 1;
             let Some(Token::Ident(method)) = self.next() else {
-                return Err("row_condition: expected a method after `.`".into());
+                return Err(refused("row_condition: expected a method after `.`"));
             };
             self.expect(Token::Open)?;
             self.expect(Token::Close)?;
             return match method.to_ascii_lowercase().as_str() {
                 "isnull" | "isna" => Ok(Condition::IsNull(column, true)),
                 "notnull" | "notna" => Ok(Condition::IsNull(column, false)),
-                _ => Err(format!(
+                _ => Err(refused(format!(
                     "row_condition: `.{method}()` is not supported (use .isnull() or .notnull())"
-                )),
+                ))),
             };
         }
         let Some(Token::Op(op)) = self.next() else {
-            return Err(format!(
+            return Err(refused(format!(
                 "row_condition: expected a comparison after `{column}`"
-            ));
+            )));
         };
         let value = match self.next() {
             Some(Token::Num(n)) => Literal::Number(n),
@@ -263,9 +280,9 @@ impl Parser {
                 return Ok(Condition::IsNull(column, op == Op::Eq));
             }
             other => {
-                return Err(format!(
+                return Err(refused(format!(
                     "row_condition: expected a value after `{column}`, found {other:?}"
-                ));
+                )));
             }
         };
         Ok(Condition::Compare(column, op, value))
@@ -286,7 +303,7 @@ impl Condition {
     }
 
     /// Which rows of `batch` the condition selects.
-    pub fn select(&self, batch: &RecordBatch) -> Result<Vec<bool>, String> {
+    pub fn select(&self, batch: &RecordBatch) -> Result<Vec<bool>, QualityError> {
         Ok(match self {
             Condition::Compare(name, op, value) => {
                 let column = column(batch, name)?;
@@ -346,11 +363,12 @@ fn zip(a: Vec<bool>, b: Vec<bool>, f: impl Fn(bool, bool) -> bool) -> Vec<bool> 
     a.into_iter().zip(b).map(|(x, y)| f(x, y)).collect()
 }
 
-fn column(batch: &RecordBatch, name: &str) -> Result<Column, String> {
-    batch
-        .column_by_name(name)
-        .map(Column::new)
-        .ok_or_else(|| format!("row_condition names column `{name}`, which the data does not have"))
+fn column(batch: &RecordBatch, name: &str) -> Result<Column, QualityError> {
+    batch.column_by_name(name).map(Column::new).ok_or_else(|| {
+        QualityError::data(format!(
+            "row_condition names column `{name}`, which the data does not have"
+        ))
+    })
 }
 
 /// Orders a column value against a literal; `None` when either is missing or they do not

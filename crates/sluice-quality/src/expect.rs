@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value as Json};
 
+use crate::QualityError;
 use crate::condition::{self, Condition};
 use crate::parameters::Parameters;
 use crate::suite::ExpectationConfig;
@@ -142,8 +143,8 @@ pub enum Kind {
         ignore: Ignore,
         mostly: f64,
     },
-    /// The arguments could not be used; the message is the expectation's exception.
-    Invalid(String),
+    /// The arguments could not be used; the error is the expectation's exception.
+    Invalid(QualityError),
 }
 
 #[derive(Debug, Clone)]
@@ -289,13 +290,11 @@ impl Check {
             )),
             _ => None,
         };
+        let invalid = |e: QualityError| Kind::Invalid(e.at_expectation(config.index));
         let (condition, kind) = match (condition.transpose(), unresolved) {
-            (_, Some(e)) => (None, Kind::Invalid(e)),
-            (Ok(c), None) => (
-                c,
-                kind(config.expectation.name, kw).unwrap_or_else(Kind::Invalid),
-            ),
-            (Err(e), None) => (None, Kind::Invalid(e)),
+            (_, Some(e)) => (None, invalid(e)),
+            (Ok(c), None) => (c, kind(config.expectation.name, kw).unwrap_or_else(invalid)),
+            (Err(e), None) => (None, invalid(e)),
         };
         Check {
             index: config.index,
@@ -319,11 +318,14 @@ impl Check {
     }
 }
 
-fn text(kw: &Map<String, Json>, key: &str) -> Result<String, String> {
+fn text(kw: &Map<String, Json>, key: &str) -> Result<String, QualityError> {
     match kw.get(key) {
         Some(Json::String(s)) => Ok(s.clone()),
-        Some(other) => Err(format!("`{key}` must be a string, found {other}")),
-        None => Err(format!("`{key}` is required")),
+        Some(other) => Err(QualityError::argument(
+            key,
+            format!("`{key}` must be a string, found {other}"),
+        )),
+        None => Err(QualityError::argument(key, format!("`{key}` is required"))),
     }
 }
 
@@ -331,14 +333,15 @@ fn flag(kw: &Map<String, Json>, key: &str) -> bool {
     kw.get(key).and_then(Json::as_bool).unwrap_or(false)
 }
 
-fn mostly(kw: &Map<String, Json>) -> Result<f64, String> {
+fn mostly(kw: &Map<String, Json>) -> Result<f64, QualityError> {
+    let refused = |message: String| Err(QualityError::argument("mostly", message));
     match kw.get("mostly") {
         None | Some(Json::Null) => Ok(1.0),
         Some(v) => match v.as_f64() {
-            Some(m) if m > 1.0 => Err("mostly must be less than or equal to 1".into()),
-            Some(m) if m < 0.0 => Err("mostly must be greater than or equal to 0".into()),
+            Some(m) if m > 1.0 => refused("mostly must be less than or equal to 1".into()),
+            Some(m) if m < 0.0 => refused("mostly must be greater than or equal to 0".into()),
             Some(m) => Ok(m),
-            None => Err(format!("mostly must be a number, found {v}")),
+            None => refused(format!("mostly must be a number, found {v}")),
         },
     }
 }
@@ -347,18 +350,20 @@ fn literal(v: Option<&Json>) -> Option<Literal> {
     v.filter(|v| !v.is_null()).map(Literal::from_json)
 }
 
-fn bounds(kw: &Map<String, Json>, need_one: bool) -> Result<Bounds, String> {
+fn bounds(kw: &Map<String, Json>, need_one: bool) -> Result<Bounds, QualityError> {
     let b = any_bounds(kw, need_one)?;
     if let (Some(Literal::Number(lo)), Some(Literal::Number(hi))) = (&b.min, &b.max)
         && lo > hi
     {
-        return Err("ValueError: min_value cannot be greater than max_value".into());
+        return Err(QualityError::suite(
+            "ValueError: min_value cannot be greater than max_value",
+        ));
     }
     Ok(b)
 }
 
 /// Bounds that may be crossed (GE then finds every value unexpected rather than raising).
-fn any_bounds(kw: &Map<String, Json>, need_one: bool) -> Result<Bounds, String> {
+fn any_bounds(kw: &Map<String, Json>, need_one: bool) -> Result<Bounds, QualityError> {
     let b = Bounds {
         min: literal(kw.get("min_value")),
         max: literal(kw.get("max_value")),
@@ -366,69 +371,96 @@ fn any_bounds(kw: &Map<String, Json>, need_one: bool) -> Result<Bounds, String> 
         strict_max: flag(kw, "strict_max"),
     };
     if need_one && b.min.is_none() && b.max.is_none() {
-        return Err("min_value and max_value cannot both be None".into());
+        return Err(QualityError::suite(
+            "min_value and max_value cannot both be None",
+        ));
     }
-    for v in [&b.min, &b.max].into_iter().flatten() {
+    for (key, v) in bound_arguments(&b) {
         if let Literal::Text(s) = v
             && let Some(Json::Object(_)) = serde_json::from_str::<Json>(s).ok()
         {
-            return Err(format!("suite parameters are not supported: {s}"));
+            return Err(QualityError::argument(
+                key,
+                format!("suite parameters are not supported: {s}"),
+            ));
         }
     }
     Ok(b)
 }
 
-fn count_bounds(kw: &Map<String, Json>) -> Result<Bounds, String> {
+/// The bounds given, with the argument each came from.
+fn bound_arguments(b: &Bounds) -> impl Iterator<Item = (&'static str, &Literal)> {
+    [("min_value", &b.min), ("max_value", &b.max)]
+        .into_iter()
+        .filter_map(|(key, v)| Some((key, v.as_ref()?)))
+}
+
+/// A bound that is not a whole number, where GE counts (rows, columns, lengths).
+fn whole_bounds(b: &Bounds) -> Result<(), QualityError> {
+    for (key, v) in bound_arguments(b) {
+        if !matches!(v, Literal::Number(n) if n.fract() == 0.0) {
+            return Err(QualityError::argument(
+                key,
+                format!("min_value and max_value must be integers, found {v:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn count_bounds(kw: &Map<String, Json>) -> Result<Bounds, QualityError> {
     let b = bounds(kw, false)?;
-    for v in [&b.min, &b.max].into_iter().flatten() {
-        match v {
-            Literal::Number(n) if n.fract() == 0.0 => {}
-            _ => {
-                return Err(format!(
-                    "min_value and max_value must be integers, found {v:?}"
-                ));
-            }
-        }
-    }
+    whole_bounds(&b)?;
     Ok(b)
 }
 
-fn list<'a>(kw: &'a Map<String, Json>, key: &str) -> Result<&'a Vec<Json>, String> {
+fn list<'a>(kw: &'a Map<String, Json>, key: &str) -> Result<&'a Vec<Json>, QualityError> {
     match kw.get(key) {
         Some(Json::Array(items)) => Ok(items),
-        Some(Json::Null) | None => Err(format!(
-            "argument of type 'NoneType' is not iterable: `{key}` must be a list"
+        Some(Json::Null) | None => Err(QualityError::argument(
+            key,
+            format!("argument of type 'NoneType' is not iterable: `{key}` must be a list"),
         )),
-        Some(other) => Err(format!("`{key}` must be a list, found {other}")),
+        Some(other) => Err(QualityError::argument(
+            key,
+            format!("`{key}` must be a list, found {other}"),
+        )),
     }
 }
 
-fn literals(kw: &Map<String, Json>, key: &str) -> Result<Vec<Literal>, String> {
+fn literals(kw: &Map<String, Json>, key: &str) -> Result<Vec<Literal>, QualityError> {
     Ok(list(kw, key)?.iter().map(Literal::from_json).collect())
 }
 
-fn strings(kw: &Map<String, Json>, key: &str) -> Result<Vec<String>, String> {
+fn strings(kw: &Map<String, Json>, key: &str) -> Result<Vec<String>, QualityError> {
     list(kw, key)?
         .iter()
         .map(|v| match v {
             Json::String(s) => Ok(s.clone()),
-            other => Err(format!("`{key}` must list strings, found {other}")),
+            other => Err(QualityError::argument(
+                key,
+                format!("`{key}` must list strings, found {other}"),
+            )),
         })
         .collect()
 }
 
-fn regex(pattern: &str) -> Result<regex::Regex, String> {
+/// The pattern `pattern`, given in argument `key`.
+fn regex(key: &str, pattern: &str) -> Result<regex::Regex, QualityError> {
     // The crate's message draws the pattern over several lines; its last line says what is wrong.
     regex::Regex::new(pattern).map_err(|e| {
         let e = e.to_string();
-        format!(
-            "invalid regex `{pattern}`: {}",
-            e.lines().last().unwrap_or(&e).trim_start_matches("error: ")
+        QualityError::argument(
+            key,
+            format!(
+                "invalid regex `{pattern}`: {}",
+                e.lines().last().unwrap_or(&e).trim_start_matches("error: ")
+            ),
         )
     })
 }
 
-fn ignore(kw: &Map<String, Json>, default: Ignore) -> Result<Ignore, String> {
+fn ignore(kw: &Map<String, Json>, default: Ignore) -> Result<Ignore, QualityError> {
     Ok(match kw.get("ignore_row_if").and_then(Json::as_str) {
         None => default,
         Some("both_values_are_missing") => Ignore::BothMissing,
@@ -437,29 +469,30 @@ fn ignore(kw: &Map<String, Json>, default: Ignore) -> Result<Ignore, String> {
         Some("any_value_is_missing") => Ignore::AnyMissing,
         Some("never" | "neither") => Ignore::Never,
         Some(other) => {
-            return Err(format!(
-                "ValueError: ignore_row_if `{other}` is not a valid enumeration member"
+            return Err(QualityError::argument(
+                "ignore_row_if",
+                format!("ValueError: ignore_row_if `{other}` is not a valid enumeration member"),
             ));
         }
     })
 }
 
-fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
+fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, QualityError> {
     let column = || text(kw, "column");
-    let map = |test: MapTest| -> Result<Kind, String> {
+    let map = |test: MapTest| -> Result<Kind, QualityError> {
         Ok(Kind::Map {
             column: column()?,
             test,
             mostly: mostly(kw)?,
         })
     };
-    let stat = |stat: Stat| -> Result<Kind, String> {
+    let stat = |stat: Stat| -> Result<Kind, QualityError> {
         Ok(Kind::Stat {
             column: column()?,
             stat,
         })
     };
-    let exact = |key: &str| -> Result<Bounds, String> {
+    let exact = |key: &str| -> Result<Bounds, QualityError> {
         let v = kw.get(key).cloned().unwrap_or(Json::Null);
         match v.as_f64() {
             Some(n) if n.fract() == 0.0 && n >= 0.0 => Ok(Bounds {
@@ -467,7 +500,10 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
                 max: Some(Literal::Number(n)),
                 ..Bounds::default()
             }),
-            _ => Err(format!("`{key}` must be integers ≥ 0, found {v}")),
+            _ => Err(QualityError::argument(
+                key,
+                format!("`{key}` must be integers ≥ 0, found {v}"),
+            )),
         }
     };
     Ok(match name {
@@ -504,20 +540,25 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
         "expect_column_values_to_not_be_in_set" => {
             map(MapTest::NotInSet(literals(kw, "value_set")?))?
         }
-        "expect_column_values_to_match_regex" => map(MapTest::Regex(regex(&text(kw, "regex")?)?))?,
+        "expect_column_values_to_match_regex" => {
+            map(MapTest::Regex(regex("regex", &text(kw, "regex")?)?))?
+        }
         "expect_column_values_to_not_match_regex" => {
-            map(MapTest::NotRegex(regex(&text(kw, "regex")?)?))?
+            map(MapTest::NotRegex(regex("regex", &text(kw, "regex")?)?))?
         }
         "expect_column_values_to_match_regex_list" => {
             let list = strings(kw, "regex_list")?
                 .iter()
-                .map(|p| regex(p))
+                .map(|p| regex("regex_list", p))
                 .collect::<Result<_, _>>()?;
             let any = match kw.get("match_on").and_then(Json::as_str) {
                 None | Some("any") => true,
                 Some("all") => false,
                 Some(other) => {
-                    return Err(format!("match_on must be `any` or `all`, found `{other}`"));
+                    return Err(QualityError::argument(
+                        "match_on",
+                        format!("match_on must be `any` or `all`, found `{other}`"),
+                    ));
                 }
             };
             map(MapTest::RegexList { list, any })?
@@ -525,18 +566,12 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
         "expect_column_values_to_not_match_regex_list" => map(MapTest::NotRegexList(
             strings(kw, "regex_list")?
                 .iter()
-                .map(|p| regex(p))
+                .map(|p| regex("regex_list", p))
                 .collect::<Result<_, _>>()?,
         ))?,
         "expect_column_value_lengths_to_be_between" => {
             let b = any_bounds(kw, true)?;
-            for v in [&b.min, &b.max].into_iter().flatten() {
-                if !matches!(v, Literal::Number(n) if n.fract() == 0.0) {
-                    return Err(format!(
-                        "min_value and max_value must be integers, found {v:?}"
-                    ));
-                }
-            }
+            whole_bounds(&b)?;
             map(MapTest::LengthBetween(b))?
         }
         "expect_column_value_lengths_to_equal" => map(MapTest::LengthBetween(exact("value")?))?,
@@ -547,7 +582,10 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
                 Some(_) => strings(kw, "type_list")?,
             };
             if names.is_empty() && kw.get("type_list").is_some_and(Json::is_array) {
-                return Err("`type_list` must name at least one type".into());
+                return Err(QualityError::argument(
+                    "type_list",
+                    "`type_list` must name at least one type",
+                ));
             }
             stat(Stat::Type(names))?
         }
@@ -559,8 +597,9 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
                 || chrono::format::StrftimeItems::new(&format)
                     .any(|i| matches!(i, chrono::format::Item::Error))
             {
-                return Err(format!(
-                    "Unable to use provided strftime_format. `{format}`"
+                return Err(QualityError::argument(
+                    "strftime_format",
+                    format!("Unable to use provided strftime_format. `{format}`"),
                 ));
             }
             map(MapTest::Strftime(format))?
@@ -574,10 +613,9 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
         "expect_column_values_to_be_json_parseable" => map(MapTest::Json)?,
         "expect_column_values_to_be_dateutil_parseable" => map(MapTest::Dateutil)?,
         "expect_column_value_z_scores_to_be_less_than" => {
-            let threshold = kw
-                .get("threshold")
-                .and_then(Json::as_f64)
-                .ok_or("`threshold` must be a number")?;
+            let threshold = kw.get("threshold").and_then(Json::as_f64).ok_or_else(|| {
+                QualityError::argument("threshold", "`threshold` must be a number")
+            })?;
             map(MapTest::ZScore {
                 threshold,
                 double_sided: kw
@@ -626,7 +664,10 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
                 .iter()
                 .map(|p| match p.as_array().map(Vec::as_slice) {
                     Some([a, b]) => Ok((Literal::from_json(a), Literal::from_json(b))),
-                    _ => Err(format!("value_pairs_set must hold pairs, found {p}")),
+                    _ => Err(QualityError::argument(
+                        "value_pairs_set",
+                        format!("value_pairs_set must hold pairs, found {p}"),
+                    )),
                 })
                 .collect::<Result<_, _>>()?;
             pair(kw, PairTest::InSet(pairs))?
@@ -636,13 +677,16 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, String> {
             multi(kw, MultiTest::UniqueWithinRecord)?
         }
         "expect_multicolumn_sum_to_equal" => {
-            let total = kw
-                .get("sum_total")
-                .and_then(Json::as_f64)
-                .ok_or("`sum_total` must be a number")?;
+            let total = kw.get("sum_total").and_then(Json::as_f64).ok_or_else(|| {
+                QualityError::argument("sum_total", "`sum_total` must be a number")
+            })?;
             multi(kw, MultiTest::SumEqual(total))?
         }
-        other => return Err(format!("{other} is not evaluated by Sluice")),
+        other => {
+            return Err(QualityError::suite(format!(
+                "{other} is not evaluated by Sluice"
+            )));
+        }
     })
 }
 
@@ -650,32 +694,35 @@ fn given(kw: &Map<String, Json>, key: &str) -> bool {
     kw.get(key).is_some_and(|v| !v.is_null())
 }
 
-fn set_or_empty(kw: &Map<String, Json>) -> Result<Vec<Literal>, String> {
+fn set_or_empty(kw: &Map<String, Json>) -> Result<Vec<Literal>, QualityError> {
     match kw.get("value_set") {
         None | Some(Json::Null) => Ok(Vec::new()),
         _ => literals(kw, "value_set"),
     }
 }
 
-fn quantiles(kw: &Map<String, Json>) -> Result<Stat, String> {
+fn quantiles(kw: &Map<String, Json>) -> Result<Stat, QualityError> {
+    let refused = |message: &str| QualityError::argument("quantile_ranges", message);
     let spec = kw
         .get("quantile_ranges")
         .and_then(Json::as_object)
-        .ok_or("quantile_ranges must be a mapping with `quantiles` and `value_ranges`")?;
+        .ok_or_else(|| {
+            refused("quantile_ranges must be a mapping with `quantiles` and `value_ranges`")
+        })?;
     let quantiles: Vec<f64> = spec
         .get("quantiles")
         .and_then(Json::as_array)
-        .ok_or("quantile_ranges needs `quantiles`")?
+        .ok_or_else(|| refused("quantile_ranges needs `quantiles`"))?
         .iter()
         .map(|q| {
             q.as_f64()
-                .ok_or(format!("quantile `{q}` is not a valid float"))
+                .ok_or_else(|| refused(&format!("quantile `{q}` is not a valid float")))
         })
         .collect::<Result<_, _>>()?;
     let ranges: Vec<(Option<f64>, Option<f64>)> = spec
         .get("value_ranges")
         .and_then(Json::as_array)
-        .ok_or("quantile_ranges needs `value_ranges`")?
+        .ok_or_else(|| refused("quantile_ranges needs `value_ranges`"))?
         .iter()
         .map(|r| match r.as_array().map(Vec::as_slice) {
             Some([lo, hi]) => {
@@ -683,26 +730,27 @@ fn quantiles(kw: &Map<String, Json>) -> Result<Stat, String> {
                 if let (Some(l), Some(h)) = (lo, hi)
                     && l > h
                 {
-                    return Err("quantile_ranges must consist of ordered pairs".to_string());
+                    return Err(refused("quantile_ranges must consist of ordered pairs"));
                 }
                 Ok((lo, hi))
             }
-            _ => Err("quantile_ranges must consist of ordered pairs".to_string()),
+            _ => Err(refused("quantile_ranges must consist of ordered pairs")),
         })
         .collect::<Result<_, _>>()?;
     if ranges.len() != quantiles.len() {
-        return Err(
-            "ValueError: quantile_values and quantiles must have the same number of elements"
-                .into(),
-        );
+        return Err(refused(
+            "ValueError: quantile_values and quantiles must have the same number of elements",
+        ));
     }
     if let Some(q) = quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-        return Err(format!("ValueError: quantile {q} is not between 0 and 1"));
+        return Err(refused(&format!(
+            "ValueError: quantile {q} is not between 0 and 1"
+        )));
     }
     Ok(Stat::Quantiles { quantiles, ranges })
 }
 
-fn pair(kw: &Map<String, Json>, test: PairTest) -> Result<Kind, String> {
+fn pair(kw: &Map<String, Json>, test: PairTest) -> Result<Kind, QualityError> {
     Ok(Kind::Pair {
         a: text(kw, "column_A")?,
         b: text(kw, "column_B")?,
@@ -712,7 +760,7 @@ fn pair(kw: &Map<String, Json>, test: PairTest) -> Result<Kind, String> {
     })
 }
 
-fn multi(kw: &Map<String, Json>, test: MultiTest) -> Result<Kind, String> {
+fn multi(kw: &Map<String, Json>, test: MultiTest) -> Result<Kind, QualityError> {
     Ok(Kind::Multi {
         columns: strings(kw, "column_list")?,
         test,

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod condition;
 mod dates;
+mod error;
 pub mod expect;
 pub mod parameters;
 pub mod pushdown;
@@ -17,6 +18,7 @@ pub mod value;
 
 use serde_json::Value as Json;
 
+pub use error::{QualityError, SuitePlace};
 pub use expect::{Check, Level, ResultFormat};
 pub use parameters::Parameters;
 pub use suite::{ExpectationConfig, Suite};
@@ -43,7 +45,11 @@ impl Validation {
     }
 
     /// Judges what an engine observed into the whole validation result.
-    pub fn judge(&self, observed: Vec<Result<result::Observation, String>>, data: &str) -> Json {
+    pub fn judge(
+        &self,
+        observed: Vec<Result<result::Observation, QualityError>>,
+        data: &str,
+    ) -> Json {
         let results = self
             .checks
             .iter()

@@ -12,6 +12,14 @@
 use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 use serde_json::{Map, Value as Json};
 
+use crate::QualityError;
+
+/// A suite parameter that cannot be evaluated: the suite's mistake (placed at its argument by
+/// [`Parameters::substitute`]).
+fn refused(message: impl Into<String>) -> QualityError {
+    QualityError::suite(message)
+}
+
 /// The key that marks a suite parameter.
 pub const KEY: &str = "$PARAMETER";
 
@@ -53,14 +61,17 @@ impl Parameters {
 
     /// The arguments with every suite parameter replaced by its value (only top-level
     /// arguments are parameters, as in GE).
-    pub fn substitute(&self, kwargs: &Map<String, Json>) -> Result<Map<String, Json>, String> {
+    pub fn substitute(
+        &self,
+        kwargs: &Map<String, Json>,
+    ) -> Result<Map<String, Json>, QualityError> {
         kwargs
             .iter()
             .map(|(k, v)| {
                 let value = match parameter(v) {
-                    Some(text) => self
-                        .value_of(text, v)
-                        .map_err(|e| format!("`{k}`: suite parameter `{text}`: {e}"))?,
+                    Some(text) => self.value_of(text, v).map_err(|e| {
+                        QualityError::argument(k, format!("`{k}`: suite parameter `{text}`: {e}"))
+                    })?,
                     None => v.clone(),
                 };
                 Ok((k.clone(), value))
@@ -68,19 +79,19 @@ impl Parameters {
             .collect()
     }
 
-    fn value_of(&self, text: &str, spec: &Json) -> Result<Json, String> {
-        let expr = parse(text).map_err(|e| e.to_string())?;
+    fn value_of(&self, text: &str, spec: &Json) -> Result<Json, QualityError> {
+        let expr = parse(text).map_err(|e| refused(e.to_string()))?;
         if let Expr::Name(name) = &expr {
             // GE's interactive form keeps a value beside the name: `$PARAMETER.name`.
             let temporary = spec.get(format!("{KEY}.{name}"));
             return self.values.get(name).or(temporary).cloned().ok_or_else(|| {
-                format!("no value for `{name}`; give it at run time (sluice validate --param {name}=VALUE, or `parameters:` on the validate task) or in the suite's `suite_parameters`")
+                refused(format!("no value for `{name}`; give it at run time (sluice validate --param {name}=VALUE, or `parameters:` on the validate task) or in the suite's `suite_parameters`"))
             });
         }
         self.evaluate(&expr)?.into_json()
     }
 
-    fn evaluate(&self, expr: &Expr) -> Result<Val, String> {
+    fn evaluate(&self, expr: &Expr) -> Result<Val, QualityError> {
         match expr {
             Expr::Number(n) => Ok(*n),
             Expr::Name(name) => match constant(name) {
@@ -88,14 +99,14 @@ impl Parameters {
                 None => self
                     .values
                     .get(name)
-                    .ok_or_else(|| format!("no value for `{name}`"))
+                    .ok_or_else(|| refused(format!("no value for `{name}`")))
                     .and_then(|v| Val::read(name, v)),
             },
             Expr::Neg(e) => match self.evaluate(e)? {
                 Val::Int(i) => Ok(Val::Int(-i)),
                 Val::Float(f) => Ok(Val::Float(-f)),
                 Val::Span(s) => Ok(Val::Span(-s)),
-                Val::Time(_) => Err("a date cannot be negated".into()),
+                Val::Time(_) => Err(refused("a date cannot be negated")),
             },
             Expr::Binary(op, a, b) => binary(*op, self.evaluate(a)?, self.evaluate(b)?),
             Expr::Call(name, args, kwargs) => {
@@ -106,24 +117,27 @@ impl Parameters {
                 let kwargs = kwargs
                     .iter()
                     .map(|(k, a)| Ok((k.as_str(), self.evaluate(a)?)))
-                    .collect::<Result<Vec<_>, String>>()?;
+                    .collect::<Result<Vec<_>, QualityError>>()?;
                 self.call(name, &args, &kwargs)
             }
         }
     }
 
-    fn call(&self, name: &str, args: &[Val], kwargs: &[(&str, Val)]) -> Result<Val, String> {
-        let number = |i: usize| -> Result<f64, String> {
+    fn call(&self, name: &str, args: &[Val], kwargs: &[(&str, Val)]) -> Result<Val, QualityError> {
+        let number = |i: usize| -> Result<f64, QualityError> {
             match args.get(i) {
                 Some(Val::Int(n)) => Ok(*n as f64),
                 Some(Val::Float(f)) => Ok(*f),
-                Some(other) => Err(format!("{name}() takes numbers, found {}", other.kind())),
-                None => Err(format!("{name}() needs an argument")),
+                Some(other) => Err(refused(format!(
+                    "{name}() takes numbers, found {}",
+                    other.kind()
+                ))),
+                None => Err(refused(format!("{name}() needs an argument"))),
             }
         };
-        let unary = |f: fn(f64) -> f64| -> Result<Val, String> {
+        let unary = |f: fn(f64) -> f64| -> Result<Val, QualityError> {
             if args.len() != 1 || !kwargs.is_empty() {
-                return Err(format!("{name}() takes one number"));
+                return Err(refused(format!("{name}() takes one number")));
             }
             Ok(Val::Float(f(number(0)?)))
         };
@@ -145,7 +159,7 @@ impl Parameters {
                     let scale = 10f64.powi(number(1)? as i32);
                     Ok(Val::Float((number(0)? * scale).round_ties_even() / scale))
                 }
-                _ => Err("round() takes a number and optionally its digits".into()),
+                _ => Err(refused("round() takes a number and optionally its digits")),
             },
             "sgn" => {
                 let x = unary(|x| x)?.float();
@@ -158,7 +172,7 @@ impl Parameters {
                 }))
             }
             "now" if args.is_empty() && kwargs.is_empty() => Ok(Val::Time(self.now)),
-            "now" => Err("now() takes no arguments".into()),
+            "now" => Err(refused("now() takes no arguments")),
             "datetime" => {
                 let parts = arguments(
                     name,
@@ -175,17 +189,19 @@ impl Parameters {
                     args,
                     kwargs,
                 )?;
-                let whole = |i: usize| -> Result<u32, String> {
+                let whole = |i: usize| -> Result<u32, QualityError> {
                     let v = parts[i];
                     (v.fract() == 0.0 && v >= 0.0)
                         .then_some(v as u32)
-                        .ok_or_else(|| format!("datetime() takes whole numbers, found {v}"))
+                        .ok_or_else(|| {
+                            refused(format!("datetime() takes whole numbers, found {v}"))
+                        })
                 };
                 let time = (whole(3)?, whole(4)?, whole(5)?, whole(6)?);
                 NaiveDate::from_ymd_opt(parts[0] as i32, whole(1)?, whole(2)?)
                     .and_then(|d| d.and_hms_micro_opt(time.0, time.1, time.2, time.3))
                     .map(Val::Time)
-                    .ok_or_else(|| "datetime(): no such date".to_string())
+                    .ok_or_else(|| refused("datetime(): no such date"))
             }
             "timedelta" => {
                 let parts = arguments(
@@ -212,10 +228,10 @@ impl Parameters {
                     + parts[6] * 7.0 * 86_400e6;
                 Ok(Val::Span(TimeDelta::microseconds(micros.round() as i64)))
             }
-            _ => Err(format!(
+            _ => Err(refused(format!(
                 "unknown function `{name}`; the functions are {}",
                 FUNCTIONS.join(", ")
-            )),
+            ))),
         }
     }
 }
@@ -242,12 +258,12 @@ fn arguments(
     required: usize,
     args: &[Val],
     kwargs: &[(&str, Val)],
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<f64>, QualityError> {
     if args.len() > names.len() {
-        return Err(format!(
+        return Err(refused(format!(
             "{function}() takes at most {} arguments",
             names.len()
-        ));
+        )));
     }
     let mut values: Vec<Option<f64>> = vec![None; names.len()];
     let given = args
@@ -257,27 +273,27 @@ fn arguments(
         .chain(kwargs.iter().map(|(k, v)| (*k, v)));
     for (key, v) in given {
         let Some(i) = names.iter().position(|n| *n == key) else {
-            return Err(format!(
+            return Err(refused(format!(
                 "{function}() has no argument `{key}`; it takes {}",
                 names.join(", ")
-            ));
+            )));
         };
         if values[i].is_some() {
-            return Err(format!("{function}(): `{key}` is given twice"));
+            return Err(refused(format!("{function}(): `{key}` is given twice")));
         }
         values[i] = Some(match v {
             Val::Int(n) => *n as f64,
             Val::Float(f) => *f,
             other => {
-                return Err(format!(
+                return Err(refused(format!(
                     "{function}() takes numbers, found {}",
                     other.kind()
-                ));
+                )));
             }
         });
     }
     if let Some(missing) = (0..required).find(|&i| values[i].is_none()) {
-        return Err(format!("{function}() needs `{}`", names[missing]));
+        return Err(refused(format!("{function}() needs `{}`", names[missing])));
     }
     Ok(values.into_iter().map(|v| v.unwrap_or(0.0)).collect())
 }
@@ -350,7 +366,7 @@ enum Val {
 
 impl Val {
     /// A parameter's value inside an expression: a number, or text read as a number or date.
-    fn read(name: &str, v: &Json) -> Result<Val, String> {
+    fn read(name: &str, v: &Json) -> Result<Val, QualityError> {
         let text = match v {
             Json::Number(n) => {
                 return Ok(n
@@ -359,9 +375,9 @@ impl Val {
             }
             Json::String(s) => s.trim(),
             other => {
-                return Err(format!(
+                return Err(refused(format!(
                     "`{name}` is {other}, which is not a number or a date"
-                ));
+                )));
             }
         };
         if let Ok(i) = text.parse() {
@@ -373,7 +389,11 @@ impl Val {
         crate::value::parse_time(text)
             .and_then(chrono::DateTime::from_timestamp_micros)
             .map(|t| Val::Time(t.naive_utc()))
-            .ok_or_else(|| format!("`{name}` is \"{text}\", which is not a number or a date"))
+            .ok_or_else(|| {
+                refused(format!(
+                    "`{name}` is \"{text}\", which is not a number or a date"
+                ))
+            })
     }
 
     fn kind(&self) -> &'static str {
@@ -392,12 +412,12 @@ impl Val {
         }
     }
 
-    fn into_json(self) -> Result<Json, String> {
+    fn into_json(self) -> Result<Json, QualityError> {
         match self {
             Val::Int(i) => Ok(Json::from(i)),
             Val::Float(f) => serde_json::Number::from_f64(f)
                 .map(Json::Number)
-                .ok_or_else(|| format!("the expression evaluates to {f}")),
+                .ok_or_else(|| refused(format!("the expression evaluates to {f}"))),
             // Python's isoformat: microseconds only when there are some.
             Val::Time(t) => Ok(Json::String(
                 if t.and_utc().timestamp_subsec_micros() == 0 {
@@ -406,16 +426,16 @@ impl Val {
                     t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
                 },
             )),
-            Val::Span(s) => Err(format!(
+            Val::Span(s) => Err(refused(format!(
                 "the expression is a time span ({s}), not a value; add it to a date, e.g. now() - timedelta(days=1)"
-            )),
+            ))),
         }
     }
 }
 
-fn binary(op: char, a: Val, b: Val) -> Result<Val, String> {
+fn binary(op: char, a: Val, b: Val) -> Result<Val, QualityError> {
     use Val::*;
-    let overflow = || format!("`{op}` overflows");
+    let overflow = || refused(format!("`{op}` overflows"));
     let out = match (op, a, b) {
         ('+', Int(x), Int(y)) => Int(x.checked_add(y).ok_or_else(overflow)?),
         ('-', Int(x), Int(y)) => Int(x.checked_sub(y).ok_or_else(overflow)?),
@@ -423,7 +443,7 @@ fn binary(op: char, a: Val, b: Val) -> Result<Val, String> {
         ('^', Int(x), Int(y)) if (0..=u32::MAX as i64).contains(&y) => {
             Int(x.checked_pow(y as u32).ok_or_else(overflow)?)
         }
-        ('/', Int(_) | Float(_), Int(0)) => return Err("division by zero".into()),
+        ('/', Int(_) | Float(_), Int(0)) => return Err(refused("division by zero")),
         ('+', Int(_) | Float(_), Int(_) | Float(_)) => Float(a.float() + b.float()),
         ('-', Int(_) | Float(_), Int(_) | Float(_)) => Float(a.float() - b.float()),
         ('*', Int(_) | Float(_), Int(_) | Float(_)) => Float(a.float() * b.float()),
@@ -446,7 +466,11 @@ fn binary(op: char, a: Val, b: Val) -> Result<Val, String> {
         }
         ('/', Span(s), Int(_) | Float(_)) => Span(scaled(s, 1.0 / b.float()).ok_or_else(overflow)?),
         _ => {
-            return Err(format!("`{op}` cannot take {} and {}", a.kind(), b.kind()));
+            return Err(refused(format!(
+                "`{op}` cannot take {} and {}",
+                a.kind(),
+                b.kind()
+            )));
         }
     };
     Ok(out)
@@ -674,7 +698,9 @@ mod tests {
     }
 
     fn value(text: &str) -> Result<Json, String> {
-        at_noon().value_of(text, &json!({}))
+        at_noon()
+            .value_of(text, &json!({}))
+            .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -11,8 +11,10 @@ use arrow::array::new_empty_array;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value as Json};
+use std::convert::Infallible;
 use std::future::Future;
 
+use crate::QualityError;
 use crate::expect::{Check, Ignore, Kind, Level, MapTest, PairTest, Stat};
 use crate::result::{MapObservation, Observation, StatObservation, Unexpected, order_json};
 use crate::scan::{self, domain_problem, row_test, stat_problem, type_names};
@@ -24,13 +26,14 @@ pub enum Dialect {
     Postgres,
 }
 
-/// A database that answers queries with Arrow batches.
+/// A database that answers queries with Arrow batches; its failures are
+/// [`QualityError::Database`] (`QualityError::database(e)`).
 pub trait Database: Send {
     fn dialect(&self) -> Dialect;
     fn query(
         &mut self,
         sql: String,
-    ) -> impl Future<Output = Result<(SchemaRef, Vec<RecordBatch>), String>> + Send;
+    ) -> impl Future<Output = Result<(SchemaRef, Vec<RecordBatch>), QualityError>> + Send;
 }
 
 /// Quotes an identifier: `a"b` → `"a""b"`.
@@ -209,7 +212,7 @@ fn bound(v: &Literal, dt: &DataType, is_length: bool) -> Option<String> {
 
 /// What a check still needs after the aggregate query.
 enum Need {
-    Done(Result<Observation, String>),
+    Done(Result<Observation, QualityError>),
     /// The rows the row condition selects (row-count expectations).
     Table {
         rows: usize,
@@ -253,7 +256,7 @@ pub async fn run<D: Database>(
     checks: &[Check],
     relation: &str,
     db: &mut D,
-) -> Result<Vec<Result<Observation, String>>, String> {
+) -> Result<Vec<Result<Observation, QualityError>>, QualityError> {
     let (schema, _) = db
         .query(format!("SELECT * FROM {relation} LIMIT 0"))
         .await?;
@@ -487,7 +490,9 @@ pub async fn run<D: Database>(
             Need::Done(o) => o,
             Need::Fallback => {
                 fallback.push(i);
-                Err(String::new())
+                Err(QualityError::Internal(
+                    "not measured by the in-memory engine".into(),
+                ))
             }
             Need::Table { rows } => Ok(Observation::Table {
                 rows: int(rows),
@@ -575,13 +580,12 @@ pub async fn run<D: Database>(
         let (schema, batches) = db
             .query(format!("SELECT {} FROM {relation}", list.join(", ")))
             .await?;
-        let observed = scan::run(
+        let Ok(observed) = scan::run(
             &chosen,
             &schema,
-            batches.into_iter().map(Ok::<_, ()>),
+            batches.into_iter().map(Ok::<_, Infallible>),
             std::thread::available_parallelism().map_or(1, |n| n.get()),
-        )
-        .map_err(|()| "reading the table failed".to_string())?;
+        );
         for (i, o) in fallback.into_iter().zip(observed) {
             out[i] = o.map(without_rows);
         }
@@ -616,7 +620,7 @@ async fn unexpected_rows<D: Database>(
     sql: &Sql<'_>,
     check: &Check,
     filter: &str,
-) -> Result<Vec<Unexpected>, String> {
+) -> Result<Vec<Unexpected>, QualityError> {
     let keep = check.format.keep();
     if keep == 0 || check.format.level == Level::BooleanOnly {
         return Ok(Vec::new());
@@ -676,7 +680,7 @@ async fn stat<D: Database>(
     missing: u64,
     measured: &[(Measure, Column)],
     present: &str,
-) -> Result<StatObservation, String> {
+) -> Result<StatObservation, QualityError> {
     let Kind::Stat { column, stat } = &check.kind else {
         unreachable!("stat needs come from stat checks")
     };

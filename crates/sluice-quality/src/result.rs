@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value as Json, json};
 
+use crate::QualityError;
 use crate::expect::{Bounds, Check, Ignore, Kind, Level, Stat};
 use crate::value::{Literal, parse_time};
 
@@ -62,7 +63,7 @@ pub struct StatObservation {
 }
 
 /// The verdict on one check, as Great Expectations' `ExpectationValidationResult`.
-pub fn judge(check: &Check, observed: Result<Observation, String>) -> Json {
+pub fn judge(check: &Check, observed: Result<Observation, QualityError>) -> Json {
     let outcome = observed.and_then(|o| verdict(check, o));
     let config = json!({
         "expectation_type": check.name,
@@ -78,24 +79,27 @@ pub fn judge(check: &Check, observed: Result<Observation, String>) -> Json {
             "meta": {},
             "exception_info": {"raised_exception": false, "exception_traceback": null, "exception_message": null},
         }),
-        Err(message) => json!({
+        Err(error) => json!({
             "success": false,
             "expectation_config": config,
             "result": {},
             "meta": {},
             "exception_info": {
                 "raised_exception": true,
-                "exception_traceback": format!("{}: {message}", check.name),
-                "exception_message": message,
+                "exception_traceback": format!("{}: {error}", check.name),
+                "exception_message": error.to_string(),
             },
         }),
     }
 }
 
-fn verdict(check: &Check, observed: Observation) -> Result<(bool, Map<String, Json>), String> {
+fn verdict(
+    check: &Check,
+    observed: Observation,
+) -> Result<(bool, Map<String, Json>), QualityError> {
     let mut result = Map::new();
     let success = match (&check.kind, observed) {
-        (Kind::Invalid(message), _) => return Err(message.clone()),
+        (Kind::Invalid(error), _) => return Err(error.clone()),
         (Kind::RowCount(b), Observation::Table { rows, .. }) => {
             result.insert("observed_value".into(), rows.into());
             within(&Literal::Number(rows as f64), b)
@@ -154,7 +158,12 @@ fn verdict(check: &Check, observed: Observation) -> Result<(bool, Map<String, Js
             map_result(check, &o, *mostly, true, &mut result)
         }
         (Kind::Stat { stat, .. }, Observation::Stat(o)) => stat_result(stat, &o, &mut result)?,
-        (_, other) => return Err(format!("internal: {} got {other:?}", check.name)),
+        (_, other) => {
+            return Err(QualityError::Internal(format!(
+                "{} got {other:?}",
+                check.name
+            )));
+        }
     };
     Ok((success, result))
 }
@@ -315,7 +324,7 @@ fn observed_within(
     observed: &Option<Json>,
     b: &Bounds,
     result: &mut Map<String, Json>,
-) -> Result<bool, String> {
+) -> Result<bool, QualityError> {
     let value = observed.clone().unwrap_or(Json::Null);
     result.insert("observed_value".into(), value.clone());
     if value.is_null() {
@@ -324,9 +333,9 @@ fn observed_within(
     let observed = Literal::from_json(&value);
     for bound in [&b.min, &b.max].into_iter().flatten() {
         if cmp_literal(&observed, bound).is_none() {
-            return Err(format!(
+            return Err(QualityError::data(format!(
                 "invalid datetime format: the bound {bound:?} cannot be compared with the observed value {value}"
-            ));
+            )));
         }
     }
     Ok(within(&observed, b))
@@ -340,7 +349,7 @@ fn stat_result(
     stat: &Stat,
     o: &StatObservation,
     result: &mut Map<String, Json>,
-) -> Result<bool, String> {
+) -> Result<bool, QualityError> {
     let counts = || o.counts.clone().unwrap_or_default();
     let nonmissing = o.element_count - o.missing_count;
     let with_counts = |result: &mut Map<String, Json>| {

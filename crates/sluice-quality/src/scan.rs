@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value as Json};
 
+use crate::QualityError;
 use crate::condition::compare;
 use crate::expect::{Check, Kind, MapTest, MultiTest, PairTest, Stat};
 use crate::result::{
@@ -33,9 +34,10 @@ pub fn run<E: Send>(
     schema: &Schema,
     batches: impl Iterator<Item = Result<RecordBatch, E>>,
     threads: usize,
-) -> Result<Vec<Result<Observation, String>>, E> {
+) -> Result<Vec<Result<Observation, QualityError>>, E> {
     let threads = threads.max(1);
-    let problems: Vec<Option<String>> = checks.iter().map(|c| domain_problem(c, schema)).collect();
+    let problems: Vec<Option<QualityError>> =
+        checks.iter().map(|c| domain_problem(c, schema)).collect();
     let merged = std::thread::scope(|scope| {
         let mut senders = Vec::new();
         let mut workers = Vec::new();
@@ -102,9 +104,9 @@ pub fn run<E: Send>(
 }
 
 /// Why a check cannot run against data of this schema, said the way GE says it.
-pub(crate) fn domain_problem(check: &Check, schema: &Schema) -> Option<String> {
-    if let Kind::Invalid(message) = &check.kind {
-        return Some(message.clone());
+pub(crate) fn domain_problem(check: &Check, schema: &Schema) -> Option<QualityError> {
+    if let Kind::Invalid(error) = &check.kind {
+        return Some(error.clone());
     }
     let mut needed = check.columns();
     if let Some(c) = &check.condition {
@@ -117,7 +119,7 @@ pub(crate) fn domain_problem(check: &Check, schema: &Schema) -> Option<String> {
         .collect();
     (!missing.is_empty()).then(|| {
         let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        format!(
+        QualityError::data(format!(
             "The column {} does not exist in the data (its columns: {})",
             missing
                 .iter()
@@ -125,7 +127,7 @@ pub(crate) fn domain_problem(check: &Check, schema: &Schema) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join(", "),
             have.join(", ")
-        )
+        ))
     })
 }
 
@@ -253,7 +255,6 @@ struct StatAcc {
     integer: bool,
     date: bool,
     time: bool,
-    error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -261,7 +262,7 @@ enum Acc {
     Rows(u64),
     Map(MapAcc),
     Stat(Box<StatAcc>),
-    Failed(String),
+    Failed(QualityError),
     Idle,
 }
 
@@ -345,7 +346,7 @@ impl Acc {
         check: &Check,
         columns: &[String],
         schema: &Schema,
-    ) -> Result<Observation, String> {
+    ) -> Result<Observation, QualityError> {
         match self {
             Acc::Failed(e) => Err(e),
             Acc::Rows(rows) => Ok(Observation::Table {
@@ -396,7 +397,7 @@ pub fn map_states(
     test: &MapTest,
     col: &Column,
     selected: Option<&[bool]>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, QualityError> {
     let n = col.len();
     let rows = (0..n).filter(|&r| selected.is_none_or(|s| s[r]));
     let mut states = vec![SKIPPED; n];
@@ -436,10 +437,15 @@ const MIXED_TYPES: &str =
     "TypeError: Column values, min_value, and max_value must either be None or of the same type.";
 
 /// The "is this non-missing value unexpected" function for one column of one batch.
-pub(crate) fn row_test<'a>(test: &'a MapTest, col: &'a Column) -> Result<RowTest<'a>, String> {
+pub(crate) fn row_test<'a>(
+    test: &'a MapTest,
+    col: &'a Column,
+) -> Result<RowTest<'a>, QualityError> {
     let text = |what: &str| match col {
         Column::Text(a) => Ok(a),
-        _ => Err(format!("Values passed to {what} must be of type string.")),
+        _ => Err(QualityError::data(format!(
+            "Values passed to {what} must be of type string."
+        ))),
     };
     Ok(match test {
         MapTest::NotNull
@@ -460,7 +466,7 @@ pub(crate) fn row_test<'a>(test: &'a MapTest, col: &'a Column) -> Result<RowTest
                         | (Column::Bool(_), Literal::Bool(_) | Literal::Number(_))
                 );
                 if !fits {
-                    return Err(MIXED_TYPES.into());
+                    return Err(QualityError::data(MIXED_TYPES));
                 }
             }
             let (smin, smax) = (b.strict_min, b.strict_max);
@@ -524,10 +530,10 @@ pub(crate) fn row_test<'a>(test: &'a MapTest, col: &'a Column) -> Result<RowTest
             let a = match col {
                 Column::Text(a) => a,
                 _ => {
-                    return Err(format!(
+                    return Err(QualityError::data(format!(
                         "object of type '{}' has no len()",
                         python_type(col)
-                    ));
+                    )));
                 }
             };
             let b = b.clone();
@@ -638,7 +644,7 @@ fn add_map(
     batch: &RecordBatch,
     offset: u64,
     selected: Option<&[bool]>,
-) -> Result<(), String> {
+) -> Result<(), QualityError> {
     match &check.kind {
         Kind::Map {
             column: name, test, ..
@@ -672,10 +678,10 @@ fn add_map(
                 match (&mut acc.extra, test) {
                     (Extra::UniqueInts(ints), _) => {
                         let Column::Int(a) = &col else {
-                            return Err(format!(
+                            return Err(QualityError::data(format!(
                                 "{}: the column changed type between batches",
                                 check.name
-                            ));
+                            )));
                         };
                         let v = a.value(r);
                         if !ints.seen.insert(bitmap_key(v)) {
@@ -698,7 +704,10 @@ fn add_map(
                         MapTest::Increasing { strictly } | MapTest::Decreasing { strictly },
                     ) => {
                         let v = col.number(r).ok_or_else(|| {
-                            format!("{}: values must be numbers or dates", check.name)
+                            QualityError::data(format!(
+                                "{}: values must be numbers or dates",
+                                check.name
+                            ))
                         })?;
                         let increasing = matches!(test, MapTest::Increasing { .. });
                         match edge.last {
@@ -714,9 +723,12 @@ fn add_map(
                         edge.last = Some(v);
                     }
                     (Extra::Scores(values), _) => {
-                        let v = col
-                            .number(r)
-                            .ok_or_else(|| format!("{}: the column must be numeric", check.name))?;
+                        let v = col.number(r).ok_or_else(|| {
+                            QualityError::data(format!(
+                                "{}: the column must be numeric",
+                                check.name
+                            ))
+                        })?;
                         values.push((v, unexpected(&col, check, batch, r, row)));
                     }
                     _ if state == UNEXPECTED => acc.push(unexpected(&col, check, batch, r, row)),
@@ -1072,7 +1084,7 @@ fn add_stat(
     check: &Check,
     batch: &RecordBatch,
     selected: Option<&[bool]>,
-) -> Result<(), String> {
+) -> Result<(), QualityError> {
     let Kind::Stat { column: name, stat } = &check.kind else {
         return Ok(());
     };
@@ -1138,23 +1150,20 @@ fn needs_number(stat: &Stat) -> bool {
 }
 
 /// Why a statistic cannot be taken of this column (both engines refuse alike).
-pub(crate) fn stat_problem(check: &Check, col: &Column) -> Option<String> {
+pub(crate) fn stat_problem(check: &Check, col: &Column) -> Option<QualityError> {
     let Kind::Stat { column, stat } = &check.kind else {
         return None;
     };
     (needs_number(stat) && matches!(col, Column::Text(_) | Column::Other(_))).then(|| {
-        format!(
+        QualityError::data(format!(
             "{}: column \"{column}\" is not numeric (its values are {}s)",
             check.name,
             python_type(col)
-        )
+        ))
     })
 }
 
 fn merge_stat(a: &mut StatAcc, b: StatAcc) {
-    if let Some(e) = b.error {
-        a.error.get_or_insert(e);
-    }
     a.element += b.element;
     a.missing += b.missing;
     if b.count > 0 {
@@ -1209,20 +1218,24 @@ pub fn nearest_rank(n: usize, q: f64) -> usize {
     (idx as usize).min(n - 1)
 }
 
-fn finish_stat(acc: StatAcc, check: &Check, schema: &Schema) -> Result<StatObservation, String> {
+fn finish_stat(
+    acc: StatAcc,
+    check: &Check,
+    schema: &Schema,
+) -> Result<StatObservation, QualityError> {
     let Kind::Stat { column: name, stat } = &check.kind else {
         unreachable!("stat accumulators belong to stat checks")
     };
-    if let Some(e) = acc.error {
-        return Err(e);
-    }
     let mut o = StatObservation {
         element_count: acc.element,
         missing_count: acc.missing,
         ..StatObservation::default()
     };
     if let Stat::Type(_) = stat {
-        let field = schema.field_with_name(name).map_err(|e| e.to_string())?;
+        // The column was found before the scan (`domain_problem`).
+        let field = schema
+            .field_with_name(name)
+            .map_err(|e| QualityError::Internal(e.to_string()))?;
         o.type_names = Some(type_names(field.data_type()));
         return Ok(o);
     }
@@ -1327,7 +1340,10 @@ pub fn type_names(t: &DataType) -> (String, Vec<String>) {
 /// For quarantine: per row of `batch`, the indexes (into `checks`) of the row-wise checks the
 /// row breaks. Only checks that judge a row on its own count (not uniqueness, order or
 /// z-scores, which depend on other rows).
-pub fn row_failures(checks: &[Check], batch: &RecordBatch) -> Result<Vec<Vec<usize>>, String> {
+pub fn row_failures(
+    checks: &[Check],
+    batch: &RecordBatch,
+) -> Result<Vec<Vec<usize>>, QualityError> {
     let mut broken = vec![Vec::new(); batch.num_rows()];
     for (i, check) in checks.iter().enumerate() {
         if !is_row_wise(check) || domain_problem(check, batch.schema_ref()).is_some() {

@@ -11,6 +11,7 @@ use sluice_core::Diagnostic;
 use sluice_core::diag::{Diagnostics, did_you_mean};
 use sluice_core::yaml::{self, Node, Span, Value};
 
+use crate::QualityError;
 use crate::catalog::{self, Class, Expectation, STANDARD};
 use crate::parameters;
 
@@ -281,7 +282,7 @@ fn expectation(index: usize, node: &Node, diags: &mut Diagnostics) -> Option<Exp
             continue;
         }
         if let Err(problem) = check_argument(key, v, expectation) {
-            diags.push(Diagnostic::new(&v.span, format!("{at}: `{key}` {problem}")));
+            diags.push(Diagnostic::new(&v.span, format!("{at}: {problem}")));
             continue;
         }
         kwargs.insert(key.to_string(), v.to_json());
@@ -342,7 +343,7 @@ fn shape(key: &str, expectation: &Expectation) -> Shape {
 
 /// Checks the shape of one argument; the values themselves are judged against the data. A
 /// null stands for "not given", as in Great Expectations.
-fn check_argument(key: &str, v: &Node, expectation: &Expectation) -> Result<(), String> {
+fn check_argument(key: &str, v: &Node, expectation: &Expectation) -> Result<(), QualityError> {
     if v.is_null() {
         return Ok(());
     }
@@ -351,7 +352,7 @@ fn check_argument(key: &str, v: &Node, expectation: &Expectation) -> Result<(), 
             .iter()
             .any(|(k, _)| k.as_str() == Some(parameters::KEY))
     {
-        return check_parameter(entries);
+        return check_parameter(key, entries);
     }
     let ok = match (shape(key, expectation), &v.value) {
         (Shape::Text, Value::Str { .. })
@@ -368,7 +369,7 @@ fn check_argument(key: &str, v: &Node, expectation: &Expectation) -> Result<(), 
     if ok {
         return Ok(());
     }
-    Err(match shape(key, expectation) {
+    let wanted = match shape(key, expectation) {
         Shape::Text => format!("must be a string, found {}", v.kind_name()),
         Shape::Share => {
             "must be a number between 0 and 1 (the share of values that must pass)".into()
@@ -381,27 +382,31 @@ fn check_argument(key: &str, v: &Node, expectation: &Expectation) -> Result<(), 
             RESULT_FORMATS.join(", ")
         ),
         Shape::Any => unreachable!("any value is accepted"),
-    })
+    };
+    Err(QualityError::argument(key, format!("`{key}` {wanted}")))
 }
 
-/// A `{"$PARAMETER": "…"}` argument: its value comes at run time, but its text must read.
-fn check_parameter(entries: &[(Node, Node)]) -> Result<(), String> {
+/// A `{"$PARAMETER": "…"}` argument (`argument`): its value comes at run time, but its text
+/// must read.
+fn check_parameter(argument: &str, entries: &[(Node, Node)]) -> Result<(), QualityError> {
+    let refused =
+        |problem: String| QualityError::argument(argument, format!("`{argument}` {problem}"));
     for (k, v) in entries {
         let key = k.as_str().unwrap_or_default();
         if key == parameters::KEY {
             let Some(text) = v.as_str() else {
-                return Err(format!(
+                return Err(refused(format!(
                     "is a suite parameter whose `{key}` must be a name or an expression, found {}",
                     v.kind_name()
-                ));
+                )));
             };
             parameters::names(text).map_err(|e| {
-                format!("is a suite parameter that cannot be read: `{text}`: {e} (expressions use numbers, names, + - * / ^, now(), datetime(…), timedelta(…))")
+                refused(format!("is a suite parameter that cannot be read: `{text}`: {e} (expressions use numbers, names, + - * / ^, now(), datetime(…), timedelta(…))"))
             })?;
         } else if !key.starts_with(&format!("{}.", parameters::KEY)) {
-            return Err(format!(
+            return Err(refused(format!(
                 "is a suite parameter with an unknown key `{key}` (it takes `$PARAMETER` and `$PARAMETER.<name>`)"
-            ));
+            )));
         }
     }
     Ok(())

@@ -3,14 +3,13 @@
 //! The cases are GE's `tests/test_definitions` (see great_expectations/README.md).
 
 use serde_json::json;
-
-mod conformance_runner;
 use sluice_core::diag::Diagnostics;
 use sluice_quality::catalog;
+use sluice_testkit::conformance;
 
 #[test]
 fn the_suite_reader_accepts_the_arguments_of_every_upstream_case() {
-    let cases = conformance_runner::cases();
+    let cases = conformance::cases();
     assert!(
         cases.len() >= 600,
         "the vendored cases are missing: {} found",

@@ -5,13 +5,11 @@
 use chrono::{DateTime, Utc};
 use sluice_core::{DataInterval, DeadLetter, RunState, SchemaChange, TaskState};
 use sluice_store::{RunType, Store, TryEnd, TryOutcome};
-
-/// The server and database the PostgreSQL cases create their own databases from.
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+use sluice_testkit::pg;
 
 enum Backend {
     Sqlite(tempfile::TempDir),
-    Postgres { name: String },
+    Postgres(pg::Database),
 }
 
 impl Backend {
@@ -19,42 +17,20 @@ impl Backend {
     fn open(&self) -> Store {
         match self {
             Backend::Sqlite(dir) => Store::open(&dir.path().join("m.db")).unwrap(),
-            Backend::Postgres { name } => {
-                Store::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}")).unwrap()
-            }
+            Backend::Postgres(db) => Store::connect(&db.url).unwrap(),
         }
     }
-}
 
-impl Drop for Backend {
-    fn drop(&mut self) {
-        if let Backend::Postgres { name } = self {
-            admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
+    /// A PostgreSQL database of the case's own, dropped with the backend.
+    fn postgres(case_name: &str) -> Backend {
+        Backend::Postgres(pg::Database::create(&format!("sluice_store_{case_name}")))
     }
-}
-
-fn admin(sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL at 127.0.0.1:5432 (database `test`)");
-        tokio::spawn(conn);
-        client.batch_execute(sql).await.unwrap();
-    });
 }
 
 /// Runs `case` on SQLite, then on PostgreSQL.
 fn on_both(case_name: &str, case: fn(&Backend)) {
     case(&Backend::Sqlite(tempfile::tempdir().unwrap()));
-    let name = format!("sluice_store_{case_name}_{}", std::process::id());
-    admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    admin(&format!("CREATE DATABASE {name}"));
-    case(&Backend::Postgres { name });
+    case(&Backend::postgres(case_name));
 }
 
 fn interval(day: u32) -> DataInterval {
@@ -364,10 +340,7 @@ fn racing_schedulers_create_each_run_once_on_both() {
 /// does, however the holder ends.
 #[test]
 fn a_run_lock_is_held_by_one_store_and_released_with_it() {
-    let name = format!("sluice_store_locks_{}", std::process::id());
-    admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    admin(&format!("CREATE DATABASE {name}"));
-    let db = Backend::Postgres { name };
+    let db = Backend::postgres("locks");
     let (a, b) = (db.open(), db.open());
     assert!(a.try_lock_run(7).unwrap());
     assert!(!b.try_lock_run(7).unwrap(), "held by the other store");
@@ -389,10 +362,7 @@ fn a_run_lock_is_held_by_one_store_and_released_with_it() {
 #[test]
 fn workers_claim_each_try_once_and_expired_leases_are_lost() {
     use std::time::Duration;
-    let name = format!("sluice_store_queue_{}", std::process::id());
-    admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    admin(&format!("CREATE DATABASE {name}"));
-    let db = Backend::Postgres { name };
+    let db = Backend::postgres("queue");
     let store = db.open();
     let tasks: Vec<(String, u32)> = (0..40).map(|i| (format!("t{i}"), 1)).collect();
     let specs: Vec<(&str, u32)> = tasks.iter().map(|(t, n)| (t.as_str(), *n)).collect();

@@ -36,7 +36,9 @@ use sluice_io::lake::{Lake, Location};
 use sluice_io::load::LoadMode;
 use sluice_io::{BatchStream, IoError};
 use sluice_quality::pushdown::{self, Database, Dialect};
-use sluice_quality::{Level, Parameters, ResultFormat, Validation, parameters, report, scan};
+use sluice_quality::{
+    Level, Parameters, QualityError, ResultFormat, Validation, parameters, report, scan,
+};
 use sluice_warehouse::{Warehouse, Warehouses};
 
 use crate::duck;
@@ -66,11 +68,11 @@ impl Database for DuckDatabase {
         Dialect::DuckDb
     }
 
-    async fn query(&mut self, sql: String) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    async fn query(&mut self, sql: String) -> Result<(SchemaRef, Vec<RecordBatch>), QualityError> {
         let (schema, stream) = duck::query_batches(self.0.clone(), sql)
             .await
-            .map_err(|e| e.to_string())?;
-        let batches = stream.try_collect().await.map_err(|e| e.to_string())?;
+            .map_err(QualityError::database)?;
+        let batches = stream.try_collect().await.map_err(QualityError::database)?;
         Ok((schema, batches))
     }
 }
@@ -83,11 +85,11 @@ impl Database for PgDatabase {
         Dialect::Postgres
     }
 
-    async fn query(&mut self, sql: String) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    async fn query(&mut self, sql: String) -> Result<(SchemaRef, Vec<RecordBatch>), QualityError> {
         let (schema, stream) = sluice_io::postgres::extract(self.0.clone(), &sql, 0)
             .await
-            .map_err(|e| e.to_string())?;
-        let batches = stream.try_collect().await.map_err(|e| e.to_string())?;
+            .map_err(QualityError::database)?;
+        let batches = stream.try_collect().await.map_err(QualityError::database)?;
         Ok((schema, batches))
     }
 }
@@ -101,7 +103,7 @@ pub async fn validate_stream(
     validation: &Validation,
     schema: SchemaRef,
     mut stream: BatchStream,
-) -> Result<Vec<Result<sluice_quality::result::Observation, String>>, IoError> {
+) -> Result<Vec<Result<sluice_quality::result::Observation, QualityError>>, IoError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, IoError>>(4);
     let checks = validation.checks.clone();
     let scan = tokio::task::spawn_blocking(move || {
@@ -167,8 +169,14 @@ pub async fn validate_table(
             )));
         }
     }
-    .map_err(IoError::invalid)?;
+    .map_err(quality_error)?;
     Ok(validation.judge(observed, &format!("{}:{table}", endpoint_name(endpoint))))
+}
+
+/// A validation that could not run fails its try (or `sluice validate`) with the error's text,
+/// the same words whoever's doing it is.
+fn quality_error(e: QualityError) -> IoError {
+    IoError::invalid(e.to_string())
 }
 
 fn endpoint_name(endpoint: &Endpoint) -> &str {
@@ -223,13 +231,10 @@ pub fn read_suite(
     match std::fs::read_to_string(path) {
         Ok(text) => sluice_quality::suite::parse(shown, &text, diags),
         Err(e) => {
-            diags.push(Diagnostic {
-                file: shown.to_string(),
-                line: 1,
-                col: 1,
-                message: format!("cannot read the suite: {e}"),
-                hint: None,
-            });
+            diags.push(Diagnostic::file(
+                shown,
+                format!("cannot read the suite: {e}"),
+            ));
             None
         }
     }
@@ -709,7 +714,7 @@ impl ValidateAction {
         let feed = async move {
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                let broken = scan::row_failures(checks, &batch).map_err(IoError::invalid)?;
+                let broken = scan::row_failures(checks, &batch).map_err(quality_error)?;
                 let keep: Vec<bool> = broken.iter().map(Vec::is_empty).collect();
                 let good = filter_record_batch(&batch, &keep.iter().map(|&k| Some(k)).collect())?;
                 let bad = filter_record_batch(&batch, &keep.iter().map(|&k| Some(!k)).collect())?;

@@ -5,18 +5,15 @@
 //! for SQL only: for PostgreSQL its `postgresql` cases, for DuckDB its `sqlite` ones (GE's
 //! embedded SQL database). Columns take the SQL type the case declares for that backend.
 
-#[path = "../../sluice-quality/tests/conformance_runner/mod.rs"]
-mod conformance_runner;
-
 use std::sync::Arc;
 
 use sluice_io::arrow::record_batch::RecordBatch;
 use sluice_quality::pushdown::{self, quote_ident};
 use sluice_tasks::quality::{DuckDatabase, PgDatabase};
+use sluice_testkit::conformance;
+use sluice_testkit::pg::{self, Schema};
 use sluice_warehouse::Warehouse;
 use sluice_warehouse::load::{self, Incoming, Mode, TableLoad};
-
-use conformance_runner as conformance;
 
 fn names(batch: &RecordBatch) -> Vec<String> {
     batch
@@ -98,14 +95,13 @@ fn great_expectations_cases_pass_on_duckdb() {
 #[test]
 fn great_expectations_cases_pass_on_postgres() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let uri = "postgres://postgres@127.0.0.1:5432/test";
-    let schema = format!("sluice_ge_{}", std::process::id());
-    let client = Arc::new(runtime.block_on(sluice_io::postgres::connect(uri)).unwrap());
-    runtime
-        .block_on(client.batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        )))
-        .unwrap();
+    let cases = Schema::create("sluice_ge");
+    let schema = &cases.name;
+    let client = Arc::new(
+        runtime
+            .block_on(sluice_io::postgres::connect(pg::TEST_URL))
+            .unwrap(),
+    );
     let mut n = 0;
     let (passed, failed, skipped) = conformance::run(
         &["pandas", "postgresql"],
@@ -154,9 +150,8 @@ fn great_expectations_cases_pass_on_postgres() {
         })
         },
     );
-    runtime
-        .block_on(client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")))
-        .unwrap();
+    drop(client);
+    drop(cases);
     conformance::report("PostgreSQL pushdown", passed, &failed, &skipped);
     assert!(passed >= 425, "only {passed} cases passed");
     assert!(failed.is_empty(), "{} cases failed", failed.len());

@@ -1,9 +1,9 @@
-//! Great Expectations' own expectation test cases (`tests/great_expectations/`, see its
-//! README) as a data-driven test: the cases are loaded into Arrow, validated by an engine and
-//! compared with GE's expected output by GE's comparison rules. Shared by the in-memory
-//! engine's runner here and the SQL engines' runner in sluice-tasks.
-
-#![allow(dead_code)]
+//! Great Expectations' own expectation test cases (`crates/sluice-quality/tests/great_expectations/`,
+//! see its README) as a data-driven test: the cases are loaded into Arrow, validated by an
+//! engine and compared with GE's expected output by GE's comparison rules. The in-memory
+//! engine's runner (sluice-quality's tests) and the SQL engines' runners (sluice-tasks' tests)
+//! share it here, test support of its own rather than one crate's test file included by
+//! another.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sluice_core::diag::Diagnostics;
 use sluice_quality::{Level, ResultFormat, Validation, catalog};
 
+/// The vendored cases: sluice-quality's test data.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../sluice-quality/tests/great_expectations")
 }
@@ -520,11 +521,14 @@ pub fn same(want: &Value, got: &Value, tolerance: Option<f64>) -> bool {
     }
 }
 
-/// Runs every case through `engine` (None = the case could not be loaded into it) and returns
-/// (passed, failures, skips).
+/// What an engine answers for one case: the validation result, or why it could not validate
+/// (the case could not be loaded into it, the engine failed).
+pub type Answer = Result<Value, Box<dyn std::error::Error>>;
+
+/// Runs every case through `engine` and returns (passed, failures, skips).
 pub fn run(
     backends: &[&str],
-    mut engine: impl FnMut(&Case, &Validation) -> Result<Value, String>,
+    mut engine: impl FnMut(&Case, &Validation) -> Answer,
 ) -> (usize, Vec<String>, Vec<(String, String)>) {
     let (mut passed, mut failed, mut skipped) = (0, Vec::new(), Vec::new());
     for case in cases() {

@@ -8,71 +8,40 @@
 use crate::common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Outcome, TestProject, state_of};
 use serde_json::Value;
+use sluice_testkit::pg::Schema;
 
-const PG_URI: &str = "postgres://postgres@127.0.0.1:5432/test";
+const PG_URI: &str = sluice_testkit::pg::TEST_URL;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-static SCHEMAS: AtomicUsize = AtomicUsize::new(0);
-
 /// A PostgreSQL schema of its own for one test, dropped when the test ends (also on panic).
 struct Pg {
-    rt: tokio::runtime::Runtime,
-    client: tokio_postgres::Client,
     schema: String,
+    owned: Schema,
 }
 
 impl Pg {
     fn new() -> Pg {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let (client, connection) = rt
-            .block_on(tokio_postgres::connect(PG_URI, tokio_postgres::NoTls))
-            .expect("PostgreSQL at 127.0.0.1:5432 (database `test`)");
-        rt.spawn(async move {
-            let _ = connection.await;
-        });
-        let schema = format!(
-            "t_{}_{}",
-            std::process::id(),
-            SCHEMAS.fetch_add(1, Ordering::SeqCst)
-        );
-        let pg = Pg { rt, client, schema };
-        pg.exec(&format!(
-            "DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}",
-            pg.schema
-        ));
-        pg
+        let owned = Schema::create("t");
+        Pg {
+            schema: owned.name.clone(),
+            owned: owned,
+        }
     }
 
     /// Runs statements; `{s}` stands for this test's schema.
     fn exec(&self, sql: &str) {
-        let sql = sql.replace("{s}", &self.schema);
-        self.rt
-            .block_on(self.client.batch_execute(&sql))
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        self.owned.execute(sql);
     }
 
     /// The rows of a query returning one text column; `{s}` stands for this test's schema.
     fn strings(&self, sql: &str) -> Vec<String> {
-        let sql = sql.replace("{s}", &self.schema);
-        self.rt
-            .block_on(self.client.query(&sql, &[]))
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-            .iter()
-            .map(|r| {
-                r.get::<_, Option<String>>(0)
-                    .unwrap_or_else(|| "NULL".into())
-            })
-            .collect()
+        self.owned.column(sql)
     }
 
     fn count(&self, table: &str) -> i64 {
@@ -88,13 +57,6 @@ impl Pg {
              FROM information_schema.columns WHERE table_schema = '{{s}}' AND table_name = '{table}'"
         ))
         .remove(0)
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
-        let _ = self.rt.block_on(self.client.batch_execute(&sql));
     }
 }
 

@@ -12,7 +12,7 @@ use std::process::Command;
 use common::{TestProject, outcome, sluice_bin, state_of};
 use serde_json::Value;
 
-const PG_URI: &str = "postgres://postgres@127.0.0.1:5432/test";
+const PG_URI: &str = common::pg::TEST_URL;
 
 fn duck_strings(db: &Path, sql: &str) -> Vec<String> {
     let conn = sluice_warehouse::duckdb::Connection::open(db).unwrap();
@@ -21,18 +21,6 @@ fn duck_strings(db: &Path, sql: &str) -> Vec<String> {
         .unwrap()
         .map(Result::unwrap)
         .collect()
-}
-
-fn psql(sql: &str) {
-    let out = Command::new("psql")
-        .args([PG_URI, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -269,12 +257,12 @@ fn sluice_validate_gives_one_verdict_on_files_the_warehouse_and_postgres() {
     assert_eq!(in_duck.code, 1, "{}", in_duck.explain());
     assert_eq!(verdicts(&in_duck.json()), expected);
 
-    let schema = format!("quality_{}", std::process::id());
-    psql(&format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
-         CREATE TABLE {schema}.orders (order_id bigint, total numeric(10,2), status text);
-         INSERT INTO {schema}.orders VALUES (1, 10.5, 'paid'), (2, -3, 'paid'), (3, 7, 'lost'), (4, NULL, 'paid');"
-    ));
+    let orders = common::pg::Schema::create("quality");
+    let schema = &orders.name;
+    orders.execute(
+        "CREATE TABLE {s}.orders (order_id bigint, total numeric(10,2), status text);
+         INSERT INTO {s}.orders VALUES (1, 10.5, 'paid'), (2, -3, 'paid'), (3, 7, 'lost'), (4, NULL, 'paid');",
+    );
     let in_pg = outcome(
         &[],
         p.command(&[
@@ -289,7 +277,7 @@ fn sluice_validate_gives_one_verdict_on_files_the_warehouse_and_postgres() {
         .output()
         .unwrap(),
     );
-    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    drop(orders);
     assert_eq!(in_pg.code, 1, "{}", in_pg.explain());
     assert_eq!(verdicts(&in_pg.json()), expected);
 
@@ -495,7 +483,7 @@ fn quarantine_tables_keep_each_runs_rejected_rows_once() {
         .arg(query.replace("{t}", &format!("{schema}.rejected")))
         .output()
         .expect("psql");
-    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+    common::pg::execute(PG_URI, &format!("DROP SCHEMA {schema} CASCADE"));
     assert_eq!(
         String::from_utf8_lossy(&pg.stdout)
             .lines()

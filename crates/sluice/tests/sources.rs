@@ -5,21 +5,13 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{TestProject, state_of};
+use common::{TestProject, pg, state_of};
+use sluice_testkit::mariadb;
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-const MARIADB: &str = "mysql://root@127.0.0.1:3306/test";
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+const PG: &str = pg::TEST_URL;
+const MARIADB: &str = mariadb::TEST_URL;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -112,13 +104,14 @@ fn expected() -> Vec<Order> {
 #[test]
 fn the_same_pipeline_runs_on_postgres_and_mariadb_by_changing_the_connection() {
     let rt = runtime();
-    let schema = unique("chain");
+    let pg_orders = pg::Schema::create("chain");
+    let schema = &pg_orders.name;
     rt.block_on(async {
         let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         client
             .batch_execute(&format!(
-                "create schema {schema}; create table {schema}.orders (order_id bigint primary key, customer_id bigint not null, total numeric(12,2) not null, created_at timestamp not null);"
+                "create table {schema}.orders (order_id bigint primary key, customer_id bigint not null, total numeric(12,2) not null, created_at timestamp not null);"
             ))
             .await
             .unwrap();
@@ -132,12 +125,13 @@ fn the_same_pipeline_runs_on_postgres_and_mariadb_by_changing_the_connection() {
                 .unwrap();
         }
     });
-    let database = unique("chain");
+    let mariadb_orders = mariadb::Database::create("chain");
+    let database = &mariadb_orders.name;
     rt.block_on(async {
         use mysql_async::prelude::Queryable;
         let mut conn = mysql_async::Conn::from_url(MARIADB).await.unwrap();
         conn.query_drop(format!(
-            "create database {database}; create table {database}.orders (order_id bigint primary key, customer_id bigint not null, total decimal(12,2) not null, created_at datetime not null)"
+            "create table {database}.orders (order_id bigint primary key, customer_id bigint not null, total decimal(12,2) not null, created_at datetime not null)"
         ))
         .await
         .unwrap();
@@ -152,22 +146,7 @@ fn the_same_pipeline_runs_on_postgres_and_mariadb_by_changing_the_connection() {
     let on_postgres = run_chain(&format!("{PG}?options=-csearch_path%3D{schema}"));
     let on_mariadb = run_chain(&format!("mysql://root@127.0.0.1:3306/{database}"));
 
-    rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(PG, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("drop schema {schema} cascade"))
-            .await
-            .unwrap();
-        use mysql_async::prelude::Queryable;
-        let mut my = mysql_async::Conn::from_url(MARIADB).await.unwrap();
-        my.query_drop(format!("drop database {database}"))
-            .await
-            .unwrap();
-        my.disconnect().await.unwrap();
-    });
+    drop((pg_orders, mariadb_orders));
     assert_eq!(on_postgres.0, expected());
     assert_eq!(on_postgres.1, (3, "145.49".to_string()));
     assert_eq!(on_mariadb, on_postgres);
@@ -277,50 +256,9 @@ tasks:
     assert_eq!((n, ids, sum), (95, 95, 1.5 * (95.0 * 96.0 / 2.0)));
 }
 
-fn s3_script() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server")
-}
-
-/// A moto S3 server started by `scripts/s3-server`, stopped when dropped.
-struct S3Server {
-    port: u16,
-}
-
-impl S3Server {
-    fn start() -> S3Server {
-        // Below the kernel's ephemeral range (32768+), where other tests' `free_port` servers
-        // live, and apart from sluice-io's S3 tests (20000-29999): a port another test grabs
-        // while moto starts would answer in moto's place.
-        let port = u16::try_from(12_000 + (std::process::id() % 2_000) * 4).unwrap();
-        let server = S3Server { port };
-        let out = std::process::Command::new(s3_script())
-            .arg(port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/s3-server: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(s3_script())
-            .args(["stop", &self.port.to_string()])
-            .output();
-    }
-}
-
 #[test]
 fn a_lake_in_s3_holds_the_raw_files_and_the_extracts() {
-    let s3 = S3Server::start();
+    let s3 = sluice_testkit::s3::Server::start();
     let rt = runtime();
     let http = reqwest_client();
     rt.block_on(async {

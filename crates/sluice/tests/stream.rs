@@ -463,7 +463,7 @@ fn a_sink_outage_is_waited_out_without_losing_records() {
     let lock = {
         let url = db.url.clone();
         std::thread::spawn(move || {
-            common::pg::run(
+            common::pg::execute(
                 &url,
                 "BEGIN; LOCK TABLE raw.orders IN EXCLUSIVE MODE; SELECT pg_sleep(10); COMMIT",
             )

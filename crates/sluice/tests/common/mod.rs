@@ -1,91 +1,17 @@
-//! Drives the real `sluice` binary against a project in a temporary folder.
+//! What only the binary's tests share: a `sluice serve` process, Kafka brokers and producers,
+//! run JSON readers; projects, databases and ports come from sluice-testkit.
 #![allow(dead_code)]
 
 pub mod kafka;
-pub mod pg;
 pub mod server;
 pub mod tansu;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-pub struct TestProject {
-    pub dir: tempfile::TempDir,
-}
-
-pub struct Outcome {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    pub command: String,
-}
-
-impl Outcome {
-    /// Describes the command and its output, for assertion messages that diagnose themselves.
-    pub fn explain(&self) -> String {
-        format!(
-            "command: {}\nexit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.command, self.code, self.stdout, self.stderr
-        )
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.explain()))
-    }
-}
-
-pub fn sluice_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
-}
-
-impl TestProject {
-    /// An empty project: `sluice.yaml` and an empty `pipelines/`.
-    pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("sluice.yaml"), "name: test\n").unwrap();
-        std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
-        TestProject { dir }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn write(&self, rel: &str, content: &str) -> &Self {
-        let path = self.path().join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-        self
-    }
-
-    pub fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
-    }
-
-    pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(sluice_bin());
-        cmd.args(args)
-            .arg("--project")
-            .arg(self.path())
-            .env_remove("SLUICE_PROJECT");
-        cmd
-    }
-
-    pub fn sluice(&self, args: &[&str]) -> Outcome {
-        let output = self.command(args).output().expect("run sluice");
-        outcome(args, output)
-    }
-}
-
-pub fn outcome(args: &[&str], output: Output) -> Outcome {
-    Outcome {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        command: format!("sluice {}", args.join(" ")),
-    }
-}
+pub use sluice_testkit::net::free_port;
+pub use sluice_testkit::pg;
+pub use sluice_testkit::project::{Outcome, TestProject, outcome, sluice_bin};
 
 /// The state of each task in a run's JSON, as (task, state, tries).
 pub fn task_states(run: &serde_json::Value) -> Vec<(String, String, u64)> {
@@ -125,7 +51,6 @@ pub fn process_alive(pid: i32) -> bool {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago, for a server a test starts.
 /// `sluice init DIR`: the demo project, as a new user creates it.
 pub fn init_demo(dir: &Path) {
     let init = Command::new(sluice_bin())
@@ -138,14 +63,6 @@ pub fn init_demo(dir: &Path) {
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An HTTP server on 127.0.0.1 that keeps every JSON body POSTed to `path`; returns the URL of
