@@ -45,7 +45,7 @@ struct Quiet;
 impl Progress for Quiet {}
 
 /// The environment variable that holds the API's bearer token.
-pub const TOKEN_ENV: &str = "SLUICE_API_TOKEN";
+pub const TOKEN_ENV: &str = sluice_core::settings::API_TOKEN_ENV;
 
 /// The project as last loaded: its pipelines (the last good version of each) and problems.
 pub struct Loaded {
@@ -331,7 +331,9 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
         crate::UsageError(text.join("\n"))
     })?;
-    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    let token = sluice_core::Environment::process()
+        .api_token()
+        .map(String::from);
     if token.is_none() && !args.addr.ip().is_loopback() {
         return usage(format!(
             "serving on {} (not loopback only) needs an API token\n  hint: set {TOKEN_ENV}, or listen on 127.0.0.1",
