@@ -28,7 +28,7 @@ fn a_postgres_database_lives_as_long_as_its_value() {
     db.execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (NULL)");
     assert_eq!(db.column("SELECT x FROM t ORDER BY x"), ["1", "NULL"]);
     let name = db.name.clone();
-    assert_eq!(pg_databases(&name), [name.clone()]);
+    assert_eq!(pg_databases(&name), [name.as_str()]);
     drop(db);
     assert!(pg_databases(&name).is_empty());
 }
