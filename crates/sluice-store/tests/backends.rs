@@ -168,14 +168,7 @@ fn interrupted_tries_do_not_use_up_retries_and_clear_adds_tries(db: &Backend) {
     assert_eq!(store.run(run.id).unwrap().state, RunState::Queued);
 }
 
-fn finish(
-    store: &Store,
-    run: i64,
-    task: &str,
-    try_number: u32,
-    outcome: TryOutcome,
-    mark: &str,
-) {
+fn finish(store: &Store, run: i64, task: &str, try_number: u32, outcome: TryOutcome, mark: &str) {
     store.start_try(run, task, try_number, "log", 1).unwrap();
     store
         .finish_try(
