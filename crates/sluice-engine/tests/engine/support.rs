@@ -23,9 +23,6 @@ use sluice_store::{RunRecord, RunType, Store, TryOutcome};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The server and database the PostgreSQL cases create their own databases from.
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 /// Runs an async case on SQLite and on PostgreSQL, as two tests named after the case. With
 /// `paused`, tokio's clock is paused: it jumps to the next timer whenever everything waits, so
 /// retry delays, timeouts and grace periods pass at once — and exactly.
@@ -45,15 +42,10 @@ macro_rules! on_both {
             }
             #[tokio::test($($runtime)*)]
             async fn postgres() {
-                super::$case($crate::support::Project::postgres(stringify!($case)).await).await
+                super::$case($crate::support::Project::postgres(stringify!($case))).await
             }
         }
     };
-}
-
-enum Db {
-    Sqlite,
-    Postgres { name: String },
 }
 
 /// A project folder and its metadata store; what its runs alert goes to `alerts`.
@@ -61,8 +53,8 @@ pub struct Project {
     pub store: Arc<Store>,
     pub paths: Arc<ProjectPaths>,
     pub alerts: Arc<Alerts>,
-    db: Db,
-    // Dropped last: the folder outlives the store that has files in it.
+    // Dropped after the store: the folder and the database outlive what uses them.
+    _database: Option<sluice_testkit::pg::Database>,
     _dir: tempfile::TempDir,
 }
 
@@ -71,27 +63,29 @@ impl Project {
         let dir = tempfile::tempdir().unwrap();
         let paths = paths(dir.path());
         let store = Store::open(&paths.state.join("metadata.db")).unwrap();
-        Project::new(dir, paths, store, Db::Sqlite)
+        Project::new(dir, paths, store, None)
     }
 
-    pub async fn postgres(case: &str) -> Project {
-        let name = format!("sluice_engine_{case}_{}", std::process::id());
-        admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-        admin(format!("CREATE DATABASE {name}")).await;
+    /// The metadata in a PostgreSQL database of the case's own (logs and locks in the folder).
+    pub fn postgres(case: &str) -> Project {
+        let database = sluice_testkit::pg::Database::create(&format!("sluice_engine_{case}"));
+        let store = Store::connect(&database.url).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        let store = Store::connect(&url).unwrap();
-        // Logs and locks in the temporary folder all the same.
         let paths = paths(dir.path());
-        Project::new(dir, paths, store, Db::Postgres { name })
+        Project::new(dir, paths, store, Some(database))
     }
 
-    fn new(dir: tempfile::TempDir, paths: ProjectPaths, store: Store, db: Db) -> Project {
+    fn new(
+        dir: tempfile::TempDir,
+        paths: ProjectPaths,
+        store: Store,
+        database: Option<sluice_testkit::pg::Database>,
+    ) -> Project {
         Project {
             store: Arc::new(store),
             paths: Arc::new(paths),
             alerts: Arc::new(Alerts::default()),
-            db,
+            _database: database,
             _dir: dir,
         }
     }
@@ -147,26 +141,6 @@ impl Project {
     }
 }
 
-impl Drop for Project {
-    fn drop(&mut self) {
-        if let Db::Postgres { name } = &self.db {
-            let name = name.clone();
-            // On a thread of its own: the test's runtime may be the one dropping us.
-            std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(admin(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-            })
-            .join()
-            .unwrap();
-        }
-    }
-}
-
 fn paths(root: &std::path::Path) -> ProjectPaths {
     ProjectPaths {
         root: root.to_path_buf(),
@@ -174,16 +148,6 @@ fn paths(root: &std::path::Path) -> ProjectPaths {
         state: root.join(".sluice"),
         warehouse: root.join("warehouse.duckdb"),
     }
-}
-
-async fn admin(sql: String) {
-    let (client, conn) = tokio_postgres::connect(ADMIN_URL, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL at 127.0.0.1:5432 (database `test`)");
-    let conn = tokio::spawn(conn);
-    client.batch_execute(&sql).await.unwrap();
-    drop(client);
-    let _ = conn.await;
 }
 
 /// Runs `pipeline` for day `day` of January 2024 (a manual run), to its end or its stop.

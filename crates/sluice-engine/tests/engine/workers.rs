@@ -14,7 +14,7 @@ use crate::support::{Journal, NoProgress, Project, Step, fake, pipeline, run_on,
 /// panic's message, runs the retry and the other tasks, and stops cleanly when asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_on_a_worker_fails_that_try_alone() {
-    let project = Project::postgres("worker_panic").await;
+    let project = Project::postgres("worker_panic");
     let journal = Journal::new();
     let steps = [Step::Panic("kaboom on a worker"), Step::Succeed];
     let mut boom = task("boom", fake(&journal, &steps));
