@@ -16,6 +16,8 @@ use std::path::Path;
 use url::Url;
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::secrets;
+pub use crate::secrets::Redactor;
 use crate::yaml::{self, Node, Value};
 
 pub const CONNECTIONS_FILE: &str = "connections.yaml";
@@ -92,27 +94,6 @@ pub struct Connection {
     secrets: Vec<String>,
 }
 
-/// Query parameters whose values are credentials.
-const SECRET_PARAMS: &[&str] = &[
-    "password",
-    "passwd",
-    "token",
-    "access_token",
-    "api_key",
-    "apikey",
-    "key",
-    "secret",
-    "secret_access_key",
-    "aws_secret_access_key",
-    "session_token",
-    "sig",
-    "signature",
-];
-
-fn is_secret_param(name: &str) -> bool {
-    SECRET_PARAMS.contains(&name.to_ascii_lowercase().as_str())
-}
-
 impl Connection {
     /// Parses a connection URI; the error says what is wrong without repeating the URI (it
     /// may hold a password).
@@ -125,19 +106,7 @@ impl Connection {
                 url.scheme()
             )
         })?;
-        let mut secrets = Vec::new();
-        if let Some(password) = url.password() {
-            secrets.push(password.to_string());
-            // The URI holds the password percent-encoded; an error message may quote it decoded.
-            if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
-                secrets.push(decoded.into_owned());
-            }
-        }
-        for (k, v) in url.query_pairs() {
-            if is_secret_param(&k) && !v.is_empty() {
-                secrets.push(v.into_owned());
-            }
-        }
+        let secrets = secrets::uri_secrets(uri);
         Ok(Connection {
             name: name.to_string(),
             kind,
@@ -158,28 +127,7 @@ impl Connection {
 
     /// The URI with the password and secret query parameters replaced by `***`.
     pub fn redacted_uri(&self) -> String {
-        let mut shown = self.url.clone();
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        if shown.query().is_some() {
-            let pairs: Vec<(String, String)> = shown
-                .query_pairs()
-                .map(|(k, v)| {
-                    let secret = is_secret_param(&k);
-                    (
-                        k.into_owned(),
-                        if secret {
-                            "***".to_string()
-                        } else {
-                            v.into_owned()
-                        },
-                    )
-                })
-                .collect();
-            shown.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        shown.to_string()
+        secrets::redact_url(&self.url)
     }
 
     pub fn secrets(&self) -> &[String] {
@@ -326,33 +274,6 @@ impl Connections {
                 .values()
                 .flat_map(|c| c.secrets.iter().cloned()),
         )
-    }
-}
-
-/// Replaces known secrets in text with `***`.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
-        // Very short values would mask ordinary words; a 3-character password is masked in
-        // URIs (by `redacted_uri`) but not hunted for in free text.
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 4).collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Redactor { secrets }
-    }
-
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
-            }
-        }
-        out
     }
 }
 

@@ -12,6 +12,7 @@ pub mod lineage;
 pub mod pipeline;
 pub mod project;
 pub mod schedule;
+pub mod secrets;
 pub mod settings;
 pub mod sql;
 pub mod state;
@@ -25,6 +26,7 @@ pub use lineage::{Dataset, Lineage};
 pub use pipeline::{Pipeline, Task};
 pub use project::Project;
 pub use schedule::{DataInterval, Schedule, Timetable};
+pub use secrets::Redactor;
 pub use settings::{
     AlertChannel, Environment, LineageSettings, LineageTarget, Metadata, ProjectPaths, Settings,
     Statsd,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use crate::connections::{Connections, WAREHOUSE};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::pipeline::{self, LoadedFile, Pipeline};
-use crate::settings::{Environment, ProjectPaths, Settings};
+use crate::secrets::{self, Redactor};
+use crate::settings::{AlertChannel, Environment, LineageTarget, Metadata, ProjectPaths, Settings};
 use crate::stream::{self, Stream};
 use crate::task::KindRegistry;
 use crate::yaml;
@@ -26,6 +27,9 @@ pub struct Project {
     /// Pipeline ids per file, including files that had problems (so `sluice run` can tell a
     /// broken pipeline from an unknown one).
     pub files: HashMap<String, PathBuf>,
+    /// Knows every secret of this project and of the environment it was loaded under; every
+    /// text the process prints, logs, stores, serves or sends passes through it.
+    pub redactor: Arc<Redactor>,
 }
 
 impl Project {
@@ -74,6 +78,7 @@ impl Project {
                 diags.0.extend(file_diags.0);
             }
         }
+        let redactor = known_secrets(&settings, env, &connections, &contents);
         Ok(Project {
             settings,
             paths,
@@ -82,12 +87,55 @@ impl Project {
             streams: contents.streams,
             diagnostics: diags.0,
             files: contents.ids,
+            redactor: Arc::new(redactor),
         })
     }
 
     pub fn pipeline(&self, id: &str) -> Option<&Pipeline> {
         self.pipelines.iter().find(|p| p.id == id)
     }
+}
+
+/// Every secret a process that loaded this project holds: connection passwords and secret
+/// parameters, the metadata URL's password, the API token, alert webhook URLs (a Slack-style
+/// webhook's URL is itself the credential) and SMTP passwords, the lineage endpoint's
+/// credentials, credentials written into task configurations (HTTP headers, environment
+/// variables), and streams' (Kafka properties, the schema registry URL).
+fn known_secrets(
+    settings: &Settings,
+    env: &Environment,
+    connections: &Connections,
+    contents: &Contents,
+) -> Redactor {
+    let mut redactor = connections.redactor().merged(&env.redactor());
+    if let Metadata::Postgres(url) = &settings.metadata {
+        redactor = redactor.with_uri(url);
+    }
+    for channel in settings.alert_channels.values() {
+        redactor = match channel {
+            AlertChannel::Webhook { url, .. } => redactor.with([url.clone()]).with_uri(url),
+            AlertChannel::Email { smtp, .. } => redactor.with_uri(smtp),
+            AlertChannel::Command { .. } => redactor,
+        };
+    }
+    if let Some(LineageTarget::Http(url)) = settings.lineage.as_ref().map(|l| &l.target) {
+        redactor = redactor.with_uri(url);
+    }
+    for task in contents.pipelines.iter().flat_map(|p| &p.tasks) {
+        redactor = redactor.with(task.action.secrets());
+    }
+    for source in contents.streams.iter().map(|s| &s.source) {
+        if let Some(registry) = &source.schema_registry {
+            redactor = redactor.with_uri(registry);
+        }
+        let properties = source.properties.iter();
+        redactor = redactor.with(
+            properties
+                .filter(|(name, _)| secrets::is_secret_name(name))
+                .map(|(_, value)| value.clone()),
+        );
+    }
+    redactor
 }
 
 /// A `warehouse` connection replaces the settings' warehouse.

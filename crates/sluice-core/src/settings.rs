@@ -134,6 +134,17 @@ impl Environment {
     pub fn connection_vars(&self) -> impl Iterator<Item = (String, String)> + '_ {
         self.connections.iter().cloned()
     }
+
+    /// A redactor that knows the secrets of these variables: the API token and the passwords
+    /// and secret parameters of the metadata and connection URIs.
+    pub fn redactor(&self) -> crate::secrets::Redactor {
+        let uris = self
+            .metadata
+            .iter()
+            .chain(self.connections.iter().map(|(_, uri)| uri));
+        crate::secrets::Redactor::new(self.api_token.clone())
+            .with(uris.flat_map(|uri| crate::secrets::uri_secrets(uri)))
+    }
 }
 
 /// Shows which variables are set, never a value that may hold a password or a token.

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::connections::Redactor;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::secrets::Redactor;
 use crate::settings::ProjectPaths;
 use crate::template::{self, TemplateContext, TemplateError};
 use crate::yaml::{Node, Span};
@@ -40,6 +40,13 @@ pub trait TaskAction: Send + Sync + fmt::Debug {
     /// without, templated names stay as written (the shape of the graph across runs).
     fn lineage(&self, _template: Option<&TemplateContext>) -> crate::lineage::Lineage {
         crate::lineage::Lineage::default()
+    }
+
+    /// Credentials written into the task's configuration (an API key in a header, a token in
+    /// an environment variable), so that the process's [`Redactor`] masks them wherever they
+    /// turn up. Templated values are left out: they are known only when a try renders them.
+    fn secrets(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 

@@ -38,4 +38,17 @@ impl IoError {
     pub fn retryable(&self) -> bool {
         !matches!(self, IoError::Invalid(_) | IoError::Arrow(_))
     }
+
+    /// The same error with `redactor`'s secrets masked in its message: drivers and servers
+    /// quote what they were given, passwords included.
+    pub fn redacted(self, redactor: &sluice_core::Redactor) -> IoError {
+        match self {
+            IoError::Remote { system, message } => IoError::Remote {
+                system,
+                message: redactor.redact(&message),
+            },
+            IoError::Invalid(message) => IoError::Invalid(redactor.redact(&message)),
+            other => other,
+        }
+    }
 }

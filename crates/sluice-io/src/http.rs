@@ -15,6 +15,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue, LINK, RETRY_AFTER};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
+use sluice_core::Redactor;
+use sluice_core::secrets::{self, Masked, is_secret_name};
 use url::Url;
 
 use crate::IoError;
@@ -78,7 +80,7 @@ impl fmt::Debug for HttpSource {
         let params: Vec<&str> = self.params.iter().map(|(k, _)| k.as_str()).collect();
         let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("HttpSource")
-            .field("url", &format_args!("{}", display_url(&self.url)))
+            .field("url", &format_args!("{}", secrets::outline_url(&self.url)))
             .field("params", &params)
             .field("headers", &headers)
             .field("auth", &self.auth)
@@ -104,11 +106,11 @@ pub enum Auth {
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Auth::Bearer(_) => f.debug_tuple("Bearer").field(&format_args!("***")).finish(),
+            Auth::Bearer(_) => f.debug_tuple("Bearer").field(&Masked).finish(),
             Auth::Basic { user, password } => f
                 .debug_struct("Basic")
                 .field("user", user)
-                .field("password", &password.as_ref().map(|_| format_args!("***")))
+                .field("password", &password.as_ref().map(|_| Masked))
                 .finish(),
         }
     }
@@ -181,8 +183,8 @@ struct Pager {
     client: Client,
     source: HttpSource,
     headers: HeaderMap,
-    /// Strings masked out of error bodies, because servers do echo credentials back.
-    secrets: Vec<String>,
+    /// Masks the credentials out of error bodies, because servers do echo them back.
+    redactor: Redactor,
     /// 1-based number of the page about to be requested.
     page: u64,
     next: Option<Next>,
@@ -203,7 +205,7 @@ impl Pager {
             _ => Next::First,
         };
         Pager {
-            secrets: secrets_of(&source),
+            redactor: redactor_of(&source),
             client,
             source,
             headers,
@@ -223,7 +225,7 @@ impl Pager {
             && self.page > max
         {
             tracing::warn!(
-                url = %display_url(&self.source.url),
+                url = %secrets::outline_url(&self.source.url),
                 max_pages = max,
                 "stopped at the max_pages bound; the API has more pages"
             );
@@ -282,7 +284,7 @@ impl Pager {
                     format!(
                         "page {}: GET {} failed after {attempts} {tries}: {reason}",
                         self.page,
-                        display_url(url)
+                        secrets::outline_url(url)
                     ),
                 ));
             }
@@ -294,7 +296,7 @@ impl Pager {
                             "page {}: GET {}: {reason}; the server asks to retry after {}s, \
                              longer than the {}s this reader waits",
                             self.page,
-                            display_url(url),
+                            secrets::outline_url(url),
                             wait.as_secs(),
                             MAX_RETRY_AFTER.as_secs()
                         ),
@@ -306,7 +308,7 @@ impl Pager {
             tracing::warn!(
                 page = self.page,
                 attempt,
-                url = %display_url(url),
+                url = %secrets::outline_url(url),
                 "{reason}; retrying in {wait:?}"
             );
             tokio::time::sleep(wait).await;
@@ -354,7 +356,7 @@ impl Pager {
                 return Err(IoError::invalid(format!(
                     "page {}: GET {}: {}",
                     self.page,
-                    display_url(url),
+                    secrets::outline_url(url),
                     describe_error(error)
                 )));
             }
@@ -388,7 +390,7 @@ impl Pager {
             return Err(IoError::invalid(format!(
                 "page {}: GET {} returned {status}{hint}{body}",
                 self.page,
-                display_url(url)
+                secrets::outline_url(url)
             )));
         }
 
@@ -417,7 +419,7 @@ impl Pager {
         let mut body: Value = serde_json::from_slice(&fetched.body).map_err(|error| {
             IoError::invalid(format!(
                 "page {page}: the response from {} is not JSON ({error}){}",
-                display_url(url),
+                secrets::outline_url(url),
                 self.snippet(&fetched.body)
             ))
         })?;
@@ -468,7 +470,7 @@ impl Pager {
                     return Err(IoError::invalid(format!(
                         "page {page}: the next link points back to the same page ({}); \
                          stopping instead of looping forever",
-                        display_url(&next)
+                        secrets::outline_url(&next)
                     )));
                 }
                 Ok(Some(Next::Url(next)))
@@ -517,10 +519,7 @@ impl Pager {
     /// The start of an error body, with known secrets masked, prefixed with ": " when not empty.
     fn snippet(&self, body: &[u8]) -> String {
         let scanned = &body[..body.len().min(SNIPPET_SCAN_BYTES)];
-        let mut text = String::from_utf8_lossy(scanned).into_owned();
-        for secret in &self.secrets {
-            text = text.replace(secret.as_str(), "***");
-        }
+        let text = self.redactor.redact(&String::from_utf8_lossy(scanned));
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         if text.is_empty() {
             return String::new();
@@ -548,7 +547,9 @@ fn build_headers(pairs: &[(String, String)]) -> Result<HeaderMap, String> {
     Ok(headers)
 }
 
-fn secrets_of(source: &HttpSource) -> Vec<String> {
+/// What this source sends that is secret: its credentials and secret-named headers and
+/// parameters, and the `Authorization: Basic` value a server may echo.
+fn redactor_of(source: &HttpSource) -> Redactor {
     let mut secrets = Vec::new();
     match &source.auth {
         Some(Auth::Bearer(token)) => secrets.push(token.clone()),
@@ -563,27 +564,9 @@ fn secrets_of(source: &HttpSource) -> Vec<String> {
     secrets.extend(
         named
             .filter(|(name, _)| is_secret_name(name))
-            .map(|(_, value)| value.clone()),
+            .flat_map(|(_, value)| secrets::value_secrets(value)),
     );
-    secrets.retain(|secret| !secret.is_empty());
-    // Longest first, so a secret containing another is masked whole.
-    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
-    secrets
-}
-
-fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "auth",
-        "cookie",
-        "key",
-        "token",
-        "secret",
-        "password",
-        "signature",
-    ]
-    .iter()
-    .any(|word| name.contains(word))
+    Redactor::new(secrets)
 }
 
 /// Standard base64, only to recognise an echoed `Authorization: Basic …` header.
@@ -604,26 +587,6 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// The URL as it may appear in messages: no credentials, no fragment, and query parameter
-/// names without their values.
-fn display_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    // Fails only for URLs without a host, which have no credentials to hide.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_fragment(None);
-    shown.set_query(None);
-    let names: Vec<String> = url
-        .query_pairs()
-        .map(|(name, _)| format!("{name}=…"))
-        .collect();
-    if names.is_empty() {
-        shown.to_string()
-    } else {
-        format!("{shown}?{}", names.join("&"))
-    }
 }
 
 /// `base` with `params` added and `overrides` replacing any parameter of the same name.

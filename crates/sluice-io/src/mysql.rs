@@ -19,6 +19,7 @@ use futures::StreamExt;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::{Query, Queryable, WithParams};
 use mysql_async::{BinaryProtocol, Column, Conn, Opts, ResultSetStream, Row, Value};
+use sluice_core::Redactor;
 
 use crate::{BatchStream, IoError};
 
@@ -70,10 +71,11 @@ pub async fn extract(
     query: &str,
     batch_rows: usize,
 ) -> Result<(SchemaRef, BatchStream), IoError> {
-    let redact = Redact::from_uri(uri);
+    let redactor = Redactor::default().with_uri(uri);
     let opts = Opts::from_url(uri)
-        .map_err(|e| IoError::invalid(redact.apply(format!("MySQL URI is not valid: {e}"))))?;
-    let redact = redact.with(opts.pass());
+        .map_err(|e| IoError::invalid(redactor.redact(&format!("MySQL URI is not valid: {e}"))))?;
+    // The password as the driver read it.
+    let redact = redactor.with(opts.pass().map(str::to_owned));
     let server = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
 
     let mut conn = Conn::new(opts.clone())
@@ -135,7 +137,7 @@ struct Reader {
     rows_read: u64,
     finished: bool,
     cancel: Option<Cancel>,
-    redact: Redact,
+    redact: Redactor,
 }
 
 impl Reader {
@@ -663,44 +665,13 @@ fn bit(bytes: &[u8]) -> Result<i64, String> {
     i64::try_from(value).map_err(|_| format!("BIT value {value:#x} does not fit Int64"))
 }
 
-/// Keeps the password out of error messages, whatever the driver or server put in them.
-struct Redact {
-    secrets: Vec<String>,
-}
-
-impl Redact {
-    fn from_uri(uri: &str) -> Redact {
-        let password = url::Url::parse(uri)
-            .ok()
-            .and_then(|url| url.password().map(str::to_owned));
-        Redact {
-            secrets: password.into_iter().collect(),
-        }
-    }
-
-    /// Adds the decoded password, which differs from the URI's when it is percent-encoded.
-    fn with(mut self, password: Option<&str>) -> Redact {
-        self.secrets.extend(password.map(str::to_owned));
-        self
-    }
-
-    fn apply(&self, mut message: String) -> String {
-        for secret in &self.secrets {
-            // Very short passwords would garble the message everywhere they occur by chance.
-            if secret.len() >= 4 {
-                message = message.replace(secret.as_str(), "***");
-            }
-        }
-        message
-    }
-}
-
-fn mysql_error(redact: &Redact, context: &str, error: mysql_async::Error) -> IoError {
+/// Whatever the driver or server put in the message, the password stays out of it.
+fn mysql_error(redact: &Redactor, context: &str, error: mysql_async::Error) -> IoError {
     use mysql_async::{DriverError, Error};
     match error {
         Error::Server(e) => IoError::remote(
             SYSTEM,
-            redact.apply(format!(
+            redact.redact(&format!(
                 "{context}: error {} ({}): {}",
                 e.code, e.state, e.message
             )),
@@ -712,9 +683,9 @@ fn mysql_error(redact: &Redact, context: &str, error: mysql_async::Error) -> IoE
         }
         // The driver's own text says "Input/output error" twice.
         Error::Io(mysql_async::IoError::Io(e)) => {
-            IoError::remote(SYSTEM, redact.apply(format!("{context}: {e}")))
+            IoError::remote(SYSTEM, redact.redact(&format!("{context}: {e}")))
         }
-        Error::Url(e) => IoError::invalid(redact.apply(format!("MySQL URI is not valid: {e}"))),
-        other => IoError::remote(SYSTEM, redact.apply(format!("{context}: {other}"))),
+        Error::Url(e) => IoError::invalid(redact.redact(&format!("MySQL URI is not valid: {e}"))),
+        other => IoError::remote(SYSTEM, redact.redact(&format!("{context}: {other}"))),
     }
 }

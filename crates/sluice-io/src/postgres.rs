@@ -26,6 +26,8 @@ use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::types::{Kind, Type};
 use tokio_postgres::{CopyOutStream, GenericClient, NoTls};
 
+use sluice_core::Redactor;
+
 use crate::{BATCH_ROWS, BatchStream, IoError};
 
 const SYSTEM: &str = "PostgreSQL";
@@ -48,26 +50,28 @@ const COPY_CHUNK: usize = 256 * 1024;
 
 /// Connects (NoTls) and spawns the connection task. Errors never contain the URI or password.
 pub async fn connect(uri: &str) -> Result<Client, IoError> {
-    let secrets = uri_secrets(uri);
+    let redactor = Redactor::default().with_uri(uri);
     let mut config: tokio_postgres::Config = uri.parse().map_err(|e| {
-        IoError::invalid(scrub(
-            &format!("{SYSTEM}: invalid connection URI: {}", error_chain(&e)),
-            &secrets,
-        ))
+        IoError::invalid(redactor.redact(&format!(
+            "{SYSTEM}: invalid connection URI: {}",
+            error_chain(&e)
+        )))
     })?;
-    let mut secrets = secrets;
-    if let Some(password) = config.get_password() {
-        secrets.push(String::from_utf8_lossy(password).into_owned());
-    }
+    // The password as the driver read it (a key/value string may quote it).
+    let redactor = redactor.with(
+        config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+    );
     // Without a timeout an unreachable host (dropped packets) hangs a run for minutes.
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(30));
     }
     let target = describe_target(&config);
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-        let err = pg_error(&format!("could not connect to {target}"), e);
-        scrub_error(err, &secrets)
-    })?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| pg_error(&format!("could not connect to {target}"), e).redacted(&redactor))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
@@ -557,45 +561,6 @@ fn error_chain(e: &tokio_postgres::Error) -> String {
         source = cause.source();
     }
     message
-}
-
-/// The strings of a URI that must not appear in an error: the URI itself and its password.
-fn uri_secrets(uri: &str) -> Vec<String> {
-    let mut secrets = vec![uri.to_string()];
-    if let Some((_, rest)) = uri.split_once("://") {
-        let authority = rest.split(['/', '?']).next().unwrap_or("");
-        if let Some((userinfo, _)) = authority.rsplit_once('@')
-            && let Some((_, password)) = userinfo.split_once(':')
-        {
-            secrets.push(password.to_string());
-        }
-    }
-    for pair in uri.split_whitespace() {
-        if let Some(password) = pair.strip_prefix("password=") {
-            secrets.push(password.trim_matches('\'').to_string());
-        }
-    }
-    secrets.retain(|s| !s.is_empty());
-    secrets
-}
-
-fn scrub(message: &str, secrets: &[String]) -> String {
-    let mut message = message.to_string();
-    for secret in secrets {
-        message = message.replace(secret.as_str(), "***");
-    }
-    message
-}
-
-fn scrub_error(error: IoError, secrets: &[String]) -> IoError {
-    match error {
-        IoError::Remote { system, message } => IoError::Remote {
-            system,
-            message: scrub(&message, secrets),
-        },
-        IoError::Invalid(message) => IoError::Invalid(scrub(&message, secrets)),
-        other => other,
-    }
 }
 
 /// "user@host:port/db" for messages, without the password.

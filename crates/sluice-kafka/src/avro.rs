@@ -32,6 +32,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, NaiveTime, SecondsFormat};
 use serde_json::Value as Json;
+use sluice_core::secrets::{self, Redactor};
 use sluice_core::stream::{Format, Stream};
 use tokio_util::sync::CancellationToken;
 
@@ -425,8 +426,10 @@ fn chain(e: &dyn std::error::Error) -> String {
 struct Registry {
     /// Without a trailing slash, for requests.
     url: String,
-    /// Without credentials, for messages and logs.
+    /// With its credentials masked, for messages and logs.
     shown: String,
+    /// Masks the URL's credentials, which a registry may echo in an error's body.
+    redactor: Redactor,
     client: reqwest::Client,
     /// Answers by schema id. A registry never changes the schema of an id, so an answer holds
     /// for good; Err: the registry has the id, but not as an Avro schema Sluice can read.
@@ -444,13 +447,15 @@ enum Answer {
 
 impl Registry {
     fn new(url: &str) -> Result<Registry, StreamError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| {
-            StreamError::Unsupported(format!("`schema_registry: {url}` is not a URL: {e}"))
-        })?;
-        let mut shown = parsed.clone();
         // Credentials in the URL are sent as basic authentication, never shown.
-        let _ = shown.set_username("");
-        let _ = shown.set_password(None);
+        let redactor = Redactor::default().with_uri(url);
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            StreamError::Unsupported(format!(
+                "`schema_registry: {}` is not a URL: {e}",
+                redactor.redact(url)
+            ))
+        })?;
+        let shown = secrets::redact_url(&parsed);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
@@ -458,7 +463,8 @@ impl Registry {
             .map_err(|e| StreamError::Source(format!("cannot set up an HTTP client: {e}")))?;
         Ok(Registry {
             url: url.trim_end_matches('/').to_string(),
-            shown: shown.as_str().trim_end_matches('/').to_string(),
+            shown: shown.trim_end_matches('/').to_string(),
+            redactor,
             client,
             schemas: HashMap::new(),
         })
@@ -493,7 +499,7 @@ impl Registry {
             )));
         }
         if !status.is_success() {
-            let body = String::from_utf8_lossy(&body);
+            let body = self.redactor.redact(&String::from_utf8_lossy(&body));
             let body: String = body.chars().take(200).collect();
             return Err(StreamError::Source(format!(
                 "schema registry {shown}: schema id {id}: HTTP {status}: {body}"
@@ -543,6 +549,21 @@ mod tests {
     use super::*;
     use apache_avro::writer::datum::GenericDatumWriter;
     use serde_json::json;
+
+    #[test]
+    fn a_registry_url_is_never_shown_with_its_password() {
+        let Err(StreamError::Unsupported(message)) =
+            Registry::new("http://reg:hunter22@127.0.0.1:99999/x")
+        else {
+            panic!("a port out of range is not a URL");
+        };
+        assert_eq!(
+            message,
+            "`schema_registry: http://reg:***@127.0.0.1:99999/x` is not a URL: invalid port number"
+        );
+        let registry = Registry::new("https://reg:hunter22@registry.example.com/").unwrap();
+        assert_eq!(registry.shown, "https://reg:***@registry.example.com");
+    }
 
     fn encode(schema: &Schema, value: Avro) -> Vec<u8> {
         GenericDatumWriter::builder(schema)

@@ -50,7 +50,6 @@ enum Source {
     Http(Box<HttpConfig>),
 }
 
-#[derive(Debug)]
 struct HttpConfig {
     connection: Connection,
     path: String,
@@ -61,6 +60,23 @@ struct HttpConfig {
     max_pages: Option<u64>,
     retries: u32,
     schema: Option<SchemaRef>,
+}
+
+/// Names only for headers and parameters: their values may be keys.
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs.iter().map(|(name, _)| name.clone()).collect()
+        };
+        f.debug_struct("HttpConfig")
+            .field("connection", &self.connection)
+            .field("path", &self.path)
+            .field("params", &names(&self.params))
+            .field("headers", &names(&self.headers))
+            .field("records", &self.records)
+            .field("pagination", &self.pagination)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -400,6 +416,15 @@ fn pagination(node: &Node, cx: &mut CompileContext<'_>) -> Option<Pagination> {
 }
 
 impl TaskAction for ExtractAction {
+    fn secrets(&self) -> Vec<String> {
+        match &self.source {
+            Source::Http(http) => {
+                crate::configured_secrets(http.headers.iter().chain(&http.params))
+            }
+            Source::Query { .. } | Source::Files(_) => Vec::new(),
+        }
+    }
+
     fn lineage(&self, template: Option<&TemplateContext>) -> sluice_core::Lineage {
         use crate::lineage::{fields_of, lake_dataset, rendered, sql_lineage};
         let mut lineage = sluice_core::Lineage::default();

@@ -57,3 +57,18 @@ pub fn registry(settings: &Settings, connections: &Connections) -> KindRegistry 
     }));
     kinds
 }
+
+/// The values of secret-named entries (`Authorization`, `X-Api-Key`, `API_TOKEN`) of a task's
+/// headers, parameters or environment, as written; templated values become known only when a
+/// try renders them.
+fn configured_secrets<'a>(entries: impl IntoIterator<Item = &'a (String, String)>) -> Vec<String> {
+    entries
+        .into_iter()
+        .filter(|(name, value)| {
+            sluice_core::secrets::is_secret_name(name)
+                && !value.contains("{{")
+                && !value.contains("{%")
+        })
+        .flat_map(|(_, value)| sluice_core::secrets::value_secrets(value))
+        .collect()
+}

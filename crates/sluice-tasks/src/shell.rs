@@ -91,6 +91,10 @@ impl TaskKind for ShellKind {
 }
 
 impl TaskAction for ShellAction {
+    fn secrets(&self) -> Vec<String> {
+        crate::configured_secrets(&self.env)
+    }
+
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(async move {
             let command = run.render(&self.command)?;

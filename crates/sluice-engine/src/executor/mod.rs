@@ -20,7 +20,7 @@ mod tries;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice_core::connections::Redactor;
+use sluice_core::Redactor;
 use sluice_core::template::TemplateContext;
 use sluice_core::{DataInterval, Pipeline, ProjectPaths, TaskState};
 use sluice_store::{RunRecord, RunType, Store, StoreError};
@@ -200,6 +200,7 @@ impl Executor {
                 run: run.id,
                 task: task.id.clone(),
                 try_number,
+                redactor: self.redactor.clone(),
             }),
         })
     }

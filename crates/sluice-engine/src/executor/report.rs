@@ -144,12 +144,11 @@ impl RunLoop<'_> {
         let ctx = self
             .exec
             .try_context(self.pipeline, &self.run, &task.id, try_number);
-        let mut lineage = task.action.lineage(Some(&ctx));
+        let lineage = task.action.lineage(Some(&ctx));
         if lineage.is_empty() {
             return;
         }
-        lineage.sql = lineage.sql.map(|q| self.exec.redactor.redact(&q));
-        sink.emit(crate::lineage::run_event(
+        let mut event = crate::lineage::run_event(
             event,
             sink.namespace(),
             self.pipeline,
@@ -158,7 +157,10 @@ impl RunLoop<'_> {
             try_number,
             &lineage,
             error,
-        ));
+        );
+        // The SQL facet, dataset names, the error: every string of the event.
+        self.exec.redactor.redact_json(&mut event);
+        sink.emit(event);
     }
 }
 

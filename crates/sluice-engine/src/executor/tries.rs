@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use sluice_core::connections::Redactor;
+use sluice_core::Redactor;
 use sluice_core::template::TemplateContext;
 use sluice_core::{
     DeadLetter, Ledger, ProjectPaths, SchemaChange, TaskError, TaskLog, TaskOutput, TaskRun,
@@ -158,12 +158,22 @@ pub(super) struct StoreLedger {
     pub(super) run: i64,
     pub(super) task: String,
     pub(super) try_number: u32,
+    /// A reason may quote a driver's message, and a source a URL.
+    pub(super) redactor: Arc<Redactor>,
 }
 
 impl Ledger for StoreLedger {
     fn dead_letters(&self, records: &[DeadLetter]) -> Result<(), String> {
+        let records: Vec<DeadLetter> = records
+            .iter()
+            .map(|r| DeadLetter {
+                source: self.redactor.redact(&r.source),
+                reason: self.redactor.redact(&r.reason),
+                ..r.clone()
+            })
+            .collect();
         self.store
-            .add_dead_letters(self.run, &self.task, self.try_number, records)
+            .add_dead_letters(self.run, &self.task, self.try_number, &records)
             .map_err(|e| e.to_string())
     }
 

@@ -1,6 +1,7 @@
 //! The PostgreSQL table sink: rows, dead letters and (exactly once) the partitions' next
 //! offsets in one transaction.
 
+use sluice_core::Redactor;
 use sluice_core::stream::Stream;
 use sluice_stream::{Emit, Fired, Value};
 
@@ -16,17 +17,24 @@ pub struct PgSink {
 }
 
 fn sink_error(e: tokio_postgres::Error) -> StreamError {
-    StreamError::Sink(match e.as_db_error() {
+    StreamError::Sink(error_text(&e))
+}
+
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => e.to_string(),
-    })
+    }
 }
 
 impl PgSink {
     pub async fn connect(url: &str, stream: &Stream) -> Result<PgSink, StreamError> {
+        // The driver may quote what it was given, password included.
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
-            .map_err(sink_error)?;
+            .map_err(|e| {
+                StreamError::Sink(Redactor::default().with_uri(url).redact(&error_text(&e)))
+            })?;
         tokio::spawn(connection);
         // A table locked by someone else (an ALTER, a long maintenance job) makes the write fail
         // after a while instead of hanging unseen: the batch is retried with backoff and the
