@@ -1162,7 +1162,15 @@ fn record_try_start(
             started_at = excluded.started_at, log_path = excluded.log_path, pid = excluded.pid,
             ended_at = NULL, duration_ms = NULL, error = NULL, rows = NULL, watermark = NULL,
             rejected = NULL",
-        params![run, task, try_number, now, log_path, pid, TryOutcome::Running],
+        params![
+            run,
+            task,
+            try_number,
+            now,
+            log_path,
+            pid,
+            TryOutcome::Running
+        ],
     )?;
     Ok(())
 }
