@@ -16,8 +16,7 @@ use std::path::Path;
 use url::Url;
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::secrets;
-pub use crate::secrets::Redactor;
+use crate::secrets::{self, Redactor};
 use crate::yaml::{self, Node, Value};
 
 pub const CONNECTIONS_FILE: &str = "connections.yaml";

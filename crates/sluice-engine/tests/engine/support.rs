@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use sluice_core::connections::Redactor;
+use sluice_core::Redactor;
 use sluice_core::pipeline::AlertRoutes;
 use sluice_core::state::RetryPolicy;
 use sluice_core::yaml::Span;
