@@ -226,13 +226,14 @@ pub fn redact_url(url: &Url) -> String {
     shown.to_string()
 }
 
-/// [`redact_url`] of a URI given as text; text that is not a URI is shown as `what`, since it
-/// cannot be told apart from the secrets it may hold.
-pub fn redact_uri_text(uri: &str, what: &str) -> String {
-    match Url::parse(uri.trim()) {
-        Ok(url) => redact_url(&url),
-        Err(_) => what.to_string(),
-    }
+/// A URI as written, with its secrets ([`uri_secrets`]) masked however short they are: for
+/// messages that quote a URI as the user wrote it, also one the parser refuses.
+pub fn redact_uri_text(uri: &str) -> String {
+    let mut secrets = uri_secrets(uri);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.iter().fold(uri.to_string(), |text, secret| {
+        text.replace(secret.as_str(), MASK)
+    })
 }
 
 /// The outline of a URL, for messages about requests to APIs, which take keys in so many
@@ -464,7 +465,20 @@ mod tests {
         for (uri, shown) in cases {
             assert_eq!(redact_url(&Url::parse(uri).unwrap()), shown, "{uri}");
         }
-        assert_eq!(redact_uri_text("not a uri pw", "the URL"), "the URL");
+        for (written, shown) in [
+            (
+                "postgres://sluice:hunter2@db:5432/meta",
+                "postgres://sluice:***@db:5432/meta",
+            ),
+            (
+                "postgres://u:pw@db:99999/meta",
+                "postgres://u:***@db:99999/meta",
+            ),
+            ("ftp://x", "ftp://x"),
+            ("127.0.0.1:8081", "127.0.0.1:8081"),
+        ] {
+            assert_eq!(redact_uri_text(written), shown, "{written}");
+        }
         assert_eq!(
             outline_url(
                 &Url::parse("https://u:p@api.example.com/v1/x?page=2&api_key=k#f").unwrap()

@@ -521,7 +521,10 @@ fn lineage(
             diags.push(
                 Diagnostic::new(
                     &f.get("url").expect("given").span,
-                    format!("`{url}` is not an http:// or https:// URL"),
+                    format!(
+                        "`{}` is not an http:// or https:// URL",
+                        crate::secrets::redact_uri_text(&url)
+                    ),
                 )
                 .hint("e.g. `url: http://127.0.0.1:5000` for Marquez"),
             );

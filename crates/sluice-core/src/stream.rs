@@ -505,7 +505,10 @@ fn schema_registry(k: &Fields, diags: &mut Diagnostics) -> Option<String> {
     diags.push(
         Diagnostic::new(
             &k.get("schema_registry").expect("given").span,
-            format!("`{url}` is not an http:// or https:// URL"),
+            format!(
+                "`{}` is not an http:// or https:// URL",
+                crate::secrets::redact_uri_text(&url)
+            ),
         )
         .hint("e.g. `schema_registry: http://127.0.0.1:8081`"),
     );

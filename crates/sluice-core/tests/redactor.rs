@@ -69,3 +69,45 @@ sink: { into: shop, table: events }
     let plain = "kafka-user loader https://hooks.example.com/services page=1";
     assert_eq!(project.redactor.redact(plain), plain);
 }
+
+#[test]
+fn problems_quote_urls_without_their_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "sluice.yaml",
+        "name: t\nlineage: { url: \"ftp://u:lineage-pw@x\" }\n",
+    );
+    write(
+        "pipelines/events.yaml",
+        "stream: events\nsource: { kafka: { brokers: b, topic: t, group: g, format: avro, schema_registry: \"ftp://u:registry-pw@x\" } }\nrequire: [id]\nsink: { into: warehouse, table: events }\n",
+    );
+    let env = Environment::default();
+    let kinds = |_: &_, _: &_| KindRegistry::default();
+    let Err(problems) = Project::load_with(dir.path(), &env, kinds) else {
+        panic!("an ftp:// lineage URL is refused");
+    };
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        text[0].contains("`ftp://u:***@x` is not an http:// or https:// URL"),
+        "{text:?}"
+    );
+
+    write("sluice.yaml", "name: t\n");
+    let project = Project::load_with(dir.path(), &env, kinds).unwrap();
+    let text: Vec<String> = project
+        .diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("`ftp://u:***@x` is not an http:// or https:// URL")),
+        "{text:?}"
+    );
+    assert!(!text.join("\n").contains("registry-pw"), "{text:?}");
+}

@@ -448,11 +448,10 @@ enum Answer {
 impl Registry {
     fn new(url: &str) -> Result<Registry, StreamError> {
         // Credentials in the URL are sent as basic authentication, never shown.
-        let redactor = Redactor::default().with_uri(url);
         let parsed = reqwest::Url::parse(url).map_err(|e| {
             StreamError::Unsupported(format!(
                 "`schema_registry: {}` is not a URL: {e}",
-                redactor.redact(url)
+                secrets::redact_uri_text(url)
             ))
         })?;
         let shown = secrets::redact_url(&parsed);
@@ -464,7 +463,7 @@ impl Registry {
         Ok(Registry {
             url: url.trim_end_matches('/').to_string(),
             shown: shown.trim_end_matches('/').to_string(),
-            redactor,
+            redactor: Redactor::default().with_uri(url),
             client,
             schemas: HashMap::new(),
         })

@@ -311,7 +311,7 @@ impl Notifications {
 /// runtime.
 pub async fn listen(url: &str, channel: &'static str) -> Result<Arc<Notifications>> {
     let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
-        url: crate::db::shown_url(url),
+        url: sluice_core::secrets::redact_uri_text(url),
         reason: format!("{e}"),
     })?;
     let notes = Arc::new(Notifications {
