@@ -15,6 +15,8 @@ use sluice_io::reqwest;
 use tokio::io::AsyncWriteExt;
 use tokio_util::task::TaskTracker;
 
+use crate::secrets::report;
+
 /// Waits between attempts; the last failure is logged and the alert dropped.
 const BACKOFF: &[Duration] = &[
     Duration::from_millis(500),
@@ -99,7 +101,8 @@ impl Notifier for Deliverer {
                     .await
                     {
                         Ok(Ok(())) => return,
-                        Ok(Err(e)) => eprintln!(
+                        // A failed request names its URL, which may be the webhook's secret.
+                        Ok(Err(e)) => report!(
                             "alert channel `{name}`: attempt {} failed: {e}",
                             attempt + 1
                         ),
@@ -108,7 +111,7 @@ impl Notifier for Deliverer {
                         }
                     }
                 }
-                eprintln!("alert channel `{name}`: gave up on: {}", alert.summary());
+                report!("alert channel `{name}`: gave up on: {}", alert.summary());
             });
         }
     }
@@ -136,13 +139,16 @@ async fn deliver(
     http: &reqwest::Client,
     root: &Path,
 ) -> Result<(), String> {
+    // What leaves the process passes through its redactor, whatever the alert quotes.
+    let redactor = crate::secrets::redactor();
     match channel {
         AlertChannel::Webhook { url, slack } => {
-            let body = if *slack {
+            let mut body = if *slack {
                 serde_json::json!({ "text": slack_text(alert) })
             } else {
                 payload(alert)
             };
+            redactor.redact_json(&mut body);
             let resp = http
                 .post(url)
                 .json(&body)
@@ -159,14 +165,14 @@ async fn deliver(
             use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
             let mut message = Message::builder()
                 .from(from.parse().map_err(|e| format!("`from` {from}: {e}"))?)
-                .subject(alert.summary());
+                .subject(redactor.redact(&alert.summary()));
             for address in to {
                 message = message.to(address
                     .parse()
                     .map_err(|e| format!("`to` {address}: {e}"))?);
             }
             let message = message
-                .body(slack_text(alert).replace('`', ""))
+                .body(redactor.redact(&slack_text(alert).replace('`', "")))
                 .map_err(|e| e.to_string())?;
             let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp)
                 .map_err(|e| format!("smtp URL: {e}"))?
@@ -184,8 +190,10 @@ async fn deliver(
                 .spawn()
                 .map_err(|e| format!("cannot start `{command}`: {e}"))?;
             if let Some(mut stdin) = child.stdin.take() {
+                let mut payload = payload(alert);
+                redactor.redact_json(&mut payload);
                 stdin
-                    .write_all(payload(alert).to_string().as_bytes())
+                    .write_all(payload.to_string().as_bytes())
                     .await
                     .map_err(|e| e.to_string())?;
             }

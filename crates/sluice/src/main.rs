@@ -7,6 +7,7 @@ mod lineage;
 mod metrics;
 mod output;
 mod runs;
+mod secrets;
 mod serve;
 mod stream;
 mod validate;
@@ -168,7 +169,7 @@ fn init_tracing(global: &Global) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(secrets::Stderr)
         .with_target(false)
         .init();
 }
@@ -198,7 +199,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let text = format!("{e:#}");
+            let text = secrets::redact(&format!("{e:#}"));
             // Diagnostics carry their own `file:line:col: error:` prefix.
             if text.lines().next().is_some_and(|l| l.contains(": error: ")) {
                 eprintln!("{text}");

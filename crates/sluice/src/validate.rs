@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use sluice_core::Project;
 use sluice_core::connections::Connections;
 use sluice_core::diag::Diagnostics;
 use sluice_core::task::NoLedger;
@@ -116,7 +115,7 @@ pub fn run(global: &Global, args: ValidateArgs) -> anyhow::Result<u8> {
     let project = dir
         .join(sluice_core::settings::SETTINGS_FILE)
         .is_file()
-        .then(|| Project::load(&dir, sluice_tasks::registry))
+        .then(|| crate::workspace::load_project(&dir))
         .transpose()
         .map_err(|diags| {
             let text: Vec<String> = diags.iter().map(ToString::to_string).collect();

@@ -40,7 +40,7 @@ impl Pipelines {
         let mut state = self.state.lock().expect("lock");
         let now = crate::serve::fingerprint(&self.root);
         if now != state.1 {
-            match Project::load(&self.root, sluice_tasks::registry) {
+            match crate::workspace::load_project(&self.root) {
                 Ok(project) => *state = (Arc::new(project), now),
                 Err(diags) => {
                     for d in diags {
@@ -75,7 +75,7 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<u8> {
         store,
         paths: project.paths.clone(),
         parallelism: args.concurrency,
-        redactor: Arc::new(project.connections.redactor()),
+        redactor: project.redactor.clone(),
         pools: Arc::new(sluice_engine::Pools::new(&project.settings.pools)),
         notifier: None,
         dispatch: sluice_engine::Dispatch::Local,

@@ -1,5 +1,6 @@
 //! The project a command works on: settings, pipelines, task kinds, store and warehouse.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,7 +19,7 @@ impl Workspace {
     /// Loads the project; unusable settings are a usage error (exit 2).
     pub fn load(global: &Global) -> anyhow::Result<Workspace> {
         let dir = global.project_dir();
-        let project = Project::load(&dir, sluice_tasks::registry).map_err(|diags| {
+        let project = load_project(&dir).map_err(|diags| {
             let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
             UsageError(text.join("\n"))
         })?;
@@ -58,6 +59,14 @@ impl Workspace {
             .unwrap_or_else(|| format!("pipelines in this project: {}", known.join(", ")));
         usage(format!("unknown pipeline `{id}`\n  hint: {hint}"))
     }
+}
+
+/// Loads the project at `root` with every task kind; its secrets join the process's
+/// redactor, whatever the command does next.
+pub fn load_project(root: &Path) -> Result<Project, Vec<sluice_core::Diagnostic>> {
+    let project = Project::load(root, sluice_tasks::registry)?;
+    crate::secrets::learn(&project.redactor);
+    Ok(project)
 }
 
 /// Opens the metadata database the settings name.

@@ -12,6 +12,7 @@ mod load;
 mod observability;
 mod quality;
 mod run;
+mod secrets;
 mod serve;
 mod sources;
 mod stream;

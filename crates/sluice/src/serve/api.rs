@@ -79,14 +79,41 @@ pub fn router(
         })
         .with_state(service)
         .merge(crate::metrics::route(metrics));
-    match token {
+    let app = match token {
         Some(token) => {
             let token = Arc::new(token);
             app.route("/login", post(sign_in).with_state(token.clone()))
                 .layer(middleware::from_fn_with_state(token, auth))
         }
         None => app,
+    };
+    app.layer(middleware::from_fn(redact_body))
+}
+
+/// Every text the API and the UI serve (JSON, pages, logs, reports, errors) passes through the
+/// process's redactor: what the store and the logs hold was masked when written, but a page
+/// also shows problems, settings and files read as they are.
+async fn redact_body(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let textual = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/") || t.contains("json") || t.contains("javascript"));
+    if !textual {
+        return response;
     }
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let body = match std::str::from_utf8(&bytes) {
+        Ok(text) => axum::body::Body::from(crate::secrets::redact(text)),
+        Err(_) => axum::body::Body::from(bytes),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, body)
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte.

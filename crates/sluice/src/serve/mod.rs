@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::secrets::report;
 use crate::{Global, exit, usage};
 
 #[derive(Args)]
@@ -86,7 +87,7 @@ impl Service {
             store: self.store.clone(),
             paths: project.paths.clone(),
             parallelism: project.settings.parallelism,
-            redactor: Arc::new(project.connections.redactor()),
+            redactor: project.redactor.clone(),
             pools: loaded.pools.clone(),
             notifier: crate::alerts::notifier(
                 &project.settings.alert_channels,
@@ -152,7 +153,7 @@ impl Service {
                         .expect("lock")
                         .insert(run_id, Instant::now() + Duration::from_secs(30));
                 }
-                Err(e) => eprintln!("{}: {e}", pipeline.id),
+                Err(e) => report!("{}: {e}", pipeline.id),
             }
             if let Some(set) = service.active.lock().expect("lock").get_mut(&pipeline.id) {
                 set.remove(&run_id);
@@ -226,7 +227,7 @@ impl Service {
         if self.loaded.read().expect("lock").fingerprint == fingerprint {
             return;
         }
-        match Project::load(&self.root, sluice_tasks::registry) {
+        match crate::workspace::load_project(&self.root) {
             Err(diags) => {
                 for d in &diags {
                     eprintln!("{d}");
@@ -327,7 +328,7 @@ pub(crate) fn fingerprint(root: &Path) -> Fingerprint {
 
 pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
     let root = std::path::absolute(global.project_dir())?;
-    let project = Project::load(&root, sluice_tasks::registry).map_err(|diags| {
+    let project = crate::workspace::load_project(&root).map_err(|diags| {
         let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
         crate::UsageError(text.join("\n"))
     })?;
@@ -419,7 +420,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
                 streams_of = Some(project);
             }
             if let Err(e) = service.tick() {
-                eprintln!("scheduler: {e:#}");
+                report!("scheduler: {e:#}");
             }
             tokio::select! {
                 _ = stop.cancelled() => break,

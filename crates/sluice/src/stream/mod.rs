@@ -8,6 +8,7 @@ use clap::Args;
 use sluice_core::Project;
 use sluice_kafka::SinkSetup;
 
+use crate::secrets::report;
 use crate::workspace::Workspace;
 use crate::{Global, exit, usage};
 
@@ -180,7 +181,7 @@ async fn keep_running(
         match outcome {
             Ok(_) => backoff = std::time::Duration::from_secs(1),
             Err(sluice_kafka::StreamError::Unsupported(why)) => {
-                eprintln!("stream {}: {why}", stream.id);
+                report!("stream {}: {why}", stream.id);
                 break;
             }
             Err(e) => {
@@ -188,7 +189,7 @@ async fn keep_running(
                 if started.elapsed() > std::time::Duration::from_secs(300) {
                     backoff = std::time::Duration::from_secs(1);
                 }
-                eprintln!(
+                report!(
                     "stream {}: {e}; restarting in {}s",
                     stream.id,
                     backoff.as_secs()
