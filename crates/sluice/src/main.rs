@@ -1,15 +1,22 @@
 //! The `sluice` binary: raw arguments → a loaded, validated project → work.
 
 mod alerts;
+mod api_types;
 mod check;
+mod client;
+mod dlq;
+mod execution;
+mod history;
 mod init;
 mod lineage;
 mod metrics;
 mod output;
-mod runs;
+mod run;
 mod secrets;
 mod serve;
+mod signal;
 mod stream;
+mod try_log;
 mod validate;
 mod worker;
 mod workspace;
@@ -100,32 +107,32 @@ enum Command {
     #[command(
         after_help = "Examples:\n  sluice run daily_sales_etl --date 2024-01-01\n  sluice run daily_sales_etl            # the latest complete interval\n\nRunning the same command again resumes an interrupted run; finished tasks are not repeated."
     )]
-    Run(runs::RunArgs),
+    Run(run::RunArgs),
     /// Execute every run whose logical date falls in a range.
     #[command(
         after_help = "Examples:\n  sluice backfill daily_sales_etl --from 2024-01-01 --to 2024-01-31 --parallel 4\n  sluice backfill daily_sales_etl --from 2024-01-01 --to 2024-01-31 --dry-run"
     )]
-    Backfill(runs::BackfillArgs),
+    Backfill(run::BackfillArgs),
     /// List the latest runs of a pipeline with their task states.
     #[command(after_help = "Example:\n  sluice runs daily_sales_etl --limit 5")]
-    Runs(runs::RunsArgs),
+    Runs(history::RunsArgs),
     /// Print the log of a task try.
     #[command(
         after_help = "Example:\n  sluice logs daily_sales_etl --date 2024-01-01 --task load_to_staging --try 2"
     )]
-    Logs(runs::LogsArgs),
+    Logs(history::LogsArgs),
     /// Make tasks of a run runnable again (then `sluice run` executes them).
     #[command(
         after_help = "Examples:\n  sluice clear daily_sales_etl --date 2024-01-01 --task transform_data --downstream\n  sluice clear daily_sales_etl --date 2024-01-01          # every task"
     )]
-    Clear(runs::ClearArgs),
+    Clear(history::ClearArgs),
     /// Read the dead-letter store: records that could not be parsed or loaded, with their reason.
     #[command(
         after_help = "Examples:\n  sluice dlq list\n  sluice dlq list daily_sales_etl --task extract_orders --limit 50 --json"
     )]
     Dlq {
         #[command(subcommand)]
-        command: runs::DlqCommand,
+        command: dlq::DlqCommand,
     },
     /// Run the scheduler and the REST API: runs are created as intervals close, files are
     /// reloaded when they change.
@@ -180,12 +187,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init { dir } => init::run(&dir),
         Command::Check { json } => check::run(&cli.global, json),
-        Command::Run(args) => runs::run(&cli.global, args),
-        Command::Backfill(args) => runs::backfill(&cli.global, args),
-        Command::Runs(args) => runs::list(&cli.global, args),
-        Command::Logs(args) => runs::logs(&cli.global, args),
-        Command::Clear(args) => runs::clear(&cli.global, args),
-        Command::Dlq { command } => runs::dlq(&cli.global, command),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Backfill(args) => run::backfill(&cli.global, args),
+        Command::Runs(args) => history::list(&cli.global, args),
+        Command::Logs(args) => history::logs(&cli.global, args),
+        Command::Clear(args) => history::clear(&cli.global, args),
+        Command::Dlq { command } => dlq::dlq(&cli.global, command),
         Command::Validate(args) => validate::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Lineage(args) => lineage::run(&cli.global, args),

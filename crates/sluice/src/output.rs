@@ -145,6 +145,11 @@ pub struct TaskView {
     pub log: Option<String>,
 }
 
+/// A pipeline's task ids in its order (topological): the order a `RunView` lists them in.
+pub fn task_order(p: &sluice_core::Pipeline) -> Vec<String> {
+    p.tasks.iter().map(|t| t.id.clone()).collect()
+}
+
 fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
     sluice_core::template::iso(t)
 }
@@ -252,7 +257,7 @@ impl RunView {
                 t.error.as_deref().unwrap_or_default()
             );
             if let Some(log) = &t.log {
-                let tail = tail_lines(log, log_tail);
+                let tail = crate::try_log::last_lines(log, log_tail);
                 if !tail.is_empty() {
                     println!("  last lines of {log}:");
                     for line in tail {
@@ -284,16 +289,4 @@ pub fn print_table(rows: &[Vec<String>]) {
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
-}
-
-/// The last `n` lines of a file (empty when it cannot be read).
-pub fn tail_lines(path: &str, n: usize) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
 }

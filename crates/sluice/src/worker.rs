@@ -8,7 +8,6 @@ use std::time::Duration;
 use clap::Args;
 use sluice_core::{Pipeline, Project};
 use sluice_engine::{Executor, Worker};
-use tokio_util::sync::CancellationToken;
 
 use crate::{Global, exit};
 
@@ -32,13 +31,13 @@ pub struct WorkerArgs {
 /// The project's pipelines, reloaded when its files change.
 struct Pipelines {
     root: PathBuf,
-    state: Mutex<(Arc<Project>, crate::serve::Fingerprint)>,
+    state: Mutex<(Arc<Project>, crate::workspace::Fingerprint)>,
 }
 
 impl Pipelines {
     fn get(&self, id: &str) -> Option<Arc<Pipeline>> {
         let mut state = self.state.lock().expect("lock");
-        let now = crate::serve::fingerprint(&self.root);
+        let now = crate::workspace::fingerprint(&self.root);
         if now != state.1 {
             match crate::workspace::load_project(&self.root) {
                 Ok(project) => *state = (Arc::new(project), now),
@@ -84,7 +83,7 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<u8> {
     };
     let root = project.paths.root.clone();
     let pipelines = Arc::new(Pipelines {
-        state: Mutex::new((Arc::new(project), crate::serve::fingerprint(&root))),
+        state: Mutex::new((Arc::new(project), crate::workspace::fingerprint(&root))),
         root,
     });
     let worker = Arc::new(Worker {
@@ -99,7 +98,7 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let (stop, abandon) = signals();
+        let (stop, abandon) = crate::signal::worker_signals();
         eprintln!(
             "sluice worker {name}: queues {}, {} at a time",
             worker.queues.join(","),
@@ -109,39 +108,4 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<u8> {
         eprintln!("sluice worker {name}: stopped");
         Ok(exit::OK)
     })
-}
-
-/// The first SIGTERM or Ctrl-C stops claiming and lets running tries finish; the second hands
-/// them back to the queue.
-fn signals() -> (CancellationToken, CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; a stop signal will kill running tries");
-        return (stop, abandon);
-    };
-    let steps = [
-        (
-            stop.clone(),
-            "stopping: no new tries; waiting for the running ones (stop again to hand them back)",
-        ),
-        (
-            abandon.clone(),
-            "stopping now: handing the running tries back to the queue",
-        ),
-    ];
-    tokio::spawn(async move {
-        for (token, message) in steps {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            eprintln!("{message}");
-            token.cancel();
-        }
-    });
-    (stop, abandon)
 }

@@ -1,12 +1,13 @@
 //! The project a command works on: settings, pipelines, task kinds, store and warehouse.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use chrono::NaiveDate;
 use sluice_core::diag::did_you_mean;
-use sluice_core::{Metadata, Pipeline, Project};
+use sluice_core::{DataInterval, Metadata, Pipeline, Project};
 use sluice_store::Store;
 
 use crate::{Global, UsageError, usage};
@@ -85,4 +86,63 @@ pub fn parse_date(text: &str) -> anyhow::Result<NaiveDate> {
             "`{text}` is not a date\n  hint: write dates as YYYY-MM-DD, e.g. 2024-01-01"
         ))
     })
+}
+
+/// The interval a command means by `--date` (a logical date in the pipeline's time zone), or
+/// without it the latest complete one.
+pub fn interval_for(p: &Pipeline, date: Option<&str>) -> anyhow::Result<DataInterval> {
+    match date {
+        Some(d) => {
+            let day = parse_date(d)?;
+            p.timetable.interval_for_date(day).or_else(|e| {
+                usage(format!(
+                    "{e}\n  hint: pick a date on which `{}` has a scheduled interval",
+                    p.id
+                ))
+            })
+        }
+        None => match p.timetable.latest_complete(chrono::Utc::now()) {
+            Some(i) => Ok(i),
+            None => usage(format!(
+                "`{}` has no complete interval yet ({})\n  hint: pass --date YYYY-MM-DD",
+                p.id,
+                p.timetable.schedule.describe()
+            )),
+        },
+    }
+}
+
+/// Modification time and size of every file that defines the project: what `sluice serve` and
+/// `sluice worker` compare to notice that the project must be loaded again.
+pub type Fingerprint = Vec<(PathBuf, SystemTime, u64)>;
+
+pub fn fingerprint(root: &Path) -> Fingerprint {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                // Data and state change all the time and define nothing.
+                if dir != root || ["pipelines", "sql", "suites", "python"].contains(&name.as_ref())
+                {
+                    dirs.push(path);
+                }
+            } else if dir != root || name.ends_with(".yaml") || name.ends_with(".yml") {
+                out.push((
+                    path,
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    meta.len(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -306,6 +306,125 @@ fn a_backfill_handed_to_the_server_is_followed_and_kept() {
     assert_eq!(server.stop(), Some(0));
 }
 
+/// `backfill --via-server` speaks to the server through the typed API client: the token from
+/// SLUICE_API_TOKEN, the server's own progress printed with --json, a failed interval as exit
+/// code 1, and the server's refusals and an unreachable server as usage errors with the reason.
+#[test]
+fn the_api_client_follows_a_backfill_and_reports_what_the_server_refuses() {
+    let p = TestProject::new();
+    p.write(
+        "pipelines/daily.yaml",
+        "pipeline: daily\nschedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  a: { shell: { command: \"test {{ ds }} != 2024-01-02\" } }\n",
+    );
+    let server = Server::start(&p, Some("the-token"));
+    let base = server.base.clone();
+    let backfill = |pipeline: &str, token: Option<&str>, json: bool| {
+        let mut args = vec![
+            "backfill",
+            pipeline,
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-03",
+            "--via-server",
+            &base,
+        ];
+        if json {
+            args.push("--json");
+        }
+        let mut cmd = p.command(&args);
+        cmd.env_remove("SLUICE_API_TOKEN");
+        if let Some(t) = token {
+            cmd.env("SLUICE_API_TOKEN", t);
+        }
+        common::outcome(&args, cmd.output().expect("run sluice"))
+    };
+
+    let followed = backfill("daily", Some("the-token"), true);
+    assert_eq!(followed.code, 1, "{}", followed.explain());
+    let progress = followed.json();
+    assert_eq!(
+        (
+            progress["pipeline"].clone(),
+            progress["from"].clone(),
+            progress["to"].clone(),
+            progress["intervals"].clone(),
+            progress["done"].clone(),
+            progress["failed"].clone(),
+            progress["running"].clone(),
+            progress["pending"].clone(),
+            progress["finished"].clone(),
+        ),
+        (
+            json!("daily"),
+            json!("2024-01-01"),
+            json!("2024-01-03"),
+            json!(3),
+            json!(2),
+            json!(1),
+            json!(0),
+            json!(0),
+            json!(true)
+        ),
+        "{}",
+        followed.explain()
+    );
+    // What the client printed is the server's answer, field for field.
+    let id = progress["id"].as_i64().expect("a backfill id");
+    assert_eq!(server.get(&format!("/api/backfills/{id}")), progress);
+
+    // The same range again: its runs exist, so it is finished at once; people read lines.
+    let again = backfill("daily", Some("the-token"), false);
+    assert_eq!(again.code, 1, "{}", again.explain());
+    assert!(
+        again
+            .stdout
+            .contains(&format!("backfill {} of daily started on {base}", id + 1))
+            && again
+                .stdout
+                .contains("3 intervals: 2 done, 1 failed, 0 running, 0 pending"),
+        "{}",
+        again.explain()
+    );
+
+    for (token, pipeline, status, message) in [
+        (
+            Some("a-wrong-token"),
+            "daily",
+            "401 Unauthorized",
+            "missing or wrong token",
+        ),
+        (None, "daily", "401 Unauthorized", "missing or wrong token"),
+        (
+            Some("the-token"),
+            "nope",
+            "404 Not Found",
+            "no pipeline `nope`",
+        ),
+    ] {
+        let refused = backfill(pipeline, token, false);
+        assert_eq!(refused.code, 2, "{}", refused.explain());
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("error: the server refused ({status}): {message}")),
+            "{}",
+            refused.explain()
+        );
+    }
+
+    assert_eq!(server.stop(), Some(0));
+    let unreachable = backfill("daily", Some("the-token"), false);
+    assert_eq!(unreachable.code, 2, "{}", unreachable.explain());
+    assert!(
+        unreachable
+            .stderr
+            .contains(&format!("error: cannot reach {base}")),
+        "{}",
+        unreachable.explain()
+    );
+}
+
 #[test]
 fn a_scheduled_run_past_its_sla_is_reported_while_it_runs() {
     let p = TestProject::new();

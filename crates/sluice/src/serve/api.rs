@@ -16,13 +16,18 @@ use serde_json::{Value, json};
 use sluice_store::RunType;
 
 use super::{Service, task_specs};
-use crate::output::RunView;
+use crate::api_types::{
+    BackfillList, BackfillProgress, BackfillRequest, ClearRequest, Cleared, ErrorBody, Paused,
+    PipelineInfo, PipelineList, PipelineTask, Replayed, Run, RunList, TriggerRequest, TryList,
+};
+use crate::output::{RunView, task_order};
+use crate::try_log;
 
 pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
@@ -206,7 +211,7 @@ async fn sign_in(
         .into_response()
 }
 
-fn pipeline_json(service: &Service, p: &sluice_core::Pipeline, paused: bool) -> Value {
+fn pipeline_info(service: &Service, p: &sluice_core::Pipeline, paused: bool) -> PipelineInfo {
     let next = service
         .store
         .latest_scheduled(&p.id)
@@ -219,36 +224,40 @@ fn pipeline_json(service: &Service, p: &sluice_core::Pipeline, paused: bool) -> 
             })
         })
         .or_else(|| p.timetable.first());
-    json!({
-        "id": p.id,
-        "file": p.file,
-        "description": p.description,
-        "schedule": p.timetable.schedule.describe(),
-        "timezone": p.timetable.tz.name(),
-        "catchup": p.catchup,
-        "max_active_runs": p.max_active_runs,
-        "paused": paused,
-        "next_logical_date": next.map(|i| sluice_core::template::iso(i.start)),
-        "tasks": p.tasks.iter().map(|t| json!({
-            "id": t.id,
-            "kind": t.kind,
-            "upstream": t.upstream.iter().map(|&u| &p.tasks[u].id).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+    PipelineInfo {
+        id: p.id.clone(),
+        file: p.file.clone(),
+        description: p.description.clone(),
+        schedule: p.timetable.schedule.describe(),
+        timezone: p.timetable.tz.name().to_string(),
+        catchup: p.catchup,
+        max_active_runs: p.max_active_runs,
+        paused,
+        next_logical_date: next.map(|i| sluice_core::template::iso(i.start)),
+        tasks: p
+            .tasks
+            .iter()
+            .map(|t| PipelineTask {
+                id: t.id.clone(),
+                kind: t.kind.to_string(),
+                upstream: t.upstream.iter().map(|&u| p.tasks[u].id.clone()).collect(),
+            })
+            .collect(),
+    }
 }
 
-async fn pipelines(State(service): S) -> Result<Json<Value>> {
+async fn pipelines(State(service): S) -> Result<Json<PipelineList>> {
     let paused = service.store.paused()?;
     let loaded = service.loaded.read().expect("lock");
-    let list: Vec<Value> = loaded
+    let pipelines = loaded
         .pipelines
         .values()
-        .map(|p| pipeline_json(&service, p, paused.contains(&p.id)))
+        .map(|p| pipeline_info(&service, p, paused.contains(&p.id)))
         .collect();
-    Ok(Json(json!({
-        "pipelines": list,
-        "problems": loaded.problems,
-    })))
+    Ok(Json(PipelineList {
+        pipelines,
+        problems: loaded.problems.clone(),
+    }))
 }
 
 fn find(service: &Service, id: &str) -> Result<Arc<sluice_core::Pipeline>> {
@@ -257,10 +266,10 @@ fn find(service: &Service, id: &str) -> Result<Arc<sluice_core::Pipeline>> {
         .ok_or_else(|| not_found(format!("no pipeline `{id}`")))
 }
 
-async fn pipeline(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn pipeline(State(service): S, Path(id): Path<String>) -> Result<Json<PipelineInfo>> {
     let p = find(&service, &id)?;
     let paused = service.store.paused()?.contains(&p.id);
-    Ok(Json(pipeline_json(&service, &p, paused)))
+    Ok(Json(pipeline_info(&service, &p, paused)))
 }
 
 #[derive(Deserialize)]
@@ -268,47 +277,38 @@ struct Limit {
     limit: Option<usize>,
 }
 
-fn run_json(service: &Service, run: &sluice_store::RunRecord) -> Result<Value> {
-    let order: Vec<String> = service
+fn run_body(service: &Service, run: &sluice_store::RunRecord) -> Result<Run> {
+    let order = service
         .pipeline(&run.pipeline)
-        .map(|p| p.tasks.iter().map(|t| t.id.clone()).collect())
+        .map(|p| task_order(&p))
         .unwrap_or_default();
     let view = RunView::load(&service.store, run, &order)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut value = serde_json::to_value(view)?;
-    value["id"] = run.id.into();
-    Ok(value)
+    Ok(Run { view, id: run.id })
 }
 
 async fn runs(
     State(service): S,
     Path(id): Path<String>,
     limit: std::result::Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>> {
+) -> Result<Json<RunList>> {
     let Query(limit) = limit.map_err(|e| bad(e.body_text()))?;
     let p = find(&service, &id)?;
     let runs = service
         .store
         .runs(&p.id, limit.limit.unwrap_or(25).min(1000))?;
-    let list = runs
+    let runs = runs
         .iter()
-        .map(|r| run_json(&service, r))
+        .map(|r| run_body(&service, r))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Json(json!({ "runs": list })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Trigger {
-    /// The logical date, YYYY-MM-DD.
-    date: String,
+    Ok(Json(RunList { runs }))
 }
 
 async fn trigger(
     State(service): S,
     Path(id): Path<String>,
-    body: std::result::Result<Json<Trigger>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>)> {
+    body: std::result::Result<Json<TriggerRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Run>)> {
     let Json(body) = body.map_err(|e| bad(e.body_text()))?;
     let p = find(&service, &id)?;
     let interval = p
@@ -325,15 +325,7 @@ async fn trigger(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(run_json(&service, &run)?)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Backfill {
-    /// First and last logical date, YYYY-MM-DD, inclusive.
-    from: String,
-    to: String,
+    Ok((status, Json(run_body(&service, &run)?)))
 }
 
 fn date(text: &str) -> Result<chrono::NaiveDate> {
@@ -342,7 +334,7 @@ fn date(text: &str) -> Result<chrono::NaiveDate> {
 }
 
 /// A backfill with its progress, read from its runs.
-fn progress(service: &Service, b: &sluice_store::BackfillRecord) -> Result<Value> {
+fn progress(service: &Service, b: &sluice_store::BackfillRecord) -> Result<BackfillProgress> {
     let intervals = match service.pipeline(&b.pipeline) {
         Some(p) => p.timetable.intervals_between(date(&b.from)?, date(&b.to)?),
         None => Vec::new(),
@@ -358,26 +350,26 @@ fn progress(service: &Service, b: &sluice_store::BackfillRecord) -> Result<Value
     let done = count(&[sluice_core::RunState::Success]);
     let failed = count(&[sluice_core::RunState::Failed]);
     let running = count(&[sluice_core::RunState::Running]);
-    Ok(json!({
-        "id": b.id,
-        "pipeline": b.pipeline,
-        "from": b.from,
-        "to": b.to,
-        "created_at": sluice_core::template::iso(b.created_at),
-        "intervals": dates.len(),
-        "done": done,
-        "failed": failed,
-        "running": running,
-        "pending": dates.len() - done - failed - running,
-        "finished": done + failed == dates.len(),
-    }))
+    Ok(BackfillProgress {
+        id: b.id,
+        pipeline: b.pipeline.clone(),
+        from: b.from.clone(),
+        to: b.to.clone(),
+        created_at: sluice_core::template::iso(b.created_at),
+        intervals: dates.len(),
+        done,
+        failed,
+        running,
+        pending: dates.len() - done - failed - running,
+        finished: done + failed == dates.len(),
+    })
 }
 
 async fn backfill(
     State(service): S,
     Path(id): Path<String>,
-    body: std::result::Result<Json<Backfill>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>)> {
+    body: std::result::Result<Json<BackfillRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<BackfillProgress>)> {
     let Json(body) = body.map_err(|e| bad(e.body_text()))?;
     let p = find(&service, &id)?;
     let (from, to) = (date(&body.from)?, date(&body.to)?);
@@ -403,17 +395,20 @@ async fn backfill(
     Ok((StatusCode::CREATED, Json(progress(&service, &record)?)))
 }
 
-async fn backfills(State(service): S) -> Result<Json<Value>> {
-    let list = service
+async fn backfills(State(service): S) -> Result<Json<BackfillList>> {
+    let backfills = service
         .store
         .backfills(None)?
         .iter()
         .map(|b| progress(&service, b))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Json(json!({ "backfills": list })))
+    Ok(Json(BackfillList { backfills }))
 }
 
-async fn backfill_progress(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn backfill_progress(
+    State(service): S,
+    Path(id): Path<String>,
+) -> Result<Json<BackfillProgress>> {
     let id: i64 = id
         .parse()
         .map_err(|_| bad(format!("`{id}` is not a backfill id (a number)")))?;
@@ -426,18 +421,21 @@ async fn backfill_progress(State(service): S, Path(id): Path<String>) -> Result<
     Ok(Json(progress(&service, &b)?))
 }
 
-async fn set_paused(service: &Service, id: &str, paused: bool) -> Result<Json<Value>> {
+async fn set_paused(service: &Service, id: &str, paused: bool) -> Result<Json<Paused>> {
     let p = find(service, id)?;
     service.store.set_paused(&p.id, paused)?;
     service.wake.notify_one();
-    Ok(Json(json!({ "id": p.id, "paused": paused })))
+    Ok(Json(Paused {
+        id: p.id.clone(),
+        paused,
+    }))
 }
 
-async fn pause(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn pause(State(service): S, Path(id): Path<String>) -> Result<Json<Paused>> {
     set_paused(&service, &id, true).await
 }
 
-async fn unpause(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn unpause(State(service): S, Path(id): Path<String>) -> Result<Json<Paused>> {
     set_paused(&service, &id, false).await
 }
 
@@ -451,26 +449,21 @@ fn find_run(service: &Service, id: &str) -> Result<sluice_store::RunRecord> {
         .map_err(|_| not_found(format!("no run {id}")))
 }
 
-async fn run(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn run(State(service): S, Path(id): Path<String>) -> Result<Json<Run>> {
     let run = find_run(&service, &id)?;
-    Ok(Json(run_json(&service, &run)?))
+    Ok(Json(run_body(&service, &run)?))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Clear {
-    /// Tasks to clear; none means every task.
-    #[serde(default)]
-    tasks: Vec<String>,
-    #[serde(default)]
-    downstream: bool,
+/// The task names `tasks_to_clear` picked.
+fn names(specs: &[(&str, u32)]) -> Vec<String> {
+    specs.iter().map(|(t, _)| (*t).to_string()).collect()
 }
 
 async fn clear(
     State(service): S,
     Path(id): Path<String>,
-    body: std::result::Result<Json<Clear>, JsonRejection>,
-) -> Result<Json<Value>> {
+    body: std::result::Result<Json<ClearRequest>, JsonRejection>,
+) -> Result<Json<Cleared>> {
     let Json(body) = body.map_err(|e| bad(e.body_text()))?;
     let run = find_run(&service, &id)?;
     let p = find(&service, &run.pipeline)?;
@@ -479,13 +472,16 @@ async fn clear(
         .map_err(|t| not_found(format!("`{}` has no task `{t}`", p.id)))?;
     service.store.clear(run.id, &specs)?;
     service.wake.notify_one();
-    Ok(Json(json!({
-        "run": run.id,
-        "cleared": specs.iter().map(|(t, _)| t).collect::<Vec<_>>(),
-    })))
+    Ok(Json(Cleared {
+        run: run.id,
+        cleared: names(&specs),
+    }))
 }
 
-async fn tries(State(service): S, Path((id, task)): Path<(String, String)>) -> Result<Json<Value>> {
+async fn tries(
+    State(service): S,
+    Path((id, task)): Path<(String, String)>,
+) -> Result<Json<TryList>> {
     let run = find_run(&service, &id)?;
     let tries = service.store.tries(run.id, &task)?;
     if tries.is_empty()
@@ -498,7 +494,7 @@ async fn tries(State(service): S, Path((id, task)): Path<(String, String)>) -> R
             run.pipeline
         )));
     }
-    Ok(Json(json!({ "tries": tries })))
+    Ok(Json(TryList { tries }))
 }
 
 async fn log(
@@ -509,22 +505,15 @@ async fn log(
     let n: u32 = try_number
         .parse()
         .map_err(|_| bad(format!("`{try_number}` is not a try number")))?;
-    let tries = service.store.tries(run.id, &task)?;
-    let t = tries
-        .iter()
-        .find(|t| t.try_number == n)
+    let t = try_log::find(&service.store, run.id, &task, n)?
         .ok_or_else(|| not_found(format!("task `{task}` of run {id} has no try {n}")))?;
-    let text = t
-        .log_path
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
+    let text = try_log::text(&t);
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 /// Replays a task of the dead-letter store: clears it (and what is downstream) in its run, which
 /// the server then runs again, and marks the entry replayed.
-async fn replay(State(service): S, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn replay(State(service): S, Path(id): Path<String>) -> Result<Json<Replayed>> {
     let id: i64 = id
         .parse()
         .map_err(|_| bad(format!("`{id}` is not a failed-task id (a number)")))?;
@@ -543,11 +532,11 @@ async fn replay(State(service): S, Path(id): Path<String>) -> Result<Json<Value>
     service.store.clear(run.id, &specs)?;
     service.store.mark_replayed(id)?;
     service.wake.notify_one();
-    Ok(Json(json!({
-        "failed_task": id,
-        "run": run.id,
-        "cleared": specs.iter().map(|(t, _)| t).collect::<Vec<_>>(),
-    })))
+    Ok(Json(Replayed {
+        failed_task: id,
+        run: run.id,
+        cleared: names(&specs),
+    }))
 }
 
 async fn openapi() -> Json<Value> {

@@ -14,9 +14,9 @@ mod ui;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use sluice_core::{DataInterval, Diagnostic, Pipeline, Project};
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::secrets::report;
+use crate::workspace::{Fingerprint, fingerprint};
 use crate::{Global, exit, usage};
 
 #[derive(Args)]
@@ -292,40 +293,6 @@ fn merge(old: &Loaded, new: &Project) -> BTreeMap<String, Arc<Pipeline>> {
     next
 }
 
-/// Modification time and size of every file that defines the project.
-pub(crate) type Fingerprint = Vec<(PathBuf, SystemTime, u64)>;
-
-pub(crate) fn fingerprint(root: &Path) -> Fingerprint {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                // Data and state change all the time and define nothing.
-                if dir != root || ["pipelines", "sql", "suites", "python"].contains(&name.as_ref())
-                {
-                    dirs.push(path);
-                }
-            } else if dir != root || name.ends_with(".yaml") || name.ends_with(".yml") {
-                out.push((
-                    path,
-                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    meta.len(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
     let root = std::path::absolute(global.project_dir())?;
     let project = crate::workspace::load_project(&root).map_err(|diags| {
@@ -385,59 +352,75 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         dispatch,
         lineage,
     });
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.addr)
+    runtime.block_on(serve(service, args.addr, token, metrics))
+}
+
+/// Answers the API and the UI, schedules and keeps the streams running until a stop signal;
+/// then lets the running runs and streams stop and waits for their alerts and lineage events.
+async fn serve(
+    service: Arc<Service>,
+    addr: SocketAddr,
+    token: Option<String>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<u8> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .or_else(|e| usage(format!("cannot listen on {addr}: {e}")))?;
+    let addr = listener.local_addr()?;
+    let stop = crate::signal::stop_signal();
+    eprintln!(
+        "sluice serve: {} pipelines, API on http://{addr}/api (OpenAPI at /api/openapi.json){}",
+        service.loaded.read().expect("lock").pipelines.len(),
+        if token.is_some() {
+            ", bearer token required"
+        } else {
+            ""
+        }
+    );
+    let app = api::router(service.clone(), token, metrics);
+    let server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
             .await
-            .or_else(|e| usage(format!("cannot listen on {}: {e}", args.addr)))?;
-        let addr = listener.local_addr()?;
-        let stop = crate::runs::stop_signal();
-        eprintln!(
-            "sluice serve: {} pipelines, API on http://{addr}/api (OpenAPI at /api/openapi.json){}",
-            service.loaded.read().expect("lock").pipelines.len(),
-            if token.is_some() {
-                ", bearer token required"
-            } else {
-                ""
-            }
-        );
-        let app = api::router(service.clone(), token, metrics);
-        let server_stop = stop.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { server_stop.cancelled().await })
-                .await
-        });
-        let mut streams = crate::stream::Supervisor::new(service.stop.clone());
-        let mut streams_of: Option<Arc<Project>> = None;
-        loop {
-            service.reload_if_changed();
-            let project = service.loaded.read().expect("lock").project.clone();
-            if !streams_of
-                .as_ref()
-                .is_some_and(|p| Arc::ptr_eq(p, &project))
-            {
-                streams.update(&project);
-                streams_of = Some(project);
-            }
-            if let Err(e) = service.tick() {
-                report!("scheduler: {e:#}");
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = service.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
+    });
+    let streams = schedule(&service, &stop).await;
+    service.stop.cancel();
+    service.runs.close();
+    service.runs.wait().await;
+    streams.wait().await;
+    crate::alerts::flush(Duration::from_secs(15)).await;
+    if let Some(sink) = &service.lineage {
+        sink.flush(Duration::from_secs(15));
+    }
+    let _ = server.await;
+    eprintln!("sluice serve: stopped");
+    Ok(exit::OK)
+}
+
+/// The scheduler's loop until `stop`: each pass reloads changed files, brings the streams in
+/// line with the project, and ticks. Returns the streams' supervisor, to wait for them.
+async fn schedule(service: &Arc<Service>, stop: &CancellationToken) -> crate::stream::Supervisor {
+    let mut streams = crate::stream::Supervisor::new(service.stop.clone());
+    let mut streams_of: Option<Arc<Project>> = None;
+    loop {
+        service.reload_if_changed();
+        let project = service.loaded.read().expect("lock").project.clone();
+        if !streams_of
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, &project))
+        {
+            streams.update(&project);
+            streams_of = Some(project);
         }
-        service.stop.cancel();
-        service.runs.close();
-        service.runs.wait().await;
-        streams.wait().await;
-        crate::alerts::flush(Duration::from_secs(15)).await;
-        if let Some(sink) = &service.lineage {
-            sink.flush(Duration::from_secs(15));
+        if let Err(e) = service.tick() {
+            report!("scheduler: {e:#}");
         }
-        let _ = server.await;
-        eprintln!("sluice serve: stopped");
-        Ok(exit::OK)
-    })
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = service.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    streams
 }

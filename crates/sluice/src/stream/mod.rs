@@ -46,7 +46,7 @@ pub fn run(global: &Global, args: StreamArgs) -> anyhow::Result<u8> {
     let statsd = ws.project.settings.statsd.as_ref();
     let totals = runtime.block_on(async {
         crate::metrics::start(statsd, args.metrics_addr).await?;
-        let stop = crate::runs::stop_signal();
+        let stop = crate::signal::stop_signal();
         anyhow::Ok(
             sluice_kafka::run(stream, &sink_setup(&ws.project), stop, args.stop_when_idle).await,
         )

@@ -27,6 +27,7 @@ use sluice_core::{Diagnostic, Pipeline};
 
 use super::Service;
 use crate::output::RunView;
+use crate::try_log;
 
 type S = State<Arc<Service>>;
 
@@ -538,10 +539,7 @@ async fn task(
         .or(tries.last().map(|t| t.try_number))
         .unwrap_or(0);
     let shown_try = tries.iter().find(|t| t.try_number == shown);
-    let log = shown_try
-        .and_then(|t| t.log_path.as_ref())
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .unwrap_or_default();
+    let log = shown_try.map(try_log::text).unwrap_or_default();
     let rows = tries
         .iter()
         .map(|t| TryRow {
@@ -591,10 +589,8 @@ async fn report(
     Path((id, task, try_number)): Path<(String, String, u32)>,
 ) -> Result<Response> {
     let run = find_run(&service, &id)?;
-    let tries = service.store.tries(run.id, &task)?;
-    let html = tries
-        .iter()
-        .find(|t| t.try_number == try_number)
+    let html = try_log::find(&service.store, run.id, &task, try_number)?
+        .as_ref()
         .and_then(report_path)
         .and_then(|p| std::fs::read_to_string(p).ok())
         .ok_or_else(|| not_found(format!("try {try_number} of `{task}` wrote no report")))?;
@@ -696,16 +692,9 @@ async fn log_tail(
     Query(from): Query<LogFrom>,
 ) -> Result<Response> {
     let run = find_run(&service, &id)?;
-    let tries = service.store.tries(run.id, &task)?;
-    let t = tries
-        .iter()
-        .find(|t| t.try_number == try_number)
+    let t = try_log::find(&service.store, run.id, &task, try_number)?
         .ok_or_else(|| not_found(format!("task `{task}` of run {id} has no try {try_number}")))?;
-    let bytes = t
-        .log_path
-        .as_ref()
-        .and_then(|p| std::fs::read(p).ok())
-        .unwrap_or_default();
+    let bytes = try_log::read(&t).ok().flatten().unwrap_or_default();
     let start = (from.from.unwrap_or(0) as usize).min(bytes.len());
     // Only whole lines, so a UTF-8 character is never cut in two.
     let end = bytes[start..]
