@@ -11,9 +11,14 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use futures::StreamExt;
 
-use crate::postgres::{self, pg_error, quote_ident};
+use sluice_core::sql::Dialect;
+
+use crate::postgres::{self, pg_error};
 use crate::schema::Plan;
 use crate::{BatchStream, IoError};
+
+/// Loads here go to PostgreSQL.
+const PG: Dialect = Dialect::Postgres;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoadMode {
@@ -69,10 +74,10 @@ pub async fn load_postgres(
         .transaction()
         .await
         .map_err(|e| pg_error("BEGIN", e))?;
-    let target = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let target = format!("{}.{}", PG.quote_ident(schema), PG.quote_ident(table));
     let mut ddl = vec![format!(
         "CREATE SCHEMA IF NOT EXISTS {}",
-        quote_ident(schema)
+        PG.quote_ident(schema)
     )];
     if let Some(columns) = &plan.create {
         ddl.push(format!("CREATE TABLE {target} ({})", column_defs(columns)?));
@@ -80,7 +85,7 @@ pub async fn load_postgres(
     for f in &plan.add {
         ddl.push(format!(
             "ALTER TABLE {target} ADD COLUMN {} {}",
-            quote_ident(f.name()),
+            PG.quote_ident(f.name()),
             postgres::pg_type(f.data_type())?
         ));
     }
@@ -88,7 +93,7 @@ pub async fn load_postgres(
         let ty = postgres::pg_type(to)?;
         ddl.push(format!(
             "ALTER TABLE {target} ALTER COLUMN {0} TYPE {ty} USING {0}::{ty}",
-            quote_ident(column)
+            PG.quote_ident(column)
         ));
     }
     for statement in &ddl {
@@ -110,7 +115,7 @@ pub async fn load_postgres(
         LoadMode::ReplacePartition { column, values } => {
             let sql = format!(
                 "DELETE FROM {target} WHERE {col} = ANY(CAST($1::text[] AS {ty}[]))",
-                col = quote_ident(column),
+                col = PG.quote_ident(column),
                 ty = column_type(&tx, schema, table, column).await?
             );
             tx.execute(&sql, &[values])
@@ -122,7 +127,7 @@ pub async fn load_postgres(
             // Rows land in a staging table created inside the transaction (so nobody else ever
             // sees it), then replace their matches in one statement each.
             let staging = format!("__sluice_merge_{}", std::process::id());
-            let staged = format!("{}.{}", quote_ident(schema), quote_ident(&staging));
+            let staged = format!("{}.{}", PG.quote_ident(schema), PG.quote_ident(&staging));
             let sql = format!("CREATE TABLE {staged} (LIKE {target})");
             tx.batch_execute(&sql)
                 .await
@@ -130,13 +135,13 @@ pub async fn load_postgres(
             let rows = postgres::copy_in(&tx, schema, &staging, &plan.insert, stream).await?;
             let matches = keys
                 .iter()
-                .map(|k| format!("t.{0} IS NOT DISTINCT FROM s.{0}", quote_ident(k)))
+                .map(|k| format!("t.{0} IS NOT DISTINCT FROM s.{0}", PG.quote_ident(k)))
                 .collect::<Vec<_>>()
                 .join(" AND ");
             let columns = plan
                 .insert
                 .iter()
-                .map(|c| quote_ident(c))
+                .map(|c| PG.quote_ident(c))
                 .collect::<Vec<_>>()
                 .join(", ");
             for sql in [
@@ -161,7 +166,7 @@ fn column_defs(columns: &[Field]) -> Result<String, IoError> {
         .map(|f| {
             Ok(format!(
                 "{} {}",
-                quote_ident(f.name()),
+                PG.quote_ident(f.name()),
                 postgres::pg_type(f.data_type())?
             ))
         })

@@ -27,6 +27,7 @@ use tokio_postgres::types::{Kind, Type};
 use tokio_postgres::{CopyOutStream, GenericClient, NoTls};
 
 use sluice_core::Redactor;
+use sluice_core::sql::Dialect;
 
 use crate::{BATCH_ROWS, BatchStream, IoError};
 
@@ -248,11 +249,11 @@ pub async fn copy_in(
 
     let statement = format!(
         "COPY {}.{} ({}) FROM STDIN (FORMAT binary)",
-        quote_ident(schema),
-        quote_ident(table),
+        Dialect::Postgres.quote_ident(schema),
+        Dialect::Postgres.quote_ident(table),
         columns
             .iter()
-            .map(|c| quote_ident(c))
+            .map(|c| Dialect::Postgres.quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -579,10 +580,6 @@ fn describe_target(config: &tokio_postgres::Config) -> String {
     } else {
         format!("{user}@{host}:{port}/{db}")
     }
-}
-
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// COPY wraps the query in parentheses, where a trailing semicolon is a syntax error.

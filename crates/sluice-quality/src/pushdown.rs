@@ -4,8 +4,8 @@
 //! express the same way (row order, dateutil, several-column uniqueness) read just their
 //! columns through the in-memory engine — so both engines give the same results.
 //!
-//! Values from suites are written as SQL literals through [`quote_text`] (quotes doubled, NUL
-//! refused), never spliced; identifiers are always quoted.
+//! Values from suites are written as SQL literals of the database's dialect
+//! ([`sluice_core::sql`]), never spliced; identifiers are always quoted.
 
 use arrow::array::new_empty_array;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -19,6 +19,7 @@ use crate::expect::{Check, Ignore, Kind, Level, MapTest, PairTest, Stat};
 use crate::result::{MapObservation, Observation, StatObservation, Unexpected, order_json};
 use crate::scan::{self, domain_problem, row_test, stat_problem, type_names};
 use crate::value::{Column, Literal, parse_time};
+use sluice_core::sql;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -36,14 +37,14 @@ pub trait Database: Send {
     ) -> impl Future<Output = Result<(SchemaRef, Vec<RecordBatch>), QualityError>> + Send;
 }
 
-/// Quotes an identifier: `a"b` → `"a""b"`.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Quotes text as a SQL string literal; `None` for text SQL cannot hold (a NUL character).
-pub fn quote_text(text: &str) -> Option<String> {
-    (!text.contains('\0')).then(|| format!("'{}'", text.replace('\'', "''")))
+impl Dialect {
+    /// The rules its SQL text follows.
+    pub fn sql(self) -> sql::Dialect {
+        match self {
+            Dialect::DuckDb => sql::Dialect::DuckDb,
+            Dialect::Postgres => sql::Dialect::Postgres,
+        }
+    }
 }
 
 /// How a column of this type is read (the same shapes the in-memory engine uses).
@@ -57,13 +58,13 @@ fn timestamp_literal(micros: i64) -> Option<String> {
 }
 
 /// A suite value as a literal comparable with a column of type `dt`; `None` when it cannot
-/// equal any value of that column.
-fn literal(v: &Literal, dt: &DataType) -> Option<String> {
+/// equal any value of that column (text the database's text cannot hold, too).
+fn literal(dialect: Dialect, v: &Literal, dt: &DataType) -> Option<String> {
     match (v, shape(dt)) {
         (Literal::Number(n), Column::Int(_) | Column::Float(_)) if n.is_finite() => {
             Some(format!("{n:?}").trim_end_matches(".0").to_string())
         }
-        (Literal::Text(s), Column::Text(_)) => quote_text(s),
+        (Literal::Text(s), Column::Text(_)) => dialect.sql().text(s).ok(),
         (Literal::Text(s), Column::Time { .. }) => parse_time(s).and_then(timestamp_literal),
         (Literal::Time(t), Column::Time { .. }) => timestamp_literal(*t),
         (Literal::Bool(b), Column::Bool(_)) => Some(if *b { "TRUE" } else { "FALSE" }.into()),
@@ -81,6 +82,20 @@ struct Sql<'a> {
 }
 
 impl Sql<'_> {
+    /// A column name, quoted.
+    fn ident(&self, name: &str) -> String {
+        self.dialect.sql().quote_ident(name)
+    }
+
+    /// A bound as a literal; numbers bound a length as numbers whatever the column's type.
+    fn bound(&self, v: &Literal, dt: &DataType, is_length: bool) -> Option<String> {
+        if is_length {
+            literal(self.dialect, v, &DataType::Int64)
+        } else {
+            literal(self.dialect, v, dt)
+        }
+    }
+
     fn dtype(&self, column: &str) -> &DataType {
         self.schema
             .field_with_name(column)
@@ -90,7 +105,7 @@ impl Sql<'_> {
 
     /// A missing value: NULL, and NaN for real numbers.
     fn missing(&self, column: &str) -> String {
-        let c = quote_ident(column);
+        let c = self.ident(column);
         match (self.dtype(column), self.dialect) {
             (DataType::Float16 | DataType::Float32 | DataType::Float64, Dialect::DuckDb) => {
                 format!("({c} IS NULL OR isnan({c}))")
@@ -108,15 +123,15 @@ impl Sql<'_> {
     fn condition(&self, check: &Check) -> String {
         match &check.condition {
             None => "TRUE".into(),
-            Some(c) => c.sql(&|name| quote_ident(name), &|name, v| {
-                literal(v, self.dtype(name))
+            Some(c) => c.sql(&|name| self.ident(name), &|name, v| {
+                literal(self.dialect, v, self.dtype(name))
             }),
         }
     }
 
     fn regex(&self, column: &str, pattern: &str) -> Option<String> {
-        let c = quote_ident(column);
-        let p = quote_text(pattern)?;
+        let c = self.ident(column);
+        let p = self.dialect.sql().text(pattern).ok()?;
         Some(match self.dialect {
             Dialect::DuckDb => format!("regexp_matches(CAST({c} AS VARCHAR), {p})"),
             Dialect::Postgres => format!("(CAST({c} AS TEXT) ~ {p})"),
@@ -125,40 +140,43 @@ impl Sql<'_> {
 
     fn double(&self, column: &str) -> String {
         match self.dialect {
-            Dialect::DuckDb => format!("CAST({} AS DOUBLE)", quote_ident(column)),
+            Dialect::DuckDb => format!("CAST({} AS DOUBLE)", self.ident(column)),
             // PostgreSQL casts a boolean to a number only through an integer (true is 1, as
             // in pandas).
             Dialect::Postgres if matches!(self.dtype(column), DataType::Boolean) => {
                 format!(
                     "CAST(CAST({} AS INTEGER) AS DOUBLE PRECISION)",
-                    quote_ident(column)
+                    self.ident(column)
                 )
             }
-            Dialect::Postgres => format!("CAST({} AS DOUBLE PRECISION)", quote_ident(column)),
+            Dialect::Postgres => format!("CAST({} AS DOUBLE PRECISION)", self.ident(column)),
         }
     }
 
     /// The predicate that makes a present value unexpected; `None` when SQL cannot say it the
     /// way the in-memory engine does (the check then runs there).
     fn unexpected(&self, column: &str, test: &MapTest) -> Option<String> {
-        let c = quote_ident(column);
+        let c = self.ident(column);
         let dt = self.dtype(column);
         let bounds = |b: &crate::expect::Bounds, value: &str| -> Option<String> {
             let mut parts = Vec::new();
             if let Some(min) = &b.min {
                 let op = if b.strict_min { ">" } else { ">=" };
-                parts.push(format!("{value} {op} {}", bound(min, dt, value != c)?));
+                parts.push(format!("{value} {op} {}", self.bound(min, dt, value != c)?));
             }
             if let Some(max) = &b.max {
                 let op = if b.strict_max { "<" } else { "<=" };
-                parts.push(format!("{value} {op} {}", bound(max, dt, value != c)?));
+                parts.push(format!("{value} {op} {}", self.bound(max, dt, value != c)?));
             }
             Some(format!("NOT ({})", parts.join(" AND ")))
         };
         match test {
             MapTest::Between(b) => bounds(b, &c),
             MapTest::InSet(set) | MapTest::NotInSet(set) => {
-                let items: Vec<String> = set.iter().filter_map(|v| literal(v, dt)).collect();
+                let items: Vec<String> = set
+                    .iter()
+                    .filter_map(|v| literal(self.dialect, v, dt))
+                    .collect();
                 let member = if items.is_empty() {
                     "FALSE".to_string()
                 } else {
@@ -190,7 +208,7 @@ impl Sql<'_> {
             MapTest::LengthBetween(b) => bounds(b, &format!("length({c})")),
             MapTest::Strftime(format) if self.dialect == Dialect::DuckDb => Some(format!(
                 "try_strptime({c}, {}) IS NULL",
-                quote_text(format)?
+                self.dialect.sql().text(format).ok()?
             )),
             MapTest::Json if self.dialect == Dialect::DuckDb => Some(match shape(dt) {
                 Column::Text(_) => format!("NOT json_valid({c})"),
@@ -198,15 +216,6 @@ impl Sql<'_> {
             }),
             _ => None,
         }
-    }
-}
-
-/// A bound as a literal; numbers bound a length as numbers whatever the column's type.
-fn bound(v: &Literal, dt: &DataType, is_length: bool) -> Option<String> {
-    if is_length {
-        literal(v, &DataType::Int64)
-    } else {
-        literal(v, dt)
     }
 }
 
@@ -305,7 +314,7 @@ pub async fn run<D: Database>(
                             rows_where: present,
                         },
                         MapTest::Unique => {
-                            let c = quote_ident(column);
+                            let c = sql.ident(column);
                             Need::Counted {
                                 element: count(&mut add, "TRUE"),
                                 missing: count(&mut add, &missing),
@@ -322,8 +331,12 @@ pub async fn run<D: Database>(
                             let z = format!(
                                 "({x} - (SELECT AVG({x}) FROM {relation} WHERE {present})) / (SELECT STDDEV_SAMP({x}) FROM {relation} WHERE {present})"
                             );
-                            let t = literal(&Literal::Number(*threshold), &DataType::Float64)
-                                .unwrap_or_else(|| "'Infinity'".into());
+                            let t = literal(
+                                sql.dialect,
+                                &Literal::Number(*threshold),
+                                &DataType::Float64,
+                            )
+                            .unwrap_or_else(|| "'Infinity'".into());
                             let z = if *double_sided {
                                 format!("ABS({z})")
                             } else {
@@ -356,7 +369,7 @@ pub async fn run<D: Database>(
                     Ignore::EitherMissing | Ignore::AnyMissing => format!("({ma} OR {mb})"),
                     Ignore::Never => "FALSE".into(),
                 };
-                let (qa, qb) = (quote_ident(a), quote_ident(b));
+                let (qa, qb) = (sql.ident(a), sql.ident(b));
                 let both = format!("NOT {ma} AND NOT {mb}");
                 let ok = match test {
                     PairTest::Equal => format!("({both} AND {qa} = {qb})"),
@@ -367,7 +380,7 @@ pub async fn run<D: Database>(
                     PairTest::InSet(pairs) => {
                         let side = |q: &str, m: &str, v: &Literal, dt: &DataType| match v {
                             Literal::Null => Some(m.to_string()),
-                            _ => literal(v, dt).map(|l| format!("{q} = {l}")),
+                            _ => literal(sql.dialect, v, dt).map(|l| format!("{q} = {l}")),
                         };
                         let alternatives: Vec<String> = pairs
                             .iter()
@@ -408,7 +421,7 @@ pub async fn run<D: Database>(
                     let missing = sql.missing(column);
                     let present = format!("{w} AND NOT {missing}");
                     let agg = |f: String| format!("{f} FILTER (WHERE {present})");
-                    let c = quote_ident(column);
+                    let c = sql.ident(column);
                     let x = sql.double(column);
                     let integer = matches!(probe, Column::Int(_));
                     let mut measures = Vec::new();
@@ -576,7 +589,7 @@ pub async fn run<D: Database>(
                 }
             }
         }
-        let list: Vec<String> = wanted.iter().map(|c| quote_ident(c)).collect();
+        let list: Vec<String> = wanted.iter().map(|c| sql.ident(c)).collect();
         let (schema, batches) = db
             .query(format!("SELECT {} FROM {relation}", list.join(", ")))
             .await?;
@@ -632,7 +645,7 @@ async fn unexpected_rows<D: Database>(
             wanted.push(c.clone());
         }
     }
-    let list: Vec<String> = wanted.iter().map(|c| quote_ident(c)).collect();
+    let list: Vec<String> = wanted.iter().map(|c| sql.ident(c)).collect();
     let limit = if keep == usize::MAX {
         String::new()
     } else {
@@ -705,7 +718,7 @@ async fn stat<D: Database>(
             Measure::Distinct => o.distinct = c.number(0).map(|n| n as u64),
         }
     }
-    let q = quote_ident(column);
+    let q = sql.ident(column);
     if let Stat::Quantiles { quantiles, .. } = stat
         && nonmissing > 0
     {

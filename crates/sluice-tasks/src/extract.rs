@@ -21,6 +21,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use sluice_core::connections::{Connection, Connections};
 use sluice_core::decode::Fields;
+use sluice_core::sql::Dialect;
 use sluice_core::task::{CompileContext, template_diagnostic};
 use sluice_core::template::{self, TemplateContext};
 use sluice_core::yaml::{Node, Value};
@@ -184,6 +185,11 @@ fn check(cx: &mut CompileContext<'_>, node: &Node, text: &str, sample: &Template
     }
 }
 
+/// The dialect a query source's SQL is written in.
+fn source_dialect(endpoint: &Endpoint) -> Dialect {
+    endpoint.dialect().unwrap_or_default()
+}
+
 fn incremental_value(inc: &Incremental, last: Option<&str>) -> serde_json::Value {
     serde_json::json!({ "column": inc.column, "last_value": last })
 }
@@ -269,7 +275,9 @@ impl ExtractKind {
                         return None;
                     }
                 }
-                check(cx, q, &query, sample).then_some(Source::Query { endpoint, query })
+                // The query is checked as it will run: its filters write the source's SQL.
+                let sample = sample.clone().in_dialect(source_dialect(&endpoint));
+                check(cx, q, &query, &sample).then_some(Source::Query { endpoint, query })
             }
             Endpoint::Http(connection) => {
                 for (key, node) in fields.keys() {
@@ -430,7 +438,8 @@ impl TaskAction for ExtractAction {
         let mut lineage = sluice_core::Lineage::default();
         let schema = match &self.source {
             Source::Query { endpoint, query } => {
-                let read = sql_lineage(&rendered(query, template), endpoint);
+                let template = template.map(|t| t.clone().in_dialect(source_dialect(endpoint)));
+                let read = sql_lineage(&rendered(query, template.as_ref()), endpoint);
                 lineage.sql = read.sql;
                 for d in read.inputs {
                     lineage = lineage.input(d);
@@ -480,6 +489,9 @@ impl ExtractAction {
     async fn extract(&self, run: &TaskRun) -> Result<TaskOutput, TaskError> {
         let lake = io::lake(&self.lake)?;
         let mut context = run.template.clone();
+        if let Source::Query { endpoint, .. } = &self.source {
+            context.dialect = source_dialect(endpoint);
+        }
         if let Some(inc) = &self.incremental {
             let last = run.watermark.as_deref().or(inc.initial.as_deref());
             context.incremental = Some(incremental_value(inc, last));

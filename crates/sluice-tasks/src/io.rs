@@ -9,6 +9,7 @@ use sluice_core::connections::{
 };
 use sluice_core::decode::Fields;
 use sluice_core::diag::did_you_mean;
+use sluice_core::sql::Dialect;
 use sluice_core::task::CompileContext;
 use sluice_core::yaml::{Node, Value};
 use sluice_core::{Diagnostic, TaskError, TaskOutput, TaskRun};
@@ -87,6 +88,16 @@ impl Endpoint {
             Endpoint::Postgres(c) | Endpoint::MySql(c) | Endpoint::Http(c) | Endpoint::Other(c) => {
                 c.kind.name()
             }
+        }
+    }
+
+    /// The SQL dialect of a database endpoint (`None` for HTTP APIs and other systems).
+    pub fn dialect(&self) -> Option<Dialect> {
+        match self {
+            Endpoint::DuckDb { .. } => Some(Dialect::DuckDb),
+            Endpoint::Postgres(_) => Some(Dialect::Postgres),
+            Endpoint::MySql(_) => Some(Dialect::MySql),
+            Endpoint::Http(_) | Endpoint::Other(_) => None,
         }
     }
 

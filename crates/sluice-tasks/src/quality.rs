@@ -146,10 +146,12 @@ pub async fn validate_table(
 ) -> Result<Json, IoError> {
     let quoted = |default: &str| {
         let (schema, name) = io::split_table(table, default);
+        // DuckDB and PostgreSQL quote names alike.
+        let dialect = endpoint.dialect().unwrap_or_default();
         format!(
             "{}.{}",
-            pushdown::quote_ident(&schema),
-            pushdown::quote_ident(&name)
+            dialect.quote_ident(&schema),
+            dialect.quote_ident(&name)
         )
     };
     let observed = match endpoint {
@@ -592,7 +594,7 @@ impl ValidateAction {
                 (result, shown, Some((rows_files, source)))
             }
             Data::Table { endpoint, table } => {
-                let table = run.render(table)?;
+                let table = run.render_for(endpoint.dialect().unwrap_or_default(), table)?;
                 let result = validate_table(&validation, endpoint, &table, &self.warehouses)
                     .await
                     .map_err(task_error)?;
@@ -683,7 +685,8 @@ impl ValidateAction {
         let bad_writer: BoxFuture<'_, Result<u64, IoError>> = match &self.quarantine {
             Some(Quarantine::Table { endpoint, table }) => {
                 let default = endpoint.default_schema().unwrap_or("main");
-                let (schema, table) = io::split_table(&run.render(table)?, default);
+                let rendered = run.render_for(endpoint.dialect().unwrap_or_default(), table)?;
+                let (schema, table) = io::split_table(&rendered, default);
                 let mode = LoadMode::ReplacePartition {
                     column: RUN_COLUMN.into(),
                     values: run_key.iter().cloned().collect(),

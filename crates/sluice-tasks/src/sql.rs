@@ -17,6 +17,7 @@ use crate::io::{self, Endpoint};
 use futures::future::BoxFuture;
 use sluice_core::connections::Connections;
 use sluice_core::decode::Fields;
+use sluice_core::sql::Dialect;
 use sluice_core::task::CompileContext;
 use sluice_core::template::TemplateContext;
 use sluice_core::yaml::{Node, Span};
@@ -152,7 +153,7 @@ impl TaskAction for SqlAction {
 
     fn run<'a>(&'a self, run: &'a TaskRun) -> BoxFuture<'a, Result<TaskOutput, TaskError>> {
         Box::pin(async move {
-            let sql = run.render(&self.sql)?;
+            let sql = run.render_for(Dialect::DuckDb, &self.sql)?;
             run.log.line(format!(
                 "running {} on {}:\n{sql}",
                 self.origin,

@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
+use sluice_core::sql::Dialect;
 use sluice_io::arrow::record_batch::RecordBatch;
-use sluice_quality::pushdown::{self, quote_ident};
+use sluice_quality::pushdown;
 use sluice_tasks::quality::{DuckDatabase, PgDatabase};
 use sluice_testkit::conformance;
 use sluice_testkit::pg::{self, Schema};
@@ -78,12 +79,12 @@ fn great_expectations_cases_pass_on_duckdb() {
             // SQLite keeps a value that does not fit its column's type as it is; so does this.
             let _ = conn.execute_batch(&format!(
                 "ALTER TABLE main.{table} ALTER COLUMN {} TYPE {declared}",
-                quote_ident(&column)
+                Dialect::DuckDb.quote_ident(&column)
             ));
         }
         drop(conn);
         let mut db = DuckDatabase(warehouse.clone());
-        let relation = format!("main.{}", quote_ident(&table));
+        let relation = format!("main.{}", Dialect::DuckDb.quote_ident(&table));
         let observed = runtime.block_on(pushdown::run(&validation.checks, &relation, &mut db))?;
         Ok(validation.judge(observed, &table))
     });
@@ -116,7 +117,7 @@ fn great_expectations_cases_pass_on_postgres() {
                 .map(|f| {
                     Ok(format!(
                         "{} {}",
-                        quote_ident(f.name()),
+                        Dialect::Postgres.quote_ident(f.name()),
                         sluice_io::postgres::pg_type(f.data_type()).map_err(|e| e.to_string())?
                     ))
                 })
@@ -135,7 +136,7 @@ fn great_expectations_cases_pass_on_postgres() {
                 .await
                 .map_err(|e| e.to_string())?;
             for (column, declared) in declared_types(case, "postgresql") {
-                let c = quote_ident(&column);
+                let c = Dialect::Postgres.quote_ident(&column);
                 client
                     .batch_execute(&format!(
                         "ALTER TABLE {schema}.{table} ALTER COLUMN {c} TYPE {declared} USING {c}::{declared}"
@@ -144,7 +145,11 @@ fn great_expectations_cases_pass_on_postgres() {
                     .map_err(|e| format!("{e:?}"))?;
             }
             let mut db = PgDatabase(client.clone());
-            let relation = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
+            let relation = format!(
+                "{}.{}",
+                Dialect::Postgres.quote_ident(schema),
+                Dialect::Postgres.quote_ident(&table)
+            );
             let observed = pushdown::run(&validation.checks, &relation, &mut db).await?;
             Ok(validation.judge(observed, &table))
         })

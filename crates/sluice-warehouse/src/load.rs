@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use duckdb::arrow::datatypes::{DataType, Field, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, params_from_iter};
+use sluice_core::sql::Dialect;
 
 use crate::{WarehouseError, sql_error};
+
+const DUCK: Dialect = Dialect::DuckDb;
 
 /// Where the rows come from.
 pub enum Incoming<I: Iterator<Item = Result<RecordBatch, String>>> {
@@ -46,14 +49,6 @@ pub struct TableLoad<'a> {
     /// Every incoming column, in order (what the Parquet files or batches hold).
     pub incoming: &'a [String],
     pub mode: Mode<'a>,
-}
-
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The DuckDB type of an Arrow type.
@@ -153,17 +148,27 @@ pub fn load_table<I>(
 where
     I: Iterator<Item = Result<RecordBatch, String>>,
 {
-    let target = format!("{}.{}", quote(spec.schema), quote(spec.table));
+    let target = format!(
+        "{}.{}",
+        DUCK.quote_ident(spec.schema),
+        DUCK.quote_ident(spec.table)
+    );
     let tx = conn.transaction().map_err(sql_error)?;
     tx.execute_batch(&format!(
         "CREATE SCHEMA IF NOT EXISTS {}",
-        quote(spec.schema)
+        DUCK.quote_ident(spec.schema)
     ))
     .map_err(sql_error)?;
     if let Some(columns) = spec.create {
         let defs = columns
             .iter()
-            .map(|f| Ok(format!("{} {}", quote(f.name()), duck_type(f.data_type())?)))
+            .map(|f| {
+                Ok(format!(
+                    "{} {}",
+                    DUCK.quote_ident(f.name()),
+                    duck_type(f.data_type())?
+                ))
+            })
             .collect::<Result<Vec<_>, WarehouseError>>()?;
         tx.execute_batch(&format!("CREATE TABLE {target} ({})", defs.join(", ")))
             .map_err(sql_error)?;
@@ -171,7 +176,7 @@ where
     for f in spec.add {
         tx.execute_batch(&format!(
             "ALTER TABLE {target} ADD COLUMN {} {}",
-            quote(f.name()),
+            DUCK.quote_ident(f.name()),
             duck_type(f.data_type())?
         ))
         .map_err(sql_error)?;
@@ -179,7 +184,7 @@ where
     for (column, to) in spec.widen {
         tx.execute_batch(&format!(
             "ALTER TABLE {target} ALTER COLUMN {} TYPE {}",
-            quote(column),
+            DUCK.quote_ident(column),
             duck_type(to)?
         ))
         .map_err(sql_error)?;
@@ -190,15 +195,16 @@ where
     let columns = spec
         .insert
         .iter()
-        .map(|c| quote(c))
+        .map(|c| DUCK.quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
     let source = match incoming {
         Incoming::Parquet(files) => {
             let list = files
                 .iter()
-                .map(|f| literal(&f.to_string_lossy()))
-                .collect::<Vec<_>>()
+                .map(|f| DUCK.text(&f.to_string_lossy()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| WarehouseError::Sql(e.to_string()))?
                 .join(", ");
             format!("read_parquet([{list}])")
         }
@@ -226,7 +232,10 @@ where
                 })?;
             let marks = vec![format!("CAST(? AS {ty})"); values.len()].join(", ");
             tx.execute(
-                &format!("DELETE FROM {target} WHERE {} IN ({marks})", quote(column)),
+                &format!(
+                    "DELETE FROM {target} WHERE {} IN ({marks})",
+                    DUCK.quote_ident(column)
+                ),
                 params_from_iter(values.iter()),
             )
             .map_err(sql_error)?;
@@ -234,7 +243,7 @@ where
         Mode::Merge { keys } => {
             let matches = keys
                 .iter()
-                .map(|k| format!("t.{0} IS NOT DISTINCT FROM s.{0}", quote(k)))
+                .map(|k| format!("t.{0} IS NOT DISTINCT FROM s.{0}", DUCK.quote_ident(k)))
                 .collect::<Vec<_>>()
                 .join(" AND ");
             tx.execute_batch(&format!(
@@ -275,12 +284,18 @@ where
         Some(schema) => schema
             .fields()
             .iter()
-            .map(|f| Ok(format!("{} {}", quote(f.name()), duck_type(f.data_type())?)))
+            .map(|f| {
+                Ok(format!(
+                    "{} {}",
+                    DUCK.quote_ident(f.name()),
+                    duck_type(f.data_type())?
+                ))
+            })
             .collect::<Result<Vec<_>, WarehouseError>>()?,
         None => spec
             .incoming
             .iter()
-            .map(|c| format!("{} VARCHAR", quote(c)))
+            .map(|c| format!("{} VARCHAR", DUCK.quote_ident(c)))
             .collect(),
     };
     tx.execute_batch(&format!(

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use sluice_core::connections::{ConnectionKind, Connections};
+use sluice_core::sql::Dialect;
 use sluice_core::stream::{Stream, Target};
 use sluice_stream::Fired;
 
@@ -242,14 +243,6 @@ impl Sink for SideDeadLetters {
     }
 }
 
-/// `schema.table` → `"schema"."table"`.
-pub fn quote(name: &str) -> String {
-    name.split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
 /// A key field's value as text: strings as they are, a missing field or null as the empty
 /// string, anything else as JSON.
 pub fn key_text(v: Option<&serde_json::Value>) -> String {
@@ -295,6 +288,8 @@ pub fn rows_to_write<'a>(
 /// What a table sink writes, the same in every database: the quoted table and dead-letter
 /// table, the upsert keys, and for windowed results the group fields and result columns.
 pub struct TableShape {
+    /// The SQL of the database the tables live in.
+    pub dialect: Dialect,
     pub stream: String,
     pub table: String,
     pub dead_letters: String,
@@ -306,7 +301,7 @@ pub struct TableShape {
 }
 
 impl TableShape {
-    pub fn of(stream: &Stream) -> Result<TableShape, StreamError> {
+    pub fn of(stream: &Stream, dialect: Dialect) -> Result<TableShape, StreamError> {
         let Target::Table { table, .. } = &stream.sink.target else {
             return Err(StreamError::Unsupported("the sink is not a table".into()));
         };
@@ -316,9 +311,10 @@ impl TableShape {
             _ => DEFAULT_DEAD_LETTERS.to_string(),
         };
         Ok(TableShape {
+            dialect,
             stream: stream.id.clone(),
-            table: quote(table),
-            dead_letters: quote(&dead_letters),
+            table: dialect.quote_qualified(table),
+            dead_letters: dialect.quote_qualified(&dead_letters),
             keys: table_keys(stream),
             results: stream.aggregate.as_ref().map(|a| {
                 (
@@ -336,10 +332,15 @@ impl TableShape {
         } else {
             self.keys
                 .iter()
-                .map(|k| quote(k))
+                .map(|k| self.column(k))
                 .collect::<Vec<_>>()
                 .join(", ")
         }
+    }
+
+    /// A column name quoted in the tables' dialect.
+    pub fn column(&self, name: &str) -> String {
+        self.dialect.quote_ident(name)
     }
 
     /// The statements that create the sink's tables (and their schemas), in the SQL both
@@ -350,7 +351,7 @@ impl TableShape {
                 let keys: String = self
                     .keys
                     .iter()
-                    .map(|k| format!("{} text NOT NULL, ", quote(k)))
+                    .map(|k| format!("{} text NOT NULL, ", self.column(k)))
                     .collect();
                 format!(
                     "{keys}record {json} NOT NULL, _topic text NOT NULL, _partition integer NOT NULL,
@@ -360,11 +361,11 @@ impl TableShape {
             Some((group, computed)) => {
                 let group: String = group
                     .iter()
-                    .map(|k| format!("{} text NOT NULL, ", quote(k)))
+                    .map(|k| format!("{} text NOT NULL, ", self.column(k)))
                     .collect();
                 let computed: String = computed
                     .iter()
-                    .map(|c| format!("{} double precision, ", quote(c)))
+                    .map(|c| format!("{} double precision, ", self.column(c)))
                     .collect();
                 format!(
                     "{group}window_start timestamptz NOT NULL, window_end timestamptz NOT NULL,

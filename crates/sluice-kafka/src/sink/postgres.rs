@@ -2,12 +2,13 @@
 //! offsets in one transaction.
 
 use sluice_core::Redactor;
+use sluice_core::sql::Dialect;
 use sluice_core::stream::Stream;
 use sluice_stream::{Emit, Fired, Value};
 
 use super::{
     Checkpoint, OFFSETS, Offsets, STATE, Sink, SinkBatch, SinkFuture, TableShape, Written,
-    key_text, quote, rows_to_write,
+    key_text, rows_to_write,
 };
 use crate::{Rejected, StreamError};
 
@@ -45,7 +46,7 @@ impl PgSink {
             .map_err(sink_error)?;
         let sink = PgSink {
             client,
-            shape: TableShape::of(stream)?,
+            shape: TableShape::of(stream, Dialect::Postgres)?,
         };
         // Processes of one group start together: their `CREATE … IF NOT EXISTS` would race
         // (PostgreSQL checks existence before it takes the catalog's lock).
@@ -244,7 +245,11 @@ async fn insert_rows(
             columns[i].push(key_text(v.get(k)));
         }
     }
-    let key_names: Vec<String> = shape.keys.iter().map(|k| quote(k)).collect();
+    let key_names: Vec<String> = shape
+        .keys
+        .iter()
+        .map(|k| Dialect::Postgres.quote_ident(k))
+        .collect();
     let key_params: Vec<String> = (0..shape.keys.len())
         .map(|i| format!("${}::text[]", i + 5))
         .collect();
@@ -369,7 +374,7 @@ async fn write_results(
                 let key_match: Vec<String> = group
                     .iter()
                     .enumerate()
-                    .map(|(i, g)| format!("{} = ${}", quote(g), i + 1))
+                    .map(|(i, g)| format!("{} = ${}", Dialect::Postgres.quote_ident(g), i + 1))
                     .chain([format!("window_start = ${}", group.len() + 1)])
                     .collect();
                 let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
@@ -391,14 +396,14 @@ async fn write_results(
             }
             let columns: Vec<String> = group
                 .iter()
-                .map(|g| quote(g))
+                .map(|g| Dialect::Postgres.quote_ident(g))
                 .chain(["window_start".into(), "window_end".into()])
-                .chain(computed.iter().map(|c| quote(c)))
+                .chain(computed.iter().map(|c| Dialect::Postgres.quote_ident(c)))
                 .collect();
             let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
             let updates: Vec<String> = ["window_end".to_string()]
                 .into_iter()
-                .chain(computed.iter().map(|c| quote(c)))
+                .chain(computed.iter().map(|c| Dialect::Postgres.quote_ident(c)))
                 .map(|c| format!("{c} = excluded.{c}"))
                 .collect();
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =

@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use sluice_core::connections::{Connections, WAREHOUSE};
+use sluice_core::sql::Dialect;
 use sluice_core::stream::{Stream, Target};
-use sluice_kafka::sink::{
-    Checkpoint, OFFSETS, STATE, TableShape, key_text, moved, quote, rows_to_write,
-};
+use sluice_kafka::sink::{Checkpoint, OFFSETS, STATE, TableShape, key_text, moved, rows_to_write};
 use sluice_kafka::{
     Offsets, OpenTable, Rejected, Sink, SinkBatch, SinkFuture, StreamError, Written,
 };
@@ -67,11 +66,11 @@ impl DuckSink {
         let conn = warehouse
             .connect()
             .map_err(|e| StreamError::Sink(e.to_string()))?;
-        let shape = TableShape::of(stream)?;
+        let shape = TableShape::of(stream, Dialect::DuckDb)?;
         let incoming: String = shape
             .keys
             .iter()
-            .map(|k| format!("{} VARCHAR, ", quote(k)))
+            .map(|k| format!("{} VARCHAR, ", shape.column(k)))
             .collect();
         // Rows are appended here, then inserted (or upserted) into the table in one statement.
         let ddl = format!(
@@ -276,7 +275,7 @@ fn insert_rows(
         }
         appender.flush().map_err(sink_error)?;
     }
-    let keys: Vec<String> = shape.keys.iter().map(|k| quote(k)).collect();
+    let keys: Vec<String> = shape.keys.iter().map(|k| shape.column(k)).collect();
     let key_list: String = keys.iter().map(|k| format!("{k}, ")).collect();
     let conflict = if keys.is_empty() {
         "ON CONFLICT DO NOTHING".to_string()
@@ -311,14 +310,14 @@ fn write_results(
 ) -> Result<u64, StreamError> {
     let key_match: Vec<String> = group
         .iter()
-        .map(|g| format!("{} = ?", quote(g)))
+        .map(|g| format!("{} = ?", shape.column(g)))
         .chain(["window_start = to_timestamp(CAST(? AS BIGINT) / 1000.0)".to_string()])
         .collect();
     let columns: Vec<String> = group
         .iter()
-        .map(|g| quote(g))
+        .map(|g| shape.column(g))
         .chain(["window_start".into(), "window_end".into()])
-        .chain(computed.iter().map(|c| quote(c)))
+        .chain(computed.iter().map(|c| shape.column(c)))
         .collect();
     let placeholders: Vec<String> = group
         .iter()
@@ -331,7 +330,7 @@ fn write_results(
         .collect();
     let updates: Vec<String> = ["window_end".to_string()]
         .into_iter()
-        .chain(computed.iter().map(|c| quote(c)))
+        .chain(computed.iter().map(|c| shape.column(c)))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     let mut delete = tx
