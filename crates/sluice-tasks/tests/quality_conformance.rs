@@ -132,7 +132,7 @@ fn great_expectations_cases_pass_on_postgres() {
                 .await
                 .map_err(|e| e.to_string())?;
             let stream = Box::pin(futures::stream::iter([Ok(batch)]));
-            sluice_io::postgres::copy_in(client.as_ref(), &schema, &table, &columns, stream)
+            sluice_io::postgres::copy_in(client.as_ref(), schema, &table, &columns, stream)
                 .await
                 .map_err(|e| e.to_string())?;
             for (column, declared) in declared_types(case, "postgresql") {

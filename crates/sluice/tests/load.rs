@@ -30,7 +30,7 @@ impl Pg {
         let owned = Schema::create("t");
         Pg {
             schema: owned.name.clone(),
-            owned: owned,
+            owned,
         }
     }
 
