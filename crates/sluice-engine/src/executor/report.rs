@@ -1,16 +1,23 @@
 //! What a run tells the outside while it works: alerts (failure, retry, recovery, row drop, SLA
 //! miss) to the `Notifier`, OpenLineage events to the `LineageSink`.
 
-use std::time::Duration;
-
 use sluice_core::{TaskLog, TaskState};
 
-use super::EngineError;
-use super::run::RunLoop;
+use sluice_core::Pipeline;
+use sluice_store::RunRecord;
+
+use super::{EngineError, Executor};
 use crate::alerts::{Alert, AlertEvent};
 use crate::lineage::EventType;
 
-impl RunLoop<'_> {
+/// One run as its reports see it.
+pub(super) struct Report<'a> {
+    pub exec: &'a Executor,
+    pub pipeline: &'a Pipeline,
+    pub run: &'a RunRecord,
+}
+
+impl Report<'_> {
     /// When `rows` is below `share` of the median of task `i`'s last successful runs, says so.
     pub(super) fn row_drop(
         &self,
@@ -37,9 +44,9 @@ impl RunLoop<'_> {
     }
 
     /// Reports a missed deadline while the work still runs: metric, log line, alert.
-    pub(super) fn sla_missed(&self, miss: &crate::sla::Miss) {
-        let (pipeline, run) = (self.pipeline, &self.run);
-        let (late, message) = crate::sla::describe(pipeline, miss, &self.states);
+    pub(super) fn sla_missed(&self, miss: &crate::sla::Miss, states: &[TaskState]) {
+        let (pipeline, run) = (self.pipeline, self.run);
+        let (late, message) = crate::sla::describe(pipeline, miss, states);
         let task = miss.task.map_or("run", |i| pipeline.tasks[i].id.as_str());
         crate::metrics::sla_missed(&pipeline.id, task);
         tracing::warn!(pipeline = %pipeline.id, run_id = %run.run_id, "{message}");
@@ -87,7 +94,7 @@ impl RunLoop<'_> {
         let Some(notifier) = &self.exec.notifier else {
             return;
         };
-        let (pipeline, run, task) = (self.pipeline, &self.run, &self.pipeline.tasks[i]);
+        let (pipeline, run, task) = (self.pipeline, self.run, &self.pipeline.tasks[i]);
         let (event, channels) = match state {
             _ if error.is_some() && state == TaskState::Success => {
                 (AlertEvent::RowDrop, &task.alert.row_drop)
@@ -143,7 +150,7 @@ impl RunLoop<'_> {
         let task = &self.pipeline.tasks[i];
         let ctx = self
             .exec
-            .try_context(self.pipeline, &self.run, &task.id, try_number);
+            .try_context(self.pipeline, self.run, &task.id, try_number);
         let lineage = task.action.lineage(Some(&ctx));
         if lineage.is_empty() {
             return;
@@ -153,7 +160,7 @@ impl RunLoop<'_> {
             sink.namespace(),
             self.pipeline,
             &task.id,
-            &self.run,
+            self.run,
             try_number,
             &lineage,
             error,
@@ -161,14 +168,5 @@ impl RunLoop<'_> {
         // The SQL facet, dataset names, the error: every string of the event.
         self.exec.redactor.redact_json(&mut event);
         sink.emit(event);
-    }
-}
-
-/// A duration as a person reads it in a log line: `12.3s`, or `250ms` under a second.
-pub(super) fn secs(d: Duration) -> String {
-    if d.as_secs() >= 1 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }

@@ -14,8 +14,8 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::report::secs;
-use super::tries::{TryResult, run_try};
+use super::report::Report;
+use super::tries::{Queued, TryDone, TryResult, await_answer, run_try, secs};
 use super::{Dispatch, EngineError, Executor, Progress, RunOutcome, RunRequest};
 use crate::lineage::EventType;
 use crate::sla::Deadlines;
@@ -27,17 +27,6 @@ const POOL_POLL: Duration = Duration::from_millis(20);
 pub(super) enum Event {
     TryDone(TryDone),
     RetryDue { task: usize },
-}
-
-pub(super) struct TryDone {
-    pub task: usize,
-    pub try_number: u32,
-    pub started: Instant,
-    pub result: TryResult,
-    /// The try's log, for the executor's own closing lines.
-    pub log: Option<TaskLog>,
-    /// For a try run by a worker: how long it waited from ready to claimed.
-    pub handoff: Option<Duration>,
 }
 
 /// A run's tasks as the store has them when its execution starts or resumes.
@@ -224,7 +213,7 @@ impl<'a> RunLoop<'a> {
         };
         for (i, try_number) in resumed.reattach {
             this.running += 1;
-            let answer = this.await_answer(i, try_number, None, None);
+            let answer = this.queued(i, try_number, None, None);
             this.pending.spawn(answer);
         }
         for (i, at) in resumed.retry_at {
@@ -248,7 +237,7 @@ impl<'a> RunLoop<'a> {
                 Wake::Event(Event::RetryDue { task }) => self.on_retry_due(task),
                 Wake::SlaDue => {
                     for miss in self.deadlines.missed(&self.states) {
-                        self.sla_missed(&miss);
+                        self.report().sla_missed(&miss, &self.states);
                     }
                 }
                 Wake::Cancelled => self.stop_starting(),
@@ -336,10 +325,11 @@ impl<'a> RunLoop<'a> {
         self.states[i] = TaskState::Running;
         tracing::debug!(pipeline = %pipeline.id, task = %task.id, try_number, log = %log_path.display(), "try started");
         self.progress.task_started(&self.run, &task.id, try_number);
-        self.emit_lineage(i, try_number, EventType::Start, None);
+        self.report()
+            .emit_lineage(i, try_number, EventType::Start, None);
         if !local {
             let waited = self.readied_at[i].take().map(|at| at.elapsed());
-            let answer = self.await_answer(i, try_number, slot, waited);
+            let answer = self.queued(i, try_number, slot, waited);
             self.pending.spawn(answer);
             return Ok(());
         }
@@ -360,6 +350,37 @@ impl<'a> RunLoop<'a> {
             })
         });
         Ok(())
+    }
+
+    /// The run as its alerts and lineage events see it.
+    fn report(&self) -> Report<'_> {
+        Report {
+            exec: self.exec,
+            pipeline: self.pipeline,
+            run: &self.run,
+        }
+    }
+
+    /// Waits for a worker's answer to try `try_number` of task `i`, holding its pool `slot`.
+    fn queued(
+        &self,
+        i: usize,
+        try_number: u32,
+        slot: crate::pools::Slot,
+        waited: Option<Duration>,
+    ) -> impl std::future::Future<Output = Event> + Send + 'static {
+        let task = &self.pipeline.tasks[i];
+        let queued = Queued {
+            run: self.run.id,
+            index: i,
+            task: task.id.clone(),
+            try_number,
+            timeout: task.timeout,
+            slot,
+            waited,
+        };
+        let answer = await_answer(self.exec, queued, self.cancel.clone());
+        async move { Event::TryDone(answer.await) }
     }
 
     /// Waits for the next thing that needs the run's attention.
@@ -456,7 +477,8 @@ impl<'a> RunLoop<'a> {
         let interrupted = Some("interrupted");
         self.progress
             .task_finished(&self.run, &task.id, TaskState::None, interrupted);
-        self.emit_lineage(i, try_number, EventType::Abort, interrupted);
+        self.report()
+            .emit_lineage(i, try_number, EventType::Abort, interrupted);
         Ok(())
     }
 
@@ -494,15 +516,17 @@ impl<'a> RunLoop<'a> {
             TaskState::Failed => Some(self.dead_letter(i, try_number, &v)?),
             _ => None,
         };
-        self.alert(i, try_number, next_state, error, log, failed_id);
+        self.report()
+            .alert(i, try_number, next_state, error, log, failed_id);
         if let (TaskState::Success, Some(rows), Some(share)) =
             (next_state, v.rows, pipeline.row_drop)
-            && let Some(drop) = self.row_drop(i, rows, share)?
+            && let Some(drop) = self.report().row_drop(i, rows, share)?
         {
             if let Some(log) = log {
                 log.line(format!("warning: {drop}"));
             }
-            self.alert(i, try_number, next_state, Some(&drop), log, None);
+            self.report()
+                .alert(i, try_number, next_state, Some(&drop), log, None);
         }
         self.states[i] = next_state;
         self.tell_try_ended(i, try_number, took, &v, next_state);
@@ -591,7 +615,7 @@ impl<'a> RunLoop<'a> {
             TryOutcome::Success => EventType::Complete,
             _ => EventType::Fail,
         };
-        self.emit_lineage(i, try_number, event, error);
+        self.report().emit_lineage(i, try_number, event, error);
     }
 
     /// Task `i` will not run again in this run: its downstream tasks are evaluated now.

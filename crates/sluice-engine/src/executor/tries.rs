@@ -16,8 +16,7 @@ use sluice_store::{QueuedResult, Store, TryOutcome};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Dispatch;
-use super::run::{Event, RunLoop, TryDone};
+use super::{Dispatch, Executor};
 
 /// How long a task that was told to stop (timeout, Ctrl-C) may take to wind down before its
 /// work is abandoned (its processes are then killed and its query interrupted).
@@ -49,6 +48,18 @@ pub(crate) struct TryInput {
     pub(super) redactor: Arc<Redactor>,
     pub(super) watermark: Option<String>,
     pub(super) ledger: Arc<dyn Ledger>,
+}
+
+/// How a try ended, for the run that started it.
+pub(super) struct TryDone {
+    pub task: usize,
+    pub try_number: u32,
+    pub started: Instant,
+    pub result: TryResult,
+    /// The try's log, for the executor's own closing lines.
+    pub log: Option<TaskLog>,
+    /// For a try run by a worker: how long it waited from ready to claimed.
+    pub handoff: Option<Duration>,
 }
 
 /// Runs one try with its log; the log is returned for the executor's closing lines.
@@ -184,60 +195,74 @@ impl Ledger for StoreLedger {
     }
 }
 
-impl RunLoop<'_> {
-    /// Waits for a worker's answer to a queued try (a try whose lease expired is answered
-    /// `lost`). A cancelled wait detaches: the try runs on, and whoever resumes the run waits
-    /// for it again. `waited`: how long the task was ready before it was queued.
-    pub(super) fn await_answer(
-        &self,
-        i: usize,
-        try_number: u32,
-        slot: crate::pools::Slot,
-        waited: Option<Duration>,
-    ) -> impl std::future::Future<Output = Event> + Send + 'static {
-        let store = self.exec.store.clone();
-        let answered = match &self.exec.dispatch {
-            Dispatch::Workers { answered } => answered.clone(),
-            Dispatch::Local => None,
+/// Which queued try a run waits for, and how it got there.
+pub(super) struct Queued {
+    pub run: i64,
+    /// The task's index in its pipeline, and its id.
+    pub index: usize,
+    pub task: String,
+    pub try_number: u32,
+    pub timeout: Option<Duration>,
+    /// The pool slot the try holds until it is answered.
+    pub slot: crate::pools::Slot,
+    /// How long the task was ready before it was queued.
+    pub waited: Option<Duration>,
+}
+
+/// Waits for a worker's answer to a queued try (a try whose lease expired is answered `lost`).
+/// A cancelled wait detaches: the try runs on, and whoever resumes the run waits for it again.
+pub(super) fn await_answer(
+    exec: &Executor,
+    queued: Queued,
+    cancel: CancellationToken,
+) -> impl std::future::Future<Output = TryDone> + Send + 'static {
+    let store = exec.store.clone();
+    let answered = match &exec.dispatch {
+        Dispatch::Workers { answered } => answered.clone(),
+        Dispatch::Local => None,
+    };
+    let Queued {
+        run,
+        index: i,
+        task,
+        try_number,
+        timeout,
+        slot,
+        waited,
+    } = queued;
+    async move {
+        let _slot = slot;
+        let started = Instant::now();
+        let key = sluice_store::answer_key(run, &task, try_number);
+        // Subscribed before looking, so that an answer landing in between still wakes us.
+        let mut answers = answered.as_ref().map(|n| n.subscribe());
+        let (result, handoff) = loop {
+            match store.queued_result(run, &task, try_number) {
+                Ok(Some(answer)) => {
+                    let queued = answer
+                        .claimed_at
+                        .map(|c| (c - answer.enqueued_at).to_std().unwrap_or_default());
+                    let handoff = waited.zip(queued).map(|(a, b)| a + b);
+                    break (answer_result(answer, timeout), handoff);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(task = %task, "cannot read the answer of a queued try: {e}")
+                }
+            }
+            tokio::select! {
+                _ = answer_for(answers.as_mut(), &key) => {}
+                _ = tokio::time::sleep(ANSWER_POLL) => {}
+                _ = cancel.cancelled() => break (TryResult::Detached, None),
+            }
         };
-        let task = self.pipeline.tasks[i].id.clone();
-        let timeout = self.pipeline.tasks[i].timeout;
-        let run = self.run.id;
-        let cancel = self.cancel.clone();
-        async move {
-            let _slot = slot;
-            let started = Instant::now();
-            let key = sluice_store::answer_key(run, &task, try_number);
-            // Subscribed before looking, so that an answer landing in between still wakes us.
-            let mut answers = answered.as_ref().map(|n| n.subscribe());
-            let (result, handoff) = loop {
-                match store.queued_result(run, &task, try_number) {
-                    Ok(Some(answer)) => {
-                        let queued = answer
-                            .claimed_at
-                            .map(|c| (c - answer.enqueued_at).to_std().unwrap_or_default());
-                        let handoff = waited.zip(queued).map(|(a, b)| a + b);
-                        break (answer_result(answer, timeout), handoff);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(task = %task, "cannot read the answer of a queued try: {e}")
-                    }
-                }
-                tokio::select! {
-                    _ = answer_for(answers.as_mut(), &key) => {}
-                    _ = tokio::time::sleep(ANSWER_POLL) => {}
-                    _ = cancel.cancelled() => break (TryResult::Detached, None),
-                }
-            };
-            Event::TryDone(TryDone {
-                task: i,
-                try_number,
-                started,
-                result,
-                log: None,
-                handoff,
-            })
+        TryDone {
+            task: i,
+            try_number,
+            started,
+            result,
+            log: None,
+            handoff,
         }
     }
 }
@@ -256,5 +281,14 @@ async fn answer_for(answers: Option<&mut tokio::sync::broadcast::Receiver<String
             Err(RecvError::Lagged(_)) => return,
             Err(RecvError::Closed) => return std::future::pending().await,
         }
+    }
+}
+
+/// A duration as a person reads it in a log line: `12.3s`, or `250ms` under a second.
+pub(super) fn secs(d: Duration) -> String {
+    if d.as_secs() >= 1 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
