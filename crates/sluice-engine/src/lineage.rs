@@ -81,7 +81,10 @@ pub fn run_uuid(name: &str) -> String {
 }
 
 /// One try's run event.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "an event names its kind, job, run, try, datasets and error: one argument each"
+)]
 pub fn run_event(
     event: EventType,
     namespace: &str,

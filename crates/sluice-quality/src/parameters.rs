@@ -644,7 +644,10 @@ impl Parser<'_> {
     }
 
     /// After `(`: nothing, positional arguments, or keyword arguments (not both, as in GE).
-    #[allow(clippy::type_complexity)]
+    #[expect(
+        clippy::type_complexity,
+        reason = "positional and keyword arguments, as Python's call syntax has them"
+    )]
     fn arguments(&mut self) -> Result<(Vec<Expr>, Vec<(String, Expr)>), SyntaxError> {
         let (mut args, mut kwargs) = (Vec::new(), Vec::new());
         if self.eat(')') {

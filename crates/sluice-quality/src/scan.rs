@@ -638,6 +638,7 @@ fn strftime_matches(value: &str, format: &str) -> bool {
     .is_ok()
 }
 
+#[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
 fn add_map(
     acc: &mut MapAcc,
     check: &Check,

@@ -21,6 +21,7 @@ impl GroupGuard {
     fn signal(&self, sig: i32) {
         if let Some(pgid) = self.pgid {
             // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+            #[allow(unsafe_code, reason = "libc::kill: the process group has no safe API")]
             unsafe {
                 libc::kill(-pgid, sig);
             }

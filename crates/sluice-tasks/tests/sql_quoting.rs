@@ -218,7 +218,7 @@ struct Target {
     _home: Home,
 }
 
-#[allow(dead_code)] // held for its Drop
+#[allow(dead_code, reason = "held for its Drop")]
 enum Home {
     Folder(tempfile::TempDir),
     Pg(pg::Schema),

@@ -1,7 +1,7 @@
 //! What the workspace's tests share: a temporary project and the `sluice` binary run in it
 //! ([`project`]), PostgreSQL and MariaDB databases and schemas of a test's own, created and
 //! dropped ([`pg`], [`mariadb`]), free ports ([`net`]), a local S3 server ([`s3`]), and Great
-//! Expectations' conformance cases ([`conformance`]).
+//! Expectations' conformance cases ([`conformance`]), signals to a process ([`send_signal`]).
 //!
 //! Every helper works from synchronous tests and from `#[tokio::test]`s alike: database work
 //! runs on a thread of its own, since blocking on a runtime inside another one panics.
@@ -18,6 +18,20 @@ pub mod s3;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Sends `signal` (`libc::SIGTERM`, …) to process `pid`, as a user's Ctrl-C or `kill -9` would;
+/// a process that is gone already is no error.
+pub fn send_signal(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).expect("a process id fits an i32");
+    // SAFETY: kill(2) touches no memory of ours.
+    #[allow(
+        unsafe_code,
+        reason = "libc::kill: std has no safe way to send a signal other than SIGKILL"
+    )]
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
 
 /// A name no other test uses at the same time (for a database, schema or table): `prefix`,
 /// this process and a counter. Tests of one process (cargo test) and of several (nextest) get

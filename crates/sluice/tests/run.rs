@@ -241,8 +241,7 @@ tasks:
         assert!(Instant::now() < deadline, "second never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: plain signal delivery to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    sluice_testkit::send_signal(child.id(), libc::SIGKILL);
     child.wait().unwrap();
     std::fs::remove_file(p.path().join("block")).unwrap();
 
@@ -281,9 +280,8 @@ tasks:
     );
     assert_eq!(p.read("trace").lines().count(), 4);
     // The killed run's `sleep` was orphaned, as any child of a process killed with SIGKILL is.
-    if let Ok(pid) = p.read("second.pid").trim().parse::<i32>() {
-        // SAFETY: plain signal delivery.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+    if let Ok(pid) = p.read("second.pid").trim().parse::<u32>() {
+        sluice_testkit::send_signal(pid, libc::SIGKILL);
     }
 }
 
@@ -694,8 +692,7 @@ tasks:
     }
     let shell_pid: i32 = p.read("long.pid").trim().parse().unwrap();
     let stopped_at = Instant::now();
-    // SAFETY: plain signal delivery to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    sluice_testkit::send_signal(child.id(), libc::SIGINT);
     let out = common::outcome(&["run (interrupted)"], child.wait_with_output().unwrap());
     assert!(
         stopped_at.elapsed() < Duration::from_secs(15),

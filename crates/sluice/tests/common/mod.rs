@@ -1,6 +1,9 @@
 //! What only the binary's tests share: a `sluice serve` process, Kafka brokers and producers,
 //! run JSON readers; projects, databases and ports come from sluice-testkit.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each topic file uses a part of the shared helpers"
+)]
 
 pub mod kafka;
 pub mod server;

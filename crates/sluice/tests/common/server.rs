@@ -131,7 +131,7 @@ impl Server {
 
     /// Stops the server with SIGTERM and returns its exit code.
     pub fn stop(mut self) -> Option<i32> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        sluice_testkit::send_signal(self.child.id(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
