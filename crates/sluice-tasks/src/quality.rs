@@ -104,7 +104,7 @@ pub async fn validate_stream(
     schema: SchemaRef,
     mut stream: BatchStream,
 ) -> Result<Vec<Result<sluice_quality::result::Observation, QualityError>>, IoError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, IoError>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, IoError>>(2);
     let checks = validation.checks.clone();
     let scan = tokio::task::spawn_blocking(move || {
         scan::run(
