@@ -78,8 +78,17 @@ impl Plan {
     }
 }
 
+/// How the incoming columns differ from the table's.
+struct Differences<'a> {
+    /// Incoming columns the table does not have.
+    added: Vec<Field>,
+    /// Table columns the incoming data lacks.
+    removed: Vec<&'a Field>,
+    /// Columns whose incoming type does not fit the table's: (the table's, the incoming).
+    changed: Vec<(Field, Field)>,
+}
+
 /// Plans a load of `incoming` into a table with `target` columns (`None`: no table yet).
-#[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
 pub fn plan(
     target: Option<&[Field]>,
     incoming: &Schema,
@@ -87,18 +96,53 @@ pub fn plan(
     shown_target: &str,
 ) -> Result<Plan, IoError> {
     let Some(target) = target else {
-        return Ok(Plan {
-            create: Some(
-                incoming
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone().with_nullable(true))
-                    .collect(),
-            ),
-            insert: incoming.fields().iter().map(|f| f.name().clone()).collect(),
-            ..Plan::default()
-        });
+        return Ok(create(incoming));
     };
+    let (plan, differences) = compare(target, incoming, policy);
+    let required_missing = differences.removed.iter().any(|f| !f.is_nullable());
+    let unsafe_changes: Vec<&(Field, Field)> = differences
+        .changed
+        .iter()
+        .filter(|(t, _)| !plan.widen.iter().any(|(n, ..)| n == t.name()))
+        .collect();
+    let fails = match policy {
+        Policy::Fail => {
+            !differences.added.is_empty()
+                || !differences.removed.is_empty()
+                || !differences.changed.is_empty()
+        }
+        Policy::AddColumns | Policy::IgnoreExtra => !unsafe_changes.is_empty() || required_missing,
+    };
+    if !fails {
+        return Ok(plan);
+    }
+    let lines = refused_lines(policy, &differences, &unsafe_changes);
+    Err(IoError::invalid(format!(
+        "the incoming columns do not match {shown_target} (schema_evolution: {}):\n{}\n{}",
+        Policy::NAMES[policy as usize],
+        lines.join("\n"),
+        hint(policy)
+    )))
+}
+
+/// A new table with every incoming column, nullable.
+fn create(incoming: &Schema) -> Plan {
+    Plan {
+        create: Some(
+            incoming
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect(),
+        ),
+        insert: incoming.fields().iter().map(|f| f.name().clone()).collect(),
+        ..Plan::default()
+    }
+}
+
+/// What the policy does with each incoming column, and every difference found (whether the
+/// policy accepts it or not).
+fn compare<'a>(target: &'a [Field], incoming: &Schema, policy: Policy) -> (Plan, Differences<'a>) {
     let mut plan = Plan::default();
     let mut added = Vec::new();
     let mut changed = Vec::new();
@@ -133,28 +177,28 @@ pub fn plan(
             }
         }
     }
-    let removed: Vec<&Field> = target
+    let removed = target
         .iter()
         .filter(|t| incoming.field_with_name(t.name()).is_err())
         .collect();
-    let required_missing: Vec<&&Field> = removed.iter().filter(|f| !f.is_nullable()).collect();
-    let unsafe_changes: Vec<&(Field, Field)> = changed
-        .iter()
-        .filter(|(t, _)| !plan.widen.iter().any(|(n, ..)| n == t.name()))
-        .collect();
-    let fails = match policy {
-        Policy::Fail => !added.is_empty() || !removed.is_empty() || !changed.is_empty(),
-        Policy::AddColumns | Policy::IgnoreExtra => {
-            !unsafe_changes.is_empty() || !required_missing.is_empty()
-        }
+    let differences = Differences {
+        added,
+        removed,
+        changed,
     };
-    if !fails {
-        return Ok(plan);
-    }
+    (plan, differences)
+}
+
+/// One line per difference the policy refuses (under `fail`, every difference).
+fn refused_lines(
+    policy: Policy,
+    differences: &Differences<'_>,
+    unsafe_changes: &[&(Field, Field)],
+) -> Vec<String> {
     let mut lines = Vec::new();
     let show_added = policy == Policy::Fail;
     if show_added {
-        for f in &added {
+        for f in &differences.added {
             lines.push(format!(
                 "  added:   {} ({})",
                 f.name(),
@@ -162,7 +206,7 @@ pub fn plan(
             ));
         }
     }
-    for f in &removed {
+    for f in &differences.removed {
         if policy == Policy::Fail || !f.is_nullable() {
             let why = if f.is_nullable() {
                 ""
@@ -176,7 +220,7 @@ pub fn plan(
             ));
         }
     }
-    for (t, i) in &changed {
+    for (t, i) in &differences.changed {
         if policy == Policy::Fail || unsafe_changes.iter().any(|(u, _)| u.name() == t.name()) {
             let note =
                 if fits(t.data_type(), i.data_type()) && widening(t.data_type(), i.data_type()) {
@@ -192,7 +236,12 @@ pub fn plan(
             ));
         }
     }
-    let hint = match policy {
+    lines
+}
+
+/// How to make a refused load pass under `policy`.
+fn hint(policy: Policy) -> &'static str {
+    match policy {
         Policy::Fail => {
             "hint: set `schema_evolution: add_columns` to add new columns and widen types safely, or `ignore_extra` to load only the table's columns"
         }
@@ -202,12 +251,7 @@ pub fn plan(
         Policy::IgnoreExtra => {
             "hint: ignore_extra never changes the table: only nullable columns may be missing and types must fit as they are; use add_columns to widen, or cast in the source"
         }
-    };
-    Err(IoError::invalid(format!(
-        "the incoming columns do not match {shown_target} (schema_evolution: {}):\n{}\n{hint}",
-        Policy::NAMES[policy as usize],
-        lines.join("\n")
-    )))
+    }
 }
 
 /// Whether every value of `from` is stored exactly by a column of type `to`.

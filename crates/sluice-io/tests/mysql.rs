@@ -113,12 +113,8 @@ fn remote_message(result: Result<impl std::fmt::Debug, IoError>) -> String {
     }
 }
 
-#[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
-#[tokio::test]
-async fn maps_every_type_with_extremes_and_nulls() {
-    let mut db = TestDb::new().await;
-    db.exec(
-        "CREATE TABLE t (
+/// A column of every MariaDB type, its extremes in row 1 and 2, NULL in row 3.
+const EVERY_TYPE_TABLE: &str = "CREATE TABLE t (
             id INT PRIMARY KEY,
             flag TINYINT(1), tiny TINYINT, tiny_u TINYINT UNSIGNED,
             small SMALLINT, small_u SMALLINT UNSIGNED,
@@ -130,11 +126,9 @@ async fn maps_every_type_with_extremes_and_nulls() {
             js JSON,
             vb VARBINARY(10), bn BINARY(3), bl BLOB,
             day DATE, moment DATETIME(6), tm TIME, tm3 TIME(3), yr YEAR, bits BIT(10)
-        )",
-    )
-    .await;
-    db.exec(
-        "INSERT INTO t VALUES
+        )";
+
+const EVERY_TYPE_ROWS: &str = "INSERT INTO t VALUES
         (1, 1, -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295,
          -9223372036854775808, 18446744073709551615,
          1.2345679, 1.2345678901234567, -12345678.9012,
@@ -150,11 +144,10 @@ async fn maps_every_type_with_extremes_and_nulls() {
          '1000-01-01', '9999-12-31 23:59:59.999999', '00:00:00', '838:59:59.000', 1901,
          b'0'),
         (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
-    )
-    .await;
+         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)";
 
-    let (schema, batch) = db.extract_one("SELECT * FROM t ORDER BY id").await;
+/// The Arrow type each column of [`EVERY_TYPE_TABLE`] is read as.
+fn every_type_expected() -> Vec<(String, DataType)> {
     let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
     let expected = [
         ("id", DataType::Int32),
@@ -188,83 +181,111 @@ async fn maps_every_type_with_extremes_and_nulls() {
         ("yr", DataType::Int16),
         ("bits", DataType::Int64),
     ];
-    let expected: Vec<_> = expected
+    expected
         .into_iter()
         .map(|(n, t)| (n.to_owned(), t))
-        .collect();
-    assert_eq!(types(&schema), expected);
+        .collect()
+}
+
+#[tokio::test]
+async fn maps_every_type_with_extremes_and_nulls() {
+    let mut db = TestDb::new().await;
+    db.exec(EVERY_TYPE_TABLE).await;
+    db.exec(EVERY_TYPE_ROWS).await;
+
+    let (schema, batch) = db.extract_one("SELECT * FROM t ORDER BY id").await;
+    assert_eq!(types(&schema), every_type_expected());
     assert!(
         !schema.field_with_name("id").unwrap().is_nullable(),
         "a primary key is NOT NULL"
     );
     assert_eq!(batch.num_rows(), 3);
 
-    let flag = column::<BooleanArray>(&batch, "flag");
+    every_type_integers(&batch);
+    every_type_numbers(&batch);
+    every_type_texts(&batch);
+    every_type_binaries(&batch);
+    every_type_times(&batch);
+    db.drop().await;
+}
+
+/// An integer column's values, whatever its integer type.
+fn ints(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    let array = batch.column_by_name(name).unwrap();
+    let array = arrow::compute::cast(array, &DataType::Int64).unwrap();
+    array
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .iter()
+        .collect()
+}
+
+/// Booleans and integers of every width, signed and unsigned, at their extremes.
+fn every_type_integers(batch: &RecordBatch) {
+    let flag = column::<BooleanArray>(batch, "flag");
     assert_eq!(
         flag.iter().collect::<Vec<_>>(),
         [Some(true), Some(false), None]
     );
-    let ints = |name| -> Vec<Option<i64>> {
-        let array = batch.column_by_name(name).unwrap();
-        let array = arrow::compute::cast(array, &DataType::Int64).unwrap();
-        array
-            .as_primitive::<arrow::datatypes::Int64Type>()
-            .iter()
-            .collect()
-    };
     assert_eq!(
-        column::<Int8Array>(&batch, "tiny").values()[..2],
+        column::<Int8Array>(batch, "tiny").values()[..2],
         [-128, 127]
     );
-    assert_eq!(ints("tiny_u"), [Some(255), Some(0), None]);
+    assert_eq!(ints(batch, "tiny_u"), [Some(255), Some(0), None]);
     assert_eq!(
-        column::<Int16Array>(&batch, "small").values()[..2],
+        column::<Int16Array>(batch, "small").values()[..2],
         [-32768, 32767]
     );
-    assert_eq!(ints("small_u"), [Some(65535), Some(0), None]);
+    assert_eq!(ints(batch, "small_u"), [Some(65535), Some(0), None]);
     assert_eq!(
-        column::<Int32Array>(&batch, "medium").values()[..2],
+        column::<Int32Array>(batch, "medium").values()[..2],
         [-8388608, 8388607]
     );
-    assert_eq!(ints("medium_u"), [Some(16777215), Some(0), None]);
+    assert_eq!(ints(batch, "medium_u"), [Some(16777215), Some(0), None]);
     assert_eq!(
-        column::<Int32Array>(&batch, "regular").values()[..2],
+        column::<Int32Array>(batch, "regular").values()[..2],
         [i32::MIN, i32::MAX]
     );
-    assert_eq!(ints("regular_u"), [Some(4294967295), Some(0), None]);
+    assert_eq!(ints(batch, "regular_u"), [Some(4294967295), Some(0), None]);
     assert_eq!(
-        column::<Int64Array>(&batch, "big")
+        column::<Int64Array>(batch, "big")
             .iter()
             .collect::<Vec<_>>(),
         [Some(i64::MIN), Some(i64::MAX), None]
     );
     assert_eq!(
-        column::<Decimal128Array>(&batch, "big_u")
+        column::<Decimal128Array>(batch, "big_u")
             .iter()
             .collect::<Vec<_>>(),
         [Some(i128::from(u64::MAX)), Some(0), None]
     );
+}
+
+/// Floating point numbers bit for bit, and decimals exactly.
+fn every_type_numbers(batch: &RecordBatch) {
     // Bit for bit: the text protocol would have rounded FLOAT to six digits.
     assert_eq!(
-        column::<Float32Array>(&batch, "f")
+        column::<Float32Array>(batch, "f")
             .iter()
             .collect::<Vec<_>>(),
         [Some(1.2345679f32), Some(-0.5), None]
     );
     assert_eq!(
-        column::<Float64Array>(&batch, "d")
+        column::<Float64Array>(batch, "d")
             .iter()
             .collect::<Vec<_>>(),
         [Some(1.2345678901234567), Some(-1e300), None]
     );
     assert_eq!(
-        column::<Decimal128Array>(&batch, "amount")
+        column::<Decimal128Array>(batch, "amount")
             .iter()
             .collect::<Vec<_>>(),
         [Some(-123_456_789_012), Some(1), None]
     );
-    let texts =
-        |name| -> Vec<Option<&str>> { column::<StringArray>(&batch, name).iter().collect() };
+}
+
+/// Text of every kind, and the times of day MariaDB allows beyond a day, as text.
+fn every_type_texts(batch: &RecordBatch) {
+    let texts = |name| -> Vec<Option<&str>> { column::<StringArray>(batch, name).iter().collect() };
     assert_eq!(texts("vc"), [Some("héllo ☃"), Some(""), None]);
     assert_eq!(texts("ch"), [Some("ab"), Some("abcde"), None]);
     assert_eq!(texts("tx"), [Some("long text"), Some(""), None]);
@@ -276,8 +297,11 @@ async fn maps_every_type_with_extremes_and_nulls() {
         texts("tm3"),
         [Some("12:34:56.789"), Some("838:59:59.000"), None]
     );
+}
+
+fn every_type_binaries(batch: &RecordBatch) {
     let binaries =
-        |name| -> Vec<Option<&[u8]>> { column::<BinaryArray>(&batch, name).iter().collect() };
+        |name| -> Vec<Option<&[u8]>> { column::<BinaryArray>(batch, name).iter().collect() };
     assert_eq!(
         binaries("vb"),
         [Some(&[0x00, 0xff, 0x10][..]), Some(&[][..]), None]
@@ -290,8 +314,11 @@ async fn maps_every_type_with_extremes_and_nulls() {
         binaries("bl"),
         [Some(&[0xde, 0xad, 0xbe, 0xef][..]), Some(&[][..]), None]
     );
+}
 
-    let day = column::<Date32Array>(&batch, "day");
+/// Dates and instants at the ends of their ranges, years, and bit fields.
+fn every_type_times(batch: &RecordBatch) {
+    let day = column::<Date32Array>(batch, "day");
     assert_eq!(
         (0..2)
             .map(|i| day.value_as_date(i).unwrap().to_string())
@@ -299,7 +326,7 @@ async fn maps_every_type_with_extremes_and_nulls() {
         ["2024-02-29", "1000-01-01"]
     );
     assert!(day.is_null(2));
-    let moment = column::<TimestampMicrosecondArray>(&batch, "moment");
+    let moment = column::<TimestampMicrosecondArray>(batch, "moment");
     assert_eq!(
         (0..2)
             .map(|i| moment.value_as_datetime(i).unwrap().to_string())
@@ -308,18 +335,15 @@ async fn maps_every_type_with_extremes_and_nulls() {
     );
     assert!(moment.is_null(2));
     assert_eq!(
-        column::<Int16Array>(&batch, "yr")
-            .iter()
-            .collect::<Vec<_>>(),
+        column::<Int16Array>(batch, "yr").iter().collect::<Vec<_>>(),
         [Some(2024), Some(1901), None]
     );
     assert_eq!(
-        column::<Int64Array>(&batch, "bits")
+        column::<Int64Array>(batch, "bits")
             .iter()
             .collect::<Vec<_>>(),
         [Some(513), Some(0), None]
     );
-    db.drop().await;
 }
 
 #[tokio::test]

@@ -477,40 +477,59 @@ fn ignore(kw: &Map<String, Json>, default: Ignore) -> Result<Ignore, QualityErro
     })
 }
 
-#[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
+/// The check a suite entry names, its arguments read by the family of its expectation. Each
+/// family reads the test's own arguments before the columns it applies to, so the first
+/// argument error reported stays the same.
 fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, QualityError> {
-    let column = || text(kw, "column");
-    let map = |test: MapTest| -> Result<Kind, QualityError> {
-        Ok(Kind::Map {
-            column: column()?,
+    if let Some(test) = map_test(name, kw)? {
+        return Ok(Kind::Map {
+            column: text(kw, "column")?,
             test,
             mostly: mostly(kw)?,
-        })
-    };
-    let stat = |stat: Stat| -> Result<Kind, QualityError> {
-        Ok(Kind::Stat {
-            column: column()?,
+        });
+    }
+    if let Some(stat) = column_stat(name, kw)? {
+        return Ok(Kind::Stat {
+            column: text(kw, "column")?,
             stat,
-        })
-    };
-    let exact = |key: &str| -> Result<Bounds, QualityError> {
-        let v = kw.get(key).cloned().unwrap_or(Json::Null);
-        match v.as_f64() {
-            Some(n) if n.fract() == 0.0 && n >= 0.0 => Ok(Bounds {
-                min: Some(Literal::Number(n)),
-                max: Some(Literal::Number(n)),
-                ..Bounds::default()
-            }),
-            _ => Err(QualityError::argument(
-                key,
-                format!("`{key}` must be integers ≥ 0, found {v}"),
-            )),
-        }
-    };
-    Ok(match name {
+        });
+    }
+    if let Some(test) = pair_test(name, kw)? {
+        return pair(kw, test);
+    }
+    if let Some(test) = multi_test(name, kw)? {
+        return multi(kw, test);
+    }
+    if let Some(kind) = table_kind(name, kw)? {
+        return Ok(kind);
+    }
+    Err(QualityError::suite(format!(
+        "{name} is not evaluated by Sluice"
+    )))
+}
+
+/// A count that must be exactly the whole number `key` gives.
+fn exact(kw: &Map<String, Json>, key: &str) -> Result<Bounds, QualityError> {
+    let v = kw.get(key).cloned().unwrap_or(Json::Null);
+    match v.as_f64() {
+        Some(n) if n.fract() == 0.0 && n >= 0.0 => Ok(Bounds {
+            min: Some(Literal::Number(n)),
+            max: Some(Literal::Number(n)),
+            ..Bounds::default()
+        }),
+        _ => Err(QualityError::argument(
+            key,
+            format!("`{key}` must be integers ≥ 0, found {v}"),
+        )),
+    }
+}
+
+/// Expectations on the table as a whole: its row count and its columns.
+fn table_kind(name: &str, kw: &Map<String, Json>) -> Result<Option<Kind>, QualityError> {
+    Ok(Some(match name {
         "expect_table_row_count_to_be_between" => Kind::RowCount(count_bounds(kw)?),
-        "expect_table_row_count_to_equal" => Kind::RowCount(exact("value")?),
-        "expect_table_column_count_to_equal" => Kind::ColumnCount(exact("value")?),
+        "expect_table_row_count_to_equal" => Kind::RowCount(exact(kw, "value")?),
+        "expect_table_column_count_to_equal" => Kind::ColumnCount(exact(kw, "value")?),
         "expect_table_column_count_to_be_between" => Kind::ColumnCount(count_bounds(kw)?),
         "expect_table_columns_to_match_ordered_list" => Kind::ColumnsOrdered(
             given(kw, "column_list")
@@ -527,31 +546,73 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, QualityError> {
                 .unwrap_or(true),
         },
         "expect_column_to_exist" => Kind::ColumnExists {
-            column: column()?,
+            column: text(kw, "column")?,
             index: kw
                 .get("column_index")
                 .and_then(Json::as_u64)
                 .map(|i| i as usize),
         },
-        "expect_column_values_to_not_be_null" => map(MapTest::NotNull)?,
-        "expect_column_values_to_be_null" => map(MapTest::Null)?,
-        "expect_column_values_to_be_unique" => map(MapTest::Unique)?,
-        "expect_column_values_to_be_between" => map(MapTest::Between(bounds(kw, true)?))?,
-        "expect_column_values_to_be_in_set" => map(MapTest::InSet(literals(kw, "value_set")?))?,
-        "expect_column_values_to_not_be_in_set" => {
-            map(MapTest::NotInSet(literals(kw, "value_set")?))?
+        _ => return Ok(None),
+    }))
+}
+
+/// The test a column map expectation applies to each value.
+fn map_test(name: &str, kw: &Map<String, Json>) -> Result<Option<MapTest>, QualityError> {
+    Ok(Some(match name {
+        "expect_column_values_to_not_be_null" => MapTest::NotNull,
+        "expect_column_values_to_be_null" => MapTest::Null,
+        "expect_column_values_to_be_unique" => MapTest::Unique,
+        "expect_column_values_to_be_between" => MapTest::Between(bounds(kw, true)?),
+        "expect_column_values_to_be_in_set" => MapTest::InSet(literals(kw, "value_set")?),
+        "expect_column_values_to_not_be_in_set" => MapTest::NotInSet(literals(kw, "value_set")?),
+        "expect_column_value_lengths_to_be_between" => {
+            let b = any_bounds(kw, true)?;
+            whole_bounds(&b)?;
+            MapTest::LengthBetween(b)
         }
+        "expect_column_value_lengths_to_equal" => MapTest::LengthBetween(exact(kw, "value")?),
+        "expect_column_values_to_match_strftime_format" => MapTest::Strftime(strftime_format(kw)?),
+        "expect_column_values_to_be_increasing" => MapTest::Increasing {
+            strictly: flag(kw, "strictly"),
+        },
+        "expect_column_values_to_be_decreasing" => MapTest::Decreasing {
+            strictly: flag(kw, "strictly"),
+        },
+        "expect_column_values_to_be_json_parseable" => MapTest::Json,
+        "expect_column_values_to_be_dateutil_parseable" => MapTest::Dateutil,
+        "expect_column_value_z_scores_to_be_less_than" => {
+            let threshold = kw.get("threshold").and_then(Json::as_f64).ok_or_else(|| {
+                QualityError::argument("threshold", "`threshold` must be a number")
+            })?;
+            MapTest::ZScore {
+                threshold,
+                double_sided: kw
+                    .get("double_sided")
+                    .and_then(Json::as_bool)
+                    .unwrap_or(true),
+            }
+        }
+        _ => return regex_test(name, kw),
+    }))
+}
+
+/// The column map tests that match values against regular expressions.
+fn regex_test(name: &str, kw: &Map<String, Json>) -> Result<Option<MapTest>, QualityError> {
+    let patterns = || -> Result<Vec<regex::Regex>, QualityError> {
+        strings(kw, "regex_list")?
+            .iter()
+            .map(|p| regex("regex_list", p))
+            .collect()
+    };
+    Ok(Some(match name {
         "expect_column_values_to_match_regex" => {
-            map(MapTest::Regex(regex("regex", &text(kw, "regex")?)?))?
+            MapTest::Regex(regex("regex", &text(kw, "regex")?)?)
         }
         "expect_column_values_to_not_match_regex" => {
-            map(MapTest::NotRegex(regex("regex", &text(kw, "regex")?)?))?
+            MapTest::NotRegex(regex("regex", &text(kw, "regex")?)?)
         }
         "expect_column_values_to_match_regex_list" => {
-            let list = strings(kw, "regex_list")?
-                .iter()
-                .map(|p| regex("regex_list", p))
-                .collect::<Result<_, _>>()?;
+            let list = patterns()?;
             let any = match kw.get("match_on").and_then(Json::as_str) {
                 None | Some("any") => true,
                 Some("all") => false,
@@ -562,21 +623,34 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, QualityError> {
                     ));
                 }
             };
-            map(MapTest::RegexList { list, any })?
+            MapTest::RegexList { list, any }
         }
-        "expect_column_values_to_not_match_regex_list" => map(MapTest::NotRegexList(
-            strings(kw, "regex_list")?
-                .iter()
-                .map(|p| regex("regex_list", p))
-                .collect::<Result<_, _>>()?,
-        ))?,
-        "expect_column_value_lengths_to_be_between" => {
-            let b = any_bounds(kw, true)?;
-            whole_bounds(&b)?;
-            map(MapTest::LengthBetween(b))?
-        }
-        "expect_column_value_lengths_to_equal" => map(MapTest::LengthBetween(exact("value")?))?,
-        "expect_column_values_to_be_of_type" => stat(Stat::Type(vec![text(kw, "type_")?]))?,
+        "expect_column_values_to_not_match_regex_list" => MapTest::NotRegexList(patterns()?),
+        _ => return Ok(None),
+    }))
+}
+
+/// A strftime format Python's strptime can read.
+fn strftime_format(kw: &Map<String, Json>) -> Result<String, QualityError> {
+    let format = text(kw, "strftime_format")?;
+    // The directives Python's strptime reads; chrono knows more (%D, %F, %T, …).
+    let mut directives = format.split('%').skip(1);
+    if directives.any(|d| !d.is_empty() && !"aAbBcdfHIjmMpSUwWxXyYzZGuV".contains(&d[..1]))
+        || chrono::format::StrftimeItems::new(&format)
+            .any(|i| matches!(i, chrono::format::Item::Error))
+    {
+        return Err(QualityError::argument(
+            "strftime_format",
+            format!("Unable to use provided strftime_format. `{format}`"),
+        ));
+    }
+    Ok(format)
+}
+
+/// The statistic an aggregate expectation measures over one column (its types included).
+fn column_stat(name: &str, kw: &Map<String, Json>) -> Result<Option<Stat>, QualityError> {
+    Ok(Some(match name {
+        "expect_column_values_to_be_of_type" => Stat::Type(vec![text(kw, "type_")?]),
         "expect_column_values_to_be_in_type_list" => {
             let names = match kw.get("type_list") {
                 None | Some(Json::Null) => Vec::new(),
@@ -588,80 +662,43 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, QualityError> {
                     "`type_list` must name at least one type",
                 ));
             }
-            stat(Stat::Type(names))?
+            Stat::Type(names)
         }
-        "expect_column_values_to_match_strftime_format" => {
-            let format = text(kw, "strftime_format")?;
-            // The directives Python's strptime reads; chrono knows more (%D, %F, %T, …).
-            let mut directives = format.split('%').skip(1);
-            if directives.any(|d| !d.is_empty() && !"aAbBcdfHIjmMpSUwWxXyYzZGuV".contains(&d[..1]))
-                || chrono::format::StrftimeItems::new(&format)
-                    .any(|i| matches!(i, chrono::format::Item::Error))
-            {
-                return Err(QualityError::argument(
-                    "strftime_format",
-                    format!("Unable to use provided strftime_format. `{format}`"),
-                ));
-            }
-            map(MapTest::Strftime(format))?
-        }
-        "expect_column_values_to_be_increasing" => map(MapTest::Increasing {
-            strictly: flag(kw, "strictly"),
-        })?,
-        "expect_column_values_to_be_decreasing" => map(MapTest::Decreasing {
-            strictly: flag(kw, "strictly"),
-        })?,
-        "expect_column_values_to_be_json_parseable" => map(MapTest::Json)?,
-        "expect_column_values_to_be_dateutil_parseable" => map(MapTest::Dateutil)?,
-        "expect_column_value_z_scores_to_be_less_than" => {
-            let threshold = kw.get("threshold").and_then(Json::as_f64).ok_or_else(|| {
-                QualityError::argument("threshold", "`threshold` must be a number")
-            })?;
-            map(MapTest::ZScore {
-                threshold,
-                double_sided: kw
-                    .get("double_sided")
-                    .and_then(Json::as_bool)
-                    .unwrap_or(true),
-            })?
-        }
-        "expect_column_min_to_be_between" => stat(Stat::Min(bounds(kw, false)?))?,
-        "expect_column_max_to_be_between" => stat(Stat::Max(bounds(kw, false)?))?,
-        "expect_column_mean_to_be_between" => stat(Stat::Mean(bounds(kw, false)?))?,
-        "expect_column_median_to_be_between" => stat(Stat::Median(bounds(kw, false)?))?,
-        "expect_column_sum_to_be_between" => stat(Stat::Sum(bounds(kw, false)?))?,
-        "expect_column_stdev_to_be_between" => stat(Stat::Stdev(bounds(kw, false)?))?,
-        "expect_column_unique_value_count_to_be_between" => {
-            stat(Stat::UniqueCount(bounds(kw, false)?))?
-        }
+        "expect_column_min_to_be_between" => Stat::Min(bounds(kw, false)?),
+        "expect_column_max_to_be_between" => Stat::Max(bounds(kw, false)?),
+        "expect_column_mean_to_be_between" => Stat::Mean(bounds(kw, false)?),
+        "expect_column_median_to_be_between" => Stat::Median(bounds(kw, false)?),
+        "expect_column_sum_to_be_between" => Stat::Sum(bounds(kw, false)?),
+        "expect_column_stdev_to_be_between" => Stat::Stdev(bounds(kw, false)?),
+        "expect_column_unique_value_count_to_be_between" => Stat::UniqueCount(bounds(kw, false)?),
         "expect_column_proportion_of_unique_values_to_be_between" => {
-            stat(Stat::UniqueProportion(bounds(kw, false)?))?
+            Stat::UniqueProportion(bounds(kw, false)?)
         }
-        "expect_column_quantile_values_to_be_between" => stat(quantiles(kw)?)?,
-        "expect_column_most_common_value_to_be_in_set" => stat(Stat::MostCommon {
+        "expect_column_quantile_values_to_be_between" => quantiles(kw)?,
+        "expect_column_most_common_value_to_be_in_set" => Stat::MostCommon {
             set: literals(kw, "value_set")?,
             ties_okay: flag(kw, "ties_okay"),
-        })?,
-        "expect_column_distinct_values_to_be_in_set" => stat(Stat::DistinctInSet(
+        },
+        "expect_column_distinct_values_to_be_in_set" => Stat::DistinctInSet(
             given(kw, "value_set")
                 .then(|| literals(kw, "value_set"))
                 .transpose()?,
-        ))?,
-        "expect_column_distinct_values_to_contain_set" => {
-            stat(Stat::DistinctContain(set_or_empty(kw)?))?
-        }
-        "expect_column_distinct_values_to_equal_set" => {
-            stat(Stat::DistinctEqual(set_or_empty(kw)?))?
-        }
-        "expect_column_pair_values_to_be_equal" => pair(kw, PairTest::Equal)?,
-        "expect_column_pair_values_a_to_be_greater_than_b" => pair(
-            kw,
-            PairTest::Greater {
-                or_equal: flag(kw, "or_equal"),
-            },
-        )?,
-        "expect_column_pair_values_to_be_in_set" => {
-            let pairs = list(kw, "value_pairs_set")?
+        ),
+        "expect_column_distinct_values_to_contain_set" => Stat::DistinctContain(set_or_empty(kw)?),
+        "expect_column_distinct_values_to_equal_set" => Stat::DistinctEqual(set_or_empty(kw)?),
+        _ => return Ok(None),
+    }))
+}
+
+/// The test a column pair expectation applies to each row's two values.
+fn pair_test(name: &str, kw: &Map<String, Json>) -> Result<Option<PairTest>, QualityError> {
+    Ok(Some(match name {
+        "expect_column_pair_values_to_be_equal" => PairTest::Equal,
+        "expect_column_pair_values_a_to_be_greater_than_b" => PairTest::Greater {
+            or_equal: flag(kw, "or_equal"),
+        },
+        "expect_column_pair_values_to_be_in_set" => PairTest::InSet(
+            list(kw, "value_pairs_set")?
                 .iter()
                 .map(|p| match p.as_array().map(Vec::as_slice) {
                     Some([a, b]) => Ok((Literal::from_json(a), Literal::from_json(b))),
@@ -670,25 +707,25 @@ fn kind(name: &str, kw: &Map<String, Json>) -> Result<Kind, QualityError> {
                         format!("value_pairs_set must hold pairs, found {p}"),
                     )),
                 })
-                .collect::<Result<_, _>>()?;
-            pair(kw, PairTest::InSet(pairs))?
-        }
-        "expect_compound_columns_to_be_unique" => multi(kw, MultiTest::CompoundUnique)?,
-        "expect_select_column_values_to_be_unique_within_record" => {
-            multi(kw, MultiTest::UniqueWithinRecord)?
-        }
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => return Ok(None),
+    }))
+}
+
+/// The test a multi-column expectation applies to each row's values.
+fn multi_test(name: &str, kw: &Map<String, Json>) -> Result<Option<MultiTest>, QualityError> {
+    Ok(Some(match name {
+        "expect_compound_columns_to_be_unique" => MultiTest::CompoundUnique,
+        "expect_select_column_values_to_be_unique_within_record" => MultiTest::UniqueWithinRecord,
         "expect_multicolumn_sum_to_equal" => {
             let total = kw.get("sum_total").and_then(Json::as_f64).ok_or_else(|| {
                 QualityError::argument("sum_total", "`sum_total` must be a number")
             })?;
-            multi(kw, MultiTest::SumEqual(total))?
+            MultiTest::SumEqual(total)
         }
-        other => {
-            return Err(QualityError::suite(format!(
-                "{other} is not evaluated by Sluice"
-            )));
-        }
-    })
+        _ => return Ok(None),
+    }))
 }
 
 fn given(kw: &Map<String, Json>, key: &str) -> bool {

@@ -217,6 +217,122 @@ impl Sql<'_> {
             _ => None,
         }
     }
+
+    /// Present rows whose value occurs more than once among the present rows.
+    fn duplicated(&self, column: &str, present: &str) -> String {
+        let (c, relation) = (self.ident(column), self.relation);
+        format!(
+            "{present} AND {c} IN (SELECT {c} FROM {relation} WHERE {present} GROUP BY {c} HAVING COUNT(*) > 1)"
+        )
+    }
+
+    /// Present rows whose z-score (against the present rows) reaches `threshold`.
+    fn z_score_reaches(
+        &self,
+        column: &str,
+        present: &str,
+        threshold: f64,
+        double_sided: bool,
+    ) -> String {
+        let (x, relation) = (self.double(column), self.relation);
+        let z = format!(
+            "({x} - (SELECT AVG({x}) FROM {relation} WHERE {present})) / (SELECT STDDEV_SAMP({x}) FROM {relation} WHERE {present})"
+        );
+        let t = literal(
+            self.dialect,
+            &Literal::Number(threshold),
+            &DataType::Float64,
+        )
+        .unwrap_or_else(|| "'Infinity'".into());
+        let z = if double_sided { format!("ABS({z})") } else { z };
+        format!("{present} AND {z} >= {t}")
+    }
+
+    /// The predicate that a row's two values meet the pair test; NULL counts as not met.
+    fn pair_holds(&self, a: &str, b: &str, test: &PairTest) -> String {
+        let (ma, mb) = (self.missing(a), self.missing(b));
+        let (qa, qb) = (self.ident(a), self.ident(b));
+        let both = format!("NOT {ma} AND NOT {mb}");
+        match test {
+            PairTest::Equal => format!("({both} AND {qa} = {qb})"),
+            PairTest::Greater { or_equal } => {
+                let op = if *or_equal { ">=" } else { ">" };
+                format!("({both} AND {qa} {op} {qb})")
+            }
+            PairTest::InSet(pairs) => {
+                let side = |q: &str, m: &str, v: &Literal, dt: &DataType| match v {
+                    Literal::Null => Some(m.to_string()),
+                    _ => literal(self.dialect, v, dt).map(|l| format!("{q} = {l}")),
+                };
+                let alternatives: Vec<String> = pairs
+                    .iter()
+                    .filter_map(|(x, y)| {
+                        Some(format!(
+                            "({} AND {})",
+                            side(&qa, &ma, x, self.dtype(a))?,
+                            side(&qb, &mb, y, self.dtype(b))?
+                        ))
+                    })
+                    .collect();
+                if alternatives.is_empty() {
+                    "FALSE".into()
+                } else {
+                    format!("({})", alternatives.join(" OR "))
+                }
+            }
+        }
+    }
+
+    /// The aggregate a statistic reads over the present rows, if the SQL engine measures it;
+    /// only what this statistic needs, and instants have a min and a max only.
+    fn measure(&self, column: &str, stat: &Stat, present: &str) -> Option<(Measure, String)> {
+        let probe = shape(self.dtype(column));
+        let agg = |f: String| format!("{f} FILTER (WHERE {present})");
+        let c = self.ident(column);
+        let x = self.double(column);
+        let integer = matches!(probe, Column::Int(_));
+        let numeric = !matches!(probe, Column::Time { .. });
+        Some(match stat {
+            _ if stat.needs_counts() => (Measure::Distinct, agg(format!("COUNT(DISTINCT {c})"))),
+            Stat::Min(_) => (Measure::Min, agg(format!("MIN({c})"))),
+            Stat::Max(_) => (Measure::Max, agg(format!("MAX({c})"))),
+            Stat::Mean(_) if numeric => (Measure::Mean, agg(format!("AVG({x})"))),
+            Stat::Stdev(_) if numeric => (Measure::Stdev, self.stdev(column, present)),
+            Stat::Sum(_) if numeric && integer => (
+                Measure::Sum,
+                format!("CAST({} AS BIGINT)", agg(format!("SUM({c})"))),
+            ),
+            Stat::Sum(_) if numeric => (Measure::Sum, agg(format!("SUM({x})"))),
+            Stat::Median(_) if numeric => (
+                Measure::Median,
+                match self.dialect {
+                    Dialect::DuckDb => agg(format!("quantile_cont({x}, 0.5)")),
+                    Dialect::Postgres => {
+                        agg(format!("percentile_cont(0.5) WITHIN GROUP (ORDER BY {x})"))
+                    }
+                },
+            ),
+            _ => return None,
+        })
+    }
+
+    /// The sample standard deviation of the present rows.
+    fn stdev(&self, column: &str, present: &str) -> String {
+        let agg = |f: String| format!("{f} FILTER (WHERE {present})");
+        let (c, x, relation) = (self.ident(column), self.double(column), self.relation);
+        match self.dialect {
+            // PostgreSQL's float8 algorithm rounds differently from pandas';
+            // pandas' two passes (the mean, then squared deviations) agree.
+            Dialect::Postgres => format!(
+                "SQRT({} / NULLIF({} - 1, 0))",
+                agg(format!(
+                    "SUM(POWER({x} - (SELECT AVG({x}) FROM {relation} WHERE {present}), 2))"
+                )),
+                agg(format!("COUNT({c})"))
+            ),
+            Dialect::DuckDb => agg(format!("STDDEV_SAMP({x})")),
+        }
+    }
 }
 
 /// What a check still needs after the aggregate query.
@@ -259,9 +375,47 @@ enum Measure {
     Distinct,
 }
 
+/// The one aggregate query being planned: each count or measure a check needs is one of its
+/// columns, known by its position.
+#[derive(Default)]
+struct Select {
+    exprs: Vec<String>,
+}
+
+impl Select {
+    fn add(&mut self, expr: String) -> usize {
+        self.exprs.push(expr);
+        self.exprs.len() - 1
+    }
+
+    /// The rows the check's row condition `w` selects that also meet `filter`.
+    fn count(&mut self, w: &str, filter: &str) -> usize {
+        self.add(format!("COUNT(*) FILTER (WHERE {w} AND {filter})"))
+    }
+}
+
+/// The aggregate query's one row (none when no check needed it).
+struct Aggregates {
+    row: Option<RecordBatch>,
+}
+
+impl Aggregates {
+    fn cell(&self, i: usize) -> Column {
+        Column::new(
+            self.row
+                .as_ref()
+                .expect("the aggregate query ran")
+                .column(i),
+        )
+    }
+
+    fn int(&self, i: usize) -> u64 {
+        self.cell(i).number(0).unwrap_or(0.0) as u64
+    }
+}
+
 /// Measures every check against `relation` (a quoted table name). `Err` when the relation
 /// cannot be read at all.
-#[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
 pub async fn run<D: Database>(
     checks: &[Check],
     relation: &str,
@@ -276,335 +430,293 @@ pub async fn run<D: Database>(
         schema: &schema,
     };
     let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let mut select: Vec<String> = Vec::new();
-    let mut add = |expr: String| {
-        select.push(expr);
-        select.len() - 1
-    };
-    let mut needs = Vec::with_capacity(checks.len());
-    for check in checks {
-        if let Some(problem) = domain_problem(check, &schema) {
-            needs.push(Need::Done(Err(problem)));
-            continue;
-        }
-        let w = sql.condition(check);
-        let count = |add: &mut dyn FnMut(String) -> usize, filter: &str| {
-            add(format!("COUNT(*) FILTER (WHERE {w} AND {filter})"))
-        };
-        let need = match &check.kind {
-            Kind::RowCount(_) => Need::Table {
-                rows: count(&mut add, "TRUE"),
-            },
-            Kind::Map { column, test, .. } => {
-                let probe = shape(sql.dtype(column));
-                let missing = sql.missing(column);
-                let present = format!("{w} AND NOT {missing}");
-                match row_test(test, &probe) {
-                    Err(e) => Need::Done(Err(e)),
-                    Ok(_) => match test {
-                        MapTest::NotNull => Need::Rows {
-                            element: count(&mut add, "TRUE"),
-                            missing: None,
-                            unexpected: count(&mut add, &missing),
-                            rows_where: format!("{w} AND {missing}"),
-                        },
-                        MapTest::Null => Need::Rows {
-                            element: count(&mut add, "TRUE"),
-                            missing: None,
-                            unexpected: count(&mut add, &format!("NOT {missing}")),
-                            rows_where: present,
-                        },
-                        MapTest::Unique => {
-                            let c = sql.ident(column);
-                            Need::Counted {
-                                element: count(&mut add, "TRUE"),
-                                missing: count(&mut add, &missing),
-                                unexpected_where: format!(
-                                    "{present} AND {c} IN (SELECT {c} FROM {relation} WHERE {present} GROUP BY {c} HAVING COUNT(*) > 1)"
-                                ),
-                            }
-                        }
-                        MapTest::ZScore {
-                            threshold,
-                            double_sided,
-                        } => {
-                            let x = sql.double(column);
-                            let z = format!(
-                                "({x} - (SELECT AVG({x}) FROM {relation} WHERE {present})) / (SELECT STDDEV_SAMP({x}) FROM {relation} WHERE {present})"
-                            );
-                            let t = literal(
-                                sql.dialect,
-                                &Literal::Number(*threshold),
-                                &DataType::Float64,
-                            )
-                            .unwrap_or_else(|| "'Infinity'".into());
-                            let z = if *double_sided {
-                                format!("ABS({z})")
-                            } else {
-                                z
-                            };
-                            Need::Counted {
-                                element: count(&mut add, "TRUE"),
-                                missing: count(&mut add, &missing),
-                                unexpected_where: format!("{present} AND {z} >= {t}"),
-                            }
-                        }
-                        _ => match sql.unexpected(column, test) {
-                            Some(bad) => Need::Rows {
-                                element: count(&mut add, "TRUE"),
-                                missing: Some(count(&mut add, &missing)),
-                                unexpected: count(&mut add, &format!("NOT {missing} AND {bad}")),
-                                rows_where: format!("{present} AND {bad}"),
-                            },
-                            None => Need::Fallback,
-                        },
-                    },
-                }
-            }
-            Kind::Pair {
-                a, b, test, ignore, ..
-            } => {
-                let (ma, mb) = (sql.missing(a), sql.missing(b));
-                let ignored = match ignore {
-                    Ignore::BothMissing | Ignore::AllMissing => format!("({ma} AND {mb})"),
-                    Ignore::EitherMissing | Ignore::AnyMissing => format!("({ma} OR {mb})"),
-                    Ignore::Never => "FALSE".into(),
-                };
-                let (qa, qb) = (sql.ident(a), sql.ident(b));
-                let both = format!("NOT {ma} AND NOT {mb}");
-                let ok = match test {
-                    PairTest::Equal => format!("({both} AND {qa} = {qb})"),
-                    PairTest::Greater { or_equal } => {
-                        let op = if *or_equal { ">=" } else { ">" };
-                        format!("({both} AND {qa} {op} {qb})")
-                    }
-                    PairTest::InSet(pairs) => {
-                        let side = |q: &str, m: &str, v: &Literal, dt: &DataType| match v {
-                            Literal::Null => Some(m.to_string()),
-                            _ => literal(sql.dialect, v, dt).map(|l| format!("{q} = {l}")),
-                        };
-                        let alternatives: Vec<String> = pairs
-                            .iter()
-                            .filter_map(|(x, y)| {
-                                Some(format!(
-                                    "({} AND {})",
-                                    side(&qa, &ma, x, sql.dtype(a))?,
-                                    side(&qb, &mb, y, sql.dtype(b))?
-                                ))
-                            })
-                            .collect();
-                        if alternatives.is_empty() {
-                            "FALSE".into()
-                        } else {
-                            format!("({})", alternatives.join(" OR "))
-                        }
-                    }
-                };
-                let bad = format!("NOT {ignored} AND NOT COALESCE({ok}, FALSE)");
-                Need::Rows {
-                    element: count(&mut add, "TRUE"),
-                    missing: Some(count(&mut add, &ignored)),
-                    unexpected: count(&mut add, &bad),
-                    rows_where: format!("{w} AND {bad}"),
-                }
-            }
-            Kind::Multi { .. } => Need::Fallback,
-            Kind::Stat { column, stat } => {
-                let probe = shape(sql.dtype(column));
-                if let Some(problem) = stat_problem(check, &probe) {
-                    Need::Done(Err(problem))
-                } else if let Stat::Type(_) = stat {
-                    Need::Done(Ok(Observation::Stat(Box::new(StatObservation {
-                        type_names: Some(type_names(sql.dtype(column))),
-                        ..StatObservation::default()
-                    }))))
-                } else {
-                    let missing = sql.missing(column);
-                    let present = format!("{w} AND NOT {missing}");
-                    let agg = |f: String| format!("{f} FILTER (WHERE {present})");
-                    let c = sql.ident(column);
-                    let x = sql.double(column);
-                    let integer = matches!(probe, Column::Int(_));
-                    let mut measures = Vec::new();
-                    let mut measure = |m: Measure, expr: String| measures.push((m, add(expr)));
-                    // Only what this statistic needs; instants have a min and a max only.
-                    let numeric = !matches!(probe, Column::Time { .. });
-                    let stdev = match sql.dialect {
-                        // PostgreSQL's float8 algorithm rounds differently from pandas';
-                        // pandas' two passes (the mean, then squared deviations) agree.
-                        Dialect::Postgres => format!(
-                            "SQRT({} / NULLIF({} - 1, 0))",
-                            agg(format!(
-                                "SUM(POWER({x} - (SELECT AVG({x}) FROM {relation} WHERE {present}), 2))"
-                            )),
-                            agg(format!("COUNT({c})"))
-                        ),
-                        Dialect::DuckDb => agg(format!("STDDEV_SAMP({x})")),
-                    };
-                    match stat {
-                        _ if stat.needs_counts() => {
-                            measure(Measure::Distinct, agg(format!("COUNT(DISTINCT {c})")))
-                        }
-                        Stat::Min(_) => measure(Measure::Min, agg(format!("MIN({c})"))),
-                        Stat::Max(_) => measure(Measure::Max, agg(format!("MAX({c})"))),
-                        Stat::Mean(_) if numeric => {
-                            measure(Measure::Mean, agg(format!("AVG({x})")))
-                        }
-                        Stat::Stdev(_) if numeric => measure(Measure::Stdev, stdev),
-                        Stat::Sum(_) if numeric && integer => measure(
-                            Measure::Sum,
-                            format!("CAST({} AS BIGINT)", agg(format!("SUM({c})"))),
-                        ),
-                        Stat::Sum(_) if numeric => measure(Measure::Sum, agg(format!("SUM({x})"))),
-                        Stat::Median(_) if numeric => measure(
-                            Measure::Median,
-                            match sql.dialect {
-                                Dialect::DuckDb => agg(format!("quantile_cont({x}, 0.5)")),
-                                Dialect::Postgres => {
-                                    agg(format!("percentile_cont(0.5) WITHIN GROUP (ORDER BY {x})"))
-                                }
-                            },
-                        ),
-                        _ => {}
-                    }
-                    Need::Stat {
-                        element: add(format!("COUNT(*) FILTER (WHERE {w})")),
-                        missing: add(format!("COUNT(*) FILTER (WHERE {w} AND {missing})")),
-                        measures,
-                        present,
-                    }
-                }
-            }
-            Kind::Invalid(e) => Need::Done(Err(e.clone())),
-            _ => Need::Done(Ok(Observation::Table {
-                rows: 0,
-                columns: columns.clone(),
-            })),
-        };
-        needs.push(need);
-    }
-
-    let row = if select.is_empty() {
-        None
-    } else {
-        let (_, batches) = db
-            .query(format!("SELECT {} FROM {relation}", select.join(",\n  ")))
-            .await?;
-        batches.into_iter().find(|b| b.num_rows() > 0)
-    };
-    let cell = |i: usize| -> Column {
-        Column::new(row.as_ref().expect("the aggregate query ran").column(i))
-    };
-    let int = |i: usize| cell(i).number(0).unwrap_or(0.0) as u64;
+    let mut select = Select::default();
+    let needs: Vec<Need> = checks
+        .iter()
+        .map(|check| plan(&sql, &mut select, check, &columns))
+        .collect();
+    let row = aggregate(db, relation, &select).await?;
 
     let mut out = Vec::with_capacity(checks.len());
     let mut fallback = Vec::new();
     for (i, (check, need)) in checks.iter().zip(needs).enumerate() {
-        let observed = match need {
-            Need::Done(o) => o,
-            Need::Fallback => {
-                fallback.push(i);
-                Err(QualityError::Internal(
-                    "not measured by the in-memory engine".into(),
-                ))
-            }
-            Need::Table { rows } => Ok(Observation::Table {
-                rows: int(rows),
-                columns: columns.clone(),
-            }),
-            Need::Rows {
-                element,
-                missing,
-                unexpected,
-                rows_where,
-            } => {
-                let mut o = MapObservation {
-                    element_count: int(element),
-                    missing_count: missing.map_or(0, int),
-                    unexpected_count: int(unexpected),
-                    unexpected: Vec::new(),
-                };
-                if o.unexpected_count > 0 {
-                    o.unexpected = unexpected_rows(db, &sql, check, &rows_where).await?;
-                }
-                Ok(Observation::Map(o))
-            }
-            Need::Counted {
-                element,
-                missing,
-                unexpected_where,
-            } => {
-                let (_, batches) = db
-                    .query(format!(
-                        "SELECT CAST(COUNT(*) AS BIGINT) FROM {relation} WHERE {unexpected_where}"
-                    ))
-                    .await?;
-                let count = first_number(&batches) as u64;
-                let mut o = MapObservation {
-                    element_count: int(element),
-                    missing_count: int(missing),
-                    unexpected_count: count,
-                    unexpected: Vec::new(),
-                };
-                if count > 0 {
-                    o.unexpected = unexpected_rows(db, &sql, check, &unexpected_where).await?;
-                }
-                Ok(Observation::Map(o))
-            }
-            Need::Stat {
-                element,
-                missing,
-                measures,
-                present,
-            } => {
-                let measured: Vec<(Measure, Column)> =
-                    measures.iter().map(|&(m, i)| (m, cell(i))).collect();
-                stat(
-                    db,
-                    &sql,
-                    check,
-                    int(element),
-                    int(missing),
-                    &measured,
-                    &present,
-                )
-                .await
-                .map(|o| Observation::Stat(Box::new(o)))
-            }
-        };
-        out.push(observed);
+        if matches!(need, Need::Fallback) {
+            fallback.push(i);
+        }
+        out.push(answer(db, &sql, check, need, &row, &columns).await?);
     }
 
     if !fallback.is_empty() {
         let chosen: Vec<Check> = fallback.iter().map(|&i| checks[i].clone()).collect();
-        let mut wanted: Vec<String> = Vec::new();
-        for check in &chosen {
-            let mut cols = check.columns();
-            if let Some(c) = &check.condition {
-                c.columns(&mut cols);
-            }
-            cols.extend(check.format.index_columns.iter().cloned());
-            for c in cols {
-                if !wanted.contains(&c) {
-                    wanted.push(c);
-                }
-            }
-        }
-        let list: Vec<String> = wanted.iter().map(|c| sql.ident(c)).collect();
-        let (schema, batches) = db
-            .query(format!("SELECT {} FROM {relation}", list.join(", ")))
-            .await?;
-        let Ok(observed) = scan::run(
-            &chosen,
-            &schema,
-            batches.into_iter().map(Ok::<_, Infallible>),
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-        );
+        let observed = in_memory(db, &sql, &chosen).await?;
         for (i, o) in fallback.into_iter().zip(observed) {
             out[i] = o.map(without_rows);
         }
     }
     Ok(out)
+}
+
+/// What `check` needs, its counts and measures added to the aggregate query.
+fn plan(sql: &Sql<'_>, select: &mut Select, check: &Check, columns: &[String]) -> Need {
+    if let Some(problem) = domain_problem(check, sql.schema) {
+        return Need::Done(Err(problem));
+    }
+    let w = sql.condition(check);
+    match &check.kind {
+        Kind::RowCount(_) => Need::Table {
+            rows: select.count(&w, "TRUE"),
+        },
+        Kind::Map { column, test, .. } => plan_map(sql, select, &w, column, test),
+        Kind::Pair {
+            a, b, test, ignore, ..
+        } => plan_pair(sql, select, &w, [a, b], test, *ignore),
+        Kind::Multi { .. } => Need::Fallback,
+        Kind::Stat { column, stat } => plan_stat(sql, select, check, &w, column, stat),
+        Kind::Invalid(e) => Need::Done(Err(e.clone())),
+        _ => Need::Done(Ok(Observation::Table {
+            rows: 0,
+            columns: columns.to_vec(),
+        })),
+    }
+}
+
+/// A column map check over the rows `w` selects.
+fn plan_map(sql: &Sql<'_>, select: &mut Select, w: &str, column: &str, test: &MapTest) -> Need {
+    if let Err(e) = row_test(test, &shape(sql.dtype(column))) {
+        return Need::Done(Err(e));
+    }
+    let missing = sql.missing(column);
+    let present = format!("{w} AND NOT {missing}");
+    match test {
+        MapTest::NotNull => Need::Rows {
+            element: select.count(w, "TRUE"),
+            missing: None,
+            unexpected: select.count(w, &missing),
+            rows_where: format!("{w} AND {missing}"),
+        },
+        MapTest::Null => Need::Rows {
+            element: select.count(w, "TRUE"),
+            missing: None,
+            unexpected: select.count(w, &format!("NOT {missing}")),
+            rows_where: present,
+        },
+        MapTest::Unique => Need::Counted {
+            element: select.count(w, "TRUE"),
+            missing: select.count(w, &missing),
+            unexpected_where: sql.duplicated(column, &present),
+        },
+        MapTest::ZScore {
+            threshold,
+            double_sided,
+        } => Need::Counted {
+            element: select.count(w, "TRUE"),
+            missing: select.count(w, &missing),
+            unexpected_where: sql.z_score_reaches(column, &present, *threshold, *double_sided),
+        },
+        _ => match sql.unexpected(column, test) {
+            Some(bad) => Need::Rows {
+                element: select.count(w, "TRUE"),
+                missing: Some(select.count(w, &missing)),
+                unexpected: select.count(w, &format!("NOT {missing} AND {bad}")),
+                rows_where: format!("{present} AND {bad}"),
+            },
+            None => Need::Fallback,
+        },
+    }
+}
+
+/// A column pair check over the rows `w` selects.
+fn plan_pair(
+    sql: &Sql<'_>,
+    select: &mut Select,
+    w: &str,
+    [a, b]: [&str; 2],
+    test: &PairTest,
+    ignore: Ignore,
+) -> Need {
+    let (ma, mb) = (sql.missing(a), sql.missing(b));
+    let ignored = match ignore {
+        Ignore::BothMissing | Ignore::AllMissing => format!("({ma} AND {mb})"),
+        Ignore::EitherMissing | Ignore::AnyMissing => format!("({ma} OR {mb})"),
+        Ignore::Never => "FALSE".into(),
+    };
+    let ok = sql.pair_holds(a, b, test);
+    let bad = format!("NOT {ignored} AND NOT COALESCE({ok}, FALSE)");
+    Need::Rows {
+        element: select.count(w, "TRUE"),
+        missing: Some(select.count(w, &ignored)),
+        unexpected: select.count(w, &bad),
+        rows_where: format!("{w} AND {bad}"),
+    }
+}
+
+/// A column statistic over the rows `w` selects (a column's type needs no query).
+fn plan_stat(
+    sql: &Sql<'_>,
+    select: &mut Select,
+    check: &Check,
+    w: &str,
+    column: &str,
+    stat: &Stat,
+) -> Need {
+    if let Some(problem) = stat_problem(check, &shape(sql.dtype(column))) {
+        return Need::Done(Err(problem));
+    }
+    if let Stat::Type(_) = stat {
+        return Need::Done(Ok(Observation::Stat(Box::new(StatObservation {
+            type_names: Some(type_names(sql.dtype(column))),
+            ..StatObservation::default()
+        }))));
+    }
+    let missing = sql.missing(column);
+    let present = format!("{w} AND NOT {missing}");
+    let measures = sql
+        .measure(column, stat, &present)
+        .map(|(m, expr)| (m, select.add(expr)))
+        .into_iter()
+        .collect();
+    Need::Stat {
+        element: select.add(format!("COUNT(*) FILTER (WHERE {w})")),
+        missing: select.add(format!("COUNT(*) FILTER (WHERE {w} AND {missing})")),
+        measures,
+        present,
+    }
+}
+
+/// Runs the aggregate query, if any check needs it.
+async fn aggregate<D: Database>(
+    db: &mut D,
+    relation: &str,
+    select: &Select,
+) -> Result<Aggregates, QualityError> {
+    let row = if select.exprs.is_empty() {
+        None
+    } else {
+        let (_, batches) = db
+            .query(format!(
+                "SELECT {} FROM {relation}",
+                select.exprs.join(",\n  ")
+            ))
+            .await?;
+        batches.into_iter().find(|b| b.num_rows() > 0)
+    };
+    Ok(Aggregates { row })
+}
+
+/// A check's observation from its need: read from the aggregate row, plus the queries for
+/// its unexpected rows or its further statistics. The outer `Err` is a failed query that
+/// ends the run; a check left to the in-memory engine gets a placeholder here.
+async fn answer<D: Database>(
+    db: &mut D,
+    sql: &Sql<'_>,
+    check: &Check,
+    need: Need,
+    row: &Aggregates,
+    columns: &[String],
+) -> Result<Result<Observation, QualityError>, QualityError> {
+    Ok(match need {
+        Need::Done(o) => o,
+        Need::Fallback => Err(QualityError::Internal(
+            "not measured by the in-memory engine".into(),
+        )),
+        Need::Table { rows } => Ok(Observation::Table {
+            rows: row.int(rows),
+            columns: columns.to_vec(),
+        }),
+        Need::Rows {
+            element,
+            missing,
+            unexpected,
+            rows_where,
+        } => {
+            let mut o = MapObservation {
+                element_count: row.int(element),
+                missing_count: missing.map_or(0, |i| row.int(i)),
+                unexpected_count: row.int(unexpected),
+                unexpected: Vec::new(),
+            };
+            if o.unexpected_count > 0 {
+                o.unexpected = unexpected_rows(db, sql, check, &rows_where).await?;
+            }
+            Ok(Observation::Map(o))
+        }
+        Need::Counted {
+            element,
+            missing,
+            unexpected_where,
+        } => {
+            let (_, batches) = db
+                .query(format!(
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {unexpected_where}",
+                    sql.relation
+                ))
+                .await?;
+            let count = first_number(&batches) as u64;
+            let mut o = MapObservation {
+                element_count: row.int(element),
+                missing_count: row.int(missing),
+                unexpected_count: count,
+                unexpected: Vec::new(),
+            };
+            if count > 0 {
+                o.unexpected = unexpected_rows(db, sql, check, &unexpected_where).await?;
+            }
+            Ok(Observation::Map(o))
+        }
+        Need::Stat {
+            element,
+            missing,
+            measures,
+            present,
+        } => {
+            let measured: Vec<(Measure, Column)> =
+                measures.iter().map(|&(m, i)| (m, row.cell(i))).collect();
+            stat(
+                db,
+                sql,
+                check,
+                row.int(element),
+                row.int(missing),
+                &measured,
+                &present,
+            )
+            .await
+            .map(|o| Observation::Stat(Box::new(o)))
+        }
+    })
+}
+
+/// The checks SQL cannot express the in-memory engine's way, run by that engine over just
+/// the columns they read.
+async fn in_memory<D: Database>(
+    db: &mut D,
+    sql: &Sql<'_>,
+    chosen: &[Check],
+) -> Result<Vec<Result<Observation, QualityError>>, QualityError> {
+    let mut wanted: Vec<String> = Vec::new();
+    for check in chosen {
+        let mut cols = check.columns();
+        if let Some(c) = &check.condition {
+            c.columns(&mut cols);
+        }
+        cols.extend(check.format.index_columns.iter().cloned());
+        for c in cols {
+            if !wanted.contains(&c) {
+                wanted.push(c);
+            }
+        }
+    }
+    let list: Vec<String> = wanted.iter().map(|c| sql.ident(c)).collect();
+    let (schema, batches) = db
+        .query(format!("SELECT {} FROM {}", list.join(", "), sql.relation))
+        .await?;
+    let Ok(observed) = scan::run(
+        chosen,
+        &schema,
+        batches.into_iter().map(Ok::<_, Infallible>),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    Ok(observed)
 }
 
 /// Tables have no row numbers; the SQL engine reports rows by their index columns only.

@@ -15,7 +15,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::QualityError;
 use crate::condition::compare;
-use crate::expect::{Check, Kind, MapTest, MultiTest, PairTest, Stat};
+use crate::expect::{Check, Ignore, Kind, MapTest, MultiTest, PairTest, Stat};
 use crate::result::{
     MapObservation, Observation, StatObservation, Unexpected, cmp_literal, ignored, order_json,
     same, within,
@@ -638,7 +638,6 @@ fn strftime_matches(value: &str, format: &str) -> bool {
     .is_ok()
 }
 
-#[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
 fn add_map(
     acc: &mut MapAcc,
     check: &Check,
@@ -646,124 +645,19 @@ fn add_map(
     offset: u64,
     selected: Option<&[bool]>,
 ) -> Result<(), QualityError> {
+    let at = BatchRows {
+        batch,
+        offset,
+        selected,
+    };
     match &check.kind {
         Kind::Map {
             column: name, test, ..
-        } => {
-            let col = column(batch, name);
-            let states = map_states(test, &col, selected)?;
-            let date = matches!(col, Column::Time { date: true, .. });
-            let float = matches!(col, Column::Float(_));
-            let mut edge = Edge {
-                offset,
-                first: None,
-                last: None,
-            };
-            if let (Extra::Unique(seen), Column::Int(_)) = (&acc.extra, &col)
-                && seen.is_empty()
-                && check.format.level != crate::expect::Level::Complete
-                && check.format.index_columns.is_empty()
-            {
-                acc.extra = Extra::UniqueInts(Box::default());
-            }
-            for (r, &state) in states.iter().enumerate() {
-                if state == SKIPPED {
-                    continue;
-                }
-                acc.obs.element_count += 1;
-                if state == MISSING {
-                    acc.obs.missing_count += 1;
-                    continue;
-                }
-                let row = offset + r as u64;
-                match (&mut acc.extra, test) {
-                    (Extra::UniqueInts(ints), _) => {
-                        let Column::Int(a) = &col else {
-                            return Err(QualityError::data(format!(
-                                "{}: the column changed type between batches",
-                                check.name
-                            )));
-                        };
-                        let v = a.value(r);
-                        if !ints.seen.insert(bitmap_key(v)) {
-                            *ints.repeats.entry(v).or_default() += 1;
-                            if ints.examples.len() < acc.keep {
-                                ints.examples.push(unexpected(&col, check, batch, r, row));
-                            }
-                        }
-                    }
-                    (Extra::Unique(seen), _) => {
-                        note(seen, Key::of(&col, r), row, || {
-                            (
-                                Key::of(&col, r).json(float, date),
-                                index_of(check, batch, r),
-                            )
-                        });
-                    }
-                    (
-                        Extra::Order(_),
-                        MapTest::Increasing { strictly } | MapTest::Decreasing { strictly },
-                    ) => {
-                        let v = col.number(r).ok_or_else(|| {
-                            QualityError::data(format!(
-                                "{}: values must be numbers or dates",
-                                check.name
-                            ))
-                        })?;
-                        let increasing = matches!(test, MapTest::Increasing { .. });
-                        match edge.last {
-                            None => {
-                                edge.first = Some((v, unexpected(&col, check, batch, r, row)));
-                            }
-                            Some(prev) => {
-                                if !ordered(prev, v, increasing, *strictly) {
-                                    acc.push(unexpected(&col, check, batch, r, row));
-                                }
-                            }
-                        }
-                        edge.last = Some(v);
-                    }
-                    (Extra::Scores(values), _) => {
-                        let v = col.number(r).ok_or_else(|| {
-                            QualityError::data(format!(
-                                "{}: the column must be numeric",
-                                check.name
-                            ))
-                        })?;
-                        values.push((v, unexpected(&col, check, batch, r, row)));
-                    }
-                    _ if state == UNEXPECTED => acc.push(unexpected(&col, check, batch, r, row)),
-                    _ => {}
-                }
-            }
-            if let Extra::Order(edges) = &mut acc.extra {
-                edges.push(edge);
-            }
-            Ok(())
-        }
+        } => add_values(acc, check, name, test, &at),
         Kind::Pair {
             a, b, test, ignore, ..
         } => {
-            let (ca, cb) = (column(batch, a), column(batch, b));
-            for r in 0..batch.num_rows() {
-                if selected.is_some_and(|s| !s[r]) {
-                    continue;
-                }
-                acc.obs.element_count += 1;
-                let missing = [ca.is_missing(r), cb.is_missing(r)];
-                if ignored(*ignore, &missing) {
-                    acc.obs.missing_count += 1;
-                    continue;
-                }
-                let ok = pair_ok(test, &ca, &cb, r);
-                if !ok {
-                    acc.push(Unexpected {
-                        row: Some(offset + r as u64),
-                        value: Json::Array(vec![ca.json(r), cb.json(r)]),
-                        index: index_of(check, batch, r),
-                    });
-                }
-            }
+            add_pairs(acc, check, [a.as_str(), b.as_str()], test, *ignore, &at);
             Ok(())
         }
         Kind::Multi {
@@ -772,49 +666,210 @@ fn add_map(
             ignore,
             ..
         } => {
-            let cols: Vec<Column> = columns.iter().map(|c| column(batch, c)).collect();
-            for r in 0..batch.num_rows() {
-                if selected.is_some_and(|s| !s[r]) {
-                    continue;
-                }
-                acc.obs.element_count += 1;
-                let missing: Vec<bool> = cols.iter().map(|c| c.is_missing(r)).collect();
-                if ignored(*ignore, &missing) {
-                    acc.obs.missing_count += 1;
-                    continue;
-                }
-                let row = offset + r as u64;
-                let record = || -> Json {
-                    Json::Object(
-                        columns
-                            .iter()
-                            .zip(&cols)
-                            .map(|(n, c)| (n.clone(), c.json(r)))
-                            .collect(),
-                    )
-                };
-                let ok = match test {
-                    MultiTest::CompoundUnique => {
-                        let Extra::Compound(seen) = &mut acc.extra else {
-                            unreachable!("compound uniqueness keeps a map")
-                        };
-                        let key: Vec<Key> = cols.iter().map(|c| Key::of(c, r)).collect();
-                        note(seen, key, row, || (record(), index_of(check, batch, r)));
-                        true
-                    }
-                    other => record_ok(other, &cols, r),
-                };
-                if !ok {
-                    acc.push(Unexpected {
-                        row: Some(row),
-                        value: record(),
-                        index: index_of(check, batch, r),
-                    });
-                }
-            }
+            add_records(acc, check, columns, test, *ignore, &at);
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// The rows of one batch a map check reads: where the batch starts and which rows the row
+/// condition selects.
+struct BatchRows<'a> {
+    batch: &'a RecordBatch,
+    offset: u64,
+    selected: Option<&'a [bool]>,
+}
+
+impl BatchRows<'_> {
+    fn skipped(&self, r: usize) -> bool {
+        self.selected.is_some_and(|s| !s[r])
+    }
+}
+
+/// Whole-number uniqueness is kept compactly ([`IntSeen`]) unless every unexpected row, or
+/// its index columns, must be listed; decided on the first batch.
+fn compact_unique_ints(acc: &mut MapAcc, check: &Check, col: &Column) {
+    if let (Extra::Unique(seen), Column::Int(_)) = (&acc.extra, col)
+        && seen.is_empty()
+        && check.format.level != crate::expect::Level::Complete
+        && check.format.index_columns.is_empty()
+    {
+        acc.extra = Extra::UniqueInts(Box::default());
+    }
+}
+
+/// A column map check over one batch: the row-wise tests' states, and the stateful tests'
+/// (uniqueness, order, z-scores) accumulators.
+fn add_values(
+    acc: &mut MapAcc,
+    check: &Check,
+    name: &str,
+    test: &MapTest,
+    at: &BatchRows<'_>,
+) -> Result<(), QualityError> {
+    let BatchRows { batch, offset, .. } = *at;
+    let col = column(batch, name);
+    let states = map_states(test, &col, at.selected)?;
+    let date = matches!(col, Column::Time { date: true, .. });
+    let float = matches!(col, Column::Float(_));
+    let mut edge = Edge {
+        offset,
+        first: None,
+        last: None,
+    };
+    compact_unique_ints(acc, check, &col);
+    for (r, &state) in states.iter().enumerate() {
+        if state == SKIPPED {
+            continue;
+        }
+        acc.obs.element_count += 1;
+        if state == MISSING {
+            acc.obs.missing_count += 1;
+            continue;
+        }
+        let row = offset + r as u64;
+        match (&mut acc.extra, test) {
+            (Extra::UniqueInts(ints), _) => {
+                let Column::Int(a) = &col else {
+                    return Err(QualityError::data(format!(
+                        "{}: the column changed type between batches",
+                        check.name
+                    )));
+                };
+                let v = a.value(r);
+                if !ints.seen.insert(bitmap_key(v)) {
+                    *ints.repeats.entry(v).or_default() += 1;
+                    if ints.examples.len() < acc.keep {
+                        ints.examples.push(unexpected(&col, check, batch, r, row));
+                    }
+                }
+            }
+            (Extra::Unique(seen), _) => {
+                note(seen, Key::of(&col, r), row, || {
+                    (
+                        Key::of(&col, r).json(float, date),
+                        index_of(check, batch, r),
+                    )
+                });
+            }
+            (
+                Extra::Order(_),
+                MapTest::Increasing { strictly } | MapTest::Decreasing { strictly },
+            ) => {
+                let v = col.number(r).ok_or_else(|| {
+                    QualityError::data(format!("{}: values must be numbers or dates", check.name))
+                })?;
+                let increasing = matches!(test, MapTest::Increasing { .. });
+                match edge.last {
+                    None => {
+                        edge.first = Some((v, unexpected(&col, check, batch, r, row)));
+                    }
+                    Some(prev) => {
+                        if !ordered(prev, v, increasing, *strictly) {
+                            acc.push(unexpected(&col, check, batch, r, row));
+                        }
+                    }
+                }
+                edge.last = Some(v);
+            }
+            (Extra::Scores(values), _) => {
+                let v = col.number(r).ok_or_else(|| {
+                    QualityError::data(format!("{}: the column must be numeric", check.name))
+                })?;
+                values.push((v, unexpected(&col, check, batch, r, row)));
+            }
+            _ if state == UNEXPECTED => acc.push(unexpected(&col, check, batch, r, row)),
+            _ => {}
+        }
+    }
+    if let Extra::Order(edges) = &mut acc.extra {
+        edges.push(edge);
+    }
+    Ok(())
+}
+
+/// A column pair check over one batch.
+fn add_pairs(
+    acc: &mut MapAcc,
+    check: &Check,
+    [a, b]: [&str; 2],
+    test: &PairTest,
+    ignore: Ignore,
+    at: &BatchRows<'_>,
+) {
+    let batch = at.batch;
+    let (ca, cb) = (column(batch, a), column(batch, b));
+    for r in 0..batch.num_rows() {
+        if at.skipped(r) {
+            continue;
+        }
+        acc.obs.element_count += 1;
+        let missing = [ca.is_missing(r), cb.is_missing(r)];
+        if ignored(ignore, &missing) {
+            acc.obs.missing_count += 1;
+            continue;
+        }
+        let ok = pair_ok(test, &ca, &cb, r);
+        if !ok {
+            acc.push(Unexpected {
+                row: Some(at.offset + r as u64),
+                value: Json::Array(vec![ca.json(r), cb.json(r)]),
+                index: index_of(check, batch, r),
+            });
+        }
+    }
+}
+
+/// A multi-column check over one batch: each selected row's values as one record.
+fn add_records(
+    acc: &mut MapAcc,
+    check: &Check,
+    columns: &[String],
+    test: &MultiTest,
+    ignore: Ignore,
+    at: &BatchRows<'_>,
+) {
+    let batch = at.batch;
+    let cols: Vec<Column> = columns.iter().map(|c| column(batch, c)).collect();
+    for r in 0..batch.num_rows() {
+        if at.skipped(r) {
+            continue;
+        }
+        acc.obs.element_count += 1;
+        let missing: Vec<bool> = cols.iter().map(|c| c.is_missing(r)).collect();
+        if ignored(ignore, &missing) {
+            acc.obs.missing_count += 1;
+            continue;
+        }
+        let row = at.offset + r as u64;
+        let record = || -> Json {
+            Json::Object(
+                columns
+                    .iter()
+                    .zip(&cols)
+                    .map(|(n, c)| (n.clone(), c.json(r)))
+                    .collect(),
+            )
+        };
+        let ok = match test {
+            MultiTest::CompoundUnique => {
+                let Extra::Compound(seen) = &mut acc.extra else {
+                    unreachable!("compound uniqueness keeps a map")
+                };
+                let key: Vec<Key> = cols.iter().map(|c| Key::of(c, r)).collect();
+                note(seen, key, row, || (record(), index_of(check, batch, r)));
+                true
+            }
+            other => record_ok(other, &cols, r),
+        };
+        if !ok {
+            acc.push(Unexpected {
+                row: Some(row),
+                value: record(),
+                index: index_of(check, batch, r),
+            });
+        }
     }
 }
 
