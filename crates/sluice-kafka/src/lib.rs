@@ -21,6 +21,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sluice_core::stream::{Delivery, StartPosition, Stream};
+use sluice_stream::Fired;
 use tokio_util::sync::CancellationToken;
 
 pub use avro::{Decoded, Decoder};
@@ -210,53 +211,28 @@ fn topic_partitions(
 ///
 /// While a batch is written, the next one is read: the sink's transaction and the broker's
 /// fetches overlap, and the next batch still waits for the previous one's commit.
-#[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
 pub async fn run(
     stream: &Stream,
     setup: &SinkSetup,
     stop: CancellationToken,
     stop_when_idle: Option<Duration>,
 ) -> Result<Totals, StreamError> {
-    let mut decoder = Decoder::new(stream)?;
-    let mut sink = setup.open(stream).await?;
-    let now_ms = || chrono::Utc::now().timestamp_millis();
-    let restore =
-        |state: Option<serde_json::Value>| -> Result<Option<windows::Windows>, StreamError> {
-            let mut w = windows::Windows::of(stream);
-            if let (Some(w), Some(state)) = (&mut w, state) {
-                w.restore(state, now_ms()).map_err(|e| {
-                    StreamError::Sink(format!(
-                        "the checkpointed window state does not read back: {e}"
-                    ))
-                })?;
-            }
-            Ok(w)
-        };
-    // The window state and the offsets it stands for (aggregating streams).
-    let checkpoint = sink.checkpoint().await?;
-    let mut windows = restore(checkpoint.state)?;
-    let mut seen = checkpoint.offsets;
-    let consumer = consumer(stream)?;
-    let mut partitions = match windows {
-        Some(_) => topic_partitions(&consumer, stream)?,
-        None => Vec::new(),
-    };
-    let mut totals = Totals::default();
+    let mut run = StreamRun::start(stream, setup, &stop).await?;
     let mut last_record = Instant::now();
-    let mut prefetched: Option<(Vec<Record>, Instant)> = None;
+    let mut prefetched: Option<Read> = None;
     loop {
         if stop.is_cancelled() {
             break;
         }
         let (batch, opened) = match prefetched.take() {
             Some(read) => read,
-            None => next_batch(&consumer, stream, &stop).await?,
+            None => next_batch(&run.consumer, stream, &stop).await?,
         };
         if batch.is_empty() {
-            observe_watermarks(stream, windows.as_mut(), now_ms());
+            run.observe_watermarks();
             // Idle counts only once partitions are assigned: joining the group takes a while
             // (brokers delay the first rebalance, 3 s by default).
-            if consumer.assignment()?.count() == 0 {
+            if run.consumer.assignment()?.count() == 0 {
                 last_record = Instant::now();
             } else if stop_when_idle.is_some_and(|idle| last_record.elapsed() >= idle) {
                 break;
@@ -264,23 +240,62 @@ pub async fn run(
             continue;
         }
         last_record = Instant::now();
-        let mut good: Vec<(Record, serde_json::Value)> = Vec::new();
-        let mut bad: Vec<Rejected> = Vec::new();
-        let Some(decoded) = decoder.decode_until_done(&batch, &stop).await? else {
+        let Some(decoded) = run.decode(&batch).await? else {
             // Stopped while asking the schema registry: the batch is not committed, so the next
             // run reads it again.
             break;
         };
+        let batch = DecodedBatch::of(batch, decoded);
+        run.totals.consumed += batch.consumed();
+        let (written, late) = if run.windows.is_none() {
+            let (written, read) = run.write_rows_reading_next(&batch).await;
+            prefetched = Some(read?);
+            (written?, 0)
+        } else {
+            run.write_windows(&batch).await?
+        };
+        run.committed(&batch, &written, late, opened)?;
+    }
+    Ok(run.totals)
+}
+
+/// A batch as `next_batch` read it, with the time its first record came.
+type Read = (Vec<Record>, Instant);
+
+/// One run of a stream: its consumer, its sink and, for an aggregating stream, its windows.
+struct StreamRun<'a> {
+    stream: &'a Stream,
+    setup: &'a SinkSetup,
+    stop: &'a CancellationToken,
+    decoder: Decoder,
+    sink: Box<dyn Sink>,
+    consumer: StreamConsumer<Context>,
+    /// The window state (aggregating streams), and the stored offsets it stands for.
+    windows: Option<windows::Windows>,
+    seen: Offsets,
+    /// Every partition of the topics (aggregating streams: the watermark waits for each).
+    partitions: Vec<(String, i32)>,
+    totals: Totals,
+}
+
+/// A batch decoded: the records the sink takes, those it will not, and the next offset to read
+/// per partition — what is committed once the batch is durable.
+struct DecodedBatch {
+    good: Vec<(Record, serde_json::Value)>,
+    bad: Vec<Rejected>,
+    next: Offsets,
+}
+
+impl DecodedBatch {
+    fn of(batch: Vec<Record>, decoded: Vec<Decoded>) -> DecodedBatch {
+        let mut good: Vec<(Record, serde_json::Value)> = Vec::new();
+        let mut bad: Vec<Rejected> = Vec::new();
         for (record, decoded) in batch.into_iter().zip(decoded) {
             match decoded {
                 Ok(value) => good.push((record, value)),
                 Err(reason) => bad.push(Rejected { record, reason }),
             }
         }
-        let consumed = (good.len() + bad.len()) as u64;
-        totals.consumed += consumed;
-        let mut late = 0;
-        // The next offset to read, per partition: what is committed once the batch is durable.
         let mut next = Offsets::new();
         for r in good
             .iter()
@@ -290,67 +305,192 @@ pub async fn run(
             let e = next.entry((r.topic.clone(), r.partition)).or_insert(0);
             *e = (*e).max(r.offset + 1);
         }
-        let written = if windows.is_none() {
-            let batch = SinkBatch::rows(&good, &bad);
-            let exactly_once = stream.delivery == Delivery::ExactlyOnce;
-            let write =
-                write_until_done(&mut sink, setup, stream, &batch, &next, exactly_once, &stop);
-            let (written, read) = tokio::join!(write, next_batch(&consumer, stream, &stop));
-            prefetched = Some(read?);
-            written?
-        } else {
-            loop {
-                // Another process of the group wrote since (its own partitions, or ours before
-                // a rebalance): its records are in the shared state, so start from that.
-                if sink::moved(&seen, &sink.stored_offsets().await?) {
-                    let checkpoint = sink.checkpoint().await?;
-                    windows = restore(checkpoint.state)?;
-                    seen = checkpoint.offsets;
-                }
-                let w = windows.as_mut().expect("an aggregating stream has windows");
-                // Records below the stored offsets are already in the window state.
-                let fresh = |r: &Record| r.is_new(&seen);
-                let records: Vec<&(Record, serde_json::Value)> =
-                    good.iter().filter(|(r, _)| fresh(r)).collect();
-                let mut rejected: Vec<Rejected> =
-                    bad.iter().filter(|b| fresh(&b.record)).cloned().collect();
-                let skipped = consumed - (records.len() + rejected.len()) as u64;
-                for e in consumer.assignment()?.elements() {
-                    let tp = (e.topic().to_string(), e.partition());
-                    if !partitions.contains(&tp) {
-                        partitions.push(tp); // the topic grew
-                    }
-                }
-                w.assign(&partitions, now_ms());
-                let (refused, late_ones) = w.add(records, now_ms());
-                rejected.extend(refused);
-                let fired = w.fire(now_ms());
-                let state = w.state();
-                let batch = SinkBatch {
-                    rows: &[],
-                    results: &fired,
-                    bad: &rejected,
-                    state: Some(&state),
-                    expected: Some(&seen),
-                };
-                match write_until_done(&mut sink, setup, stream, &batch, &next, true, &stop).await {
-                    Ok(mut written) => {
-                        written.skipped += skipped;
-                        late = late_ones;
-                        for (tp, offset) in &next {
-                            let stored = seen.entry(tp.clone()).or_insert(0);
-                            *stored = (*stored).max(*offset);
-                        }
-                        break written;
-                    }
-                    // Another process wrote between our check and our write: stored offsets only
-                    // grow, so the check at the top sees it and the batch is built again on
-                    // that process's state.
-                    Err(StreamError::Fenced) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+        DecodedBatch { good, bad, next }
+    }
+
+    fn consumed(&self) -> u64 {
+        (self.good.len() + self.bad.len()) as u64
+    }
+}
+
+/// What a batch did to an aggregating stream's windows: the windows that fired, the state after
+/// it, and the records to dead-letter (the batch's own and those the windows refused).
+struct Windowed {
+    fired: Vec<Fired>,
+    state: serde_json::Value,
+    rejected: Vec<Rejected>,
+    /// Records already in the window state (below the stored offsets).
+    skipped: u64,
+    late: u64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// An aggregating stream's windows with the checkpointed state put back (None for a stream
+/// that does not aggregate).
+fn restore(
+    stream: &Stream,
+    state: Option<serde_json::Value>,
+) -> Result<Option<windows::Windows>, StreamError> {
+    let mut w = windows::Windows::of(stream);
+    if let (Some(w), Some(state)) = (&mut w, state) {
+        w.restore(state, now_ms()).map_err(|e| {
+            StreamError::Sink(format!(
+                "the checkpointed window state does not read back: {e}"
+            ))
+        })?;
+    }
+    Ok(w)
+}
+
+impl<'a> StreamRun<'a> {
+    async fn start(
+        stream: &'a Stream,
+        setup: &'a SinkSetup,
+        stop: &'a CancellationToken,
+    ) -> Result<StreamRun<'a>, StreamError> {
+        let decoder = Decoder::new(stream)?;
+        let mut sink = setup.open(stream).await?;
+        let checkpoint = sink.checkpoint().await?;
+        let windows = restore(stream, checkpoint.state)?;
+        let consumer = consumer(stream)?;
+        let partitions = match windows {
+            Some(_) => topic_partitions(&consumer, stream)?,
+            None => Vec::new(),
         };
+        Ok(StreamRun {
+            stream,
+            setup,
+            stop,
+            decoder,
+            sink,
+            consumer,
+            windows,
+            seen: checkpoint.offsets,
+            partitions,
+            totals: Totals::default(),
+        })
+    }
+
+    /// Each record's payload decoded (or why not); None when stopped first.
+    async fn decode(&mut self, batch: &[Record]) -> Result<Option<Vec<Decoded>>, StreamError> {
+        self.decoder.decode_until_done(batch, self.stop).await
+    }
+
+    /// Writes a batch of rows while the next batch is read.
+    async fn write_rows_reading_next(
+        &mut self,
+        batch: &DecodedBatch,
+    ) -> (Result<Written, StreamError>, Result<Read, StreamError>) {
+        let rows = SinkBatch::rows(&batch.good, &batch.bad);
+        let exactly_once = self.stream.delivery == Delivery::ExactlyOnce;
+        let write = write_until_done(
+            &mut self.sink,
+            self.setup,
+            self.stream,
+            &rows,
+            &batch.next,
+            exactly_once,
+            self.stop,
+        );
+        tokio::join!(write, next_batch(&self.consumer, self.stream, self.stop))
+    }
+
+    /// Adds a batch to the windows and writes what fired with the window state and the offsets,
+    /// in one transaction; with how many records were late.
+    async fn write_windows(&mut self, batch: &DecodedBatch) -> Result<(Written, u64), StreamError> {
+        loop {
+            // Another process of the group wrote since (its own partitions, or ours before
+            // a rebalance): its records are in the shared state, so start from that.
+            if sink::moved(&self.seen, &self.sink.stored_offsets().await?) {
+                let checkpoint = self.sink.checkpoint().await?;
+                self.windows = restore(self.stream, checkpoint.state)?;
+                self.seen = checkpoint.offsets;
+            }
+            let windowed = self.add_to_windows(batch)?;
+            let write = SinkBatch {
+                rows: &[],
+                results: &windowed.fired,
+                bad: &windowed.rejected,
+                state: Some(&windowed.state),
+                expected: Some(&self.seen),
+            };
+            match write_until_done(
+                &mut self.sink,
+                self.setup,
+                self.stream,
+                &write,
+                &batch.next,
+                true,
+                self.stop,
+            )
+            .await
+            {
+                Ok(mut written) => {
+                    written.skipped += windowed.skipped;
+                    for (tp, offset) in &batch.next {
+                        let stored = self.seen.entry(tp.clone()).or_insert(0);
+                        *stored = (*stored).max(*offset);
+                    }
+                    return Ok((written, windowed.late));
+                }
+                // Another process wrote between our check and our write: stored offsets only
+                // grow, so the check at the top sees it and the batch is built again on
+                // that process's state.
+                Err(StreamError::Fenced) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Adds the batch's records not yet in the window state and fires the windows the
+    /// watermark closed.
+    fn add_to_windows(&mut self, batch: &DecodedBatch) -> Result<Windowed, StreamError> {
+        let w = self
+            .windows
+            .as_mut()
+            .expect("an aggregating stream has windows");
+        // Records below the stored offsets are already in the window state.
+        let fresh = |r: &Record| r.is_new(&self.seen);
+        let records: Vec<&(Record, serde_json::Value)> =
+            batch.good.iter().filter(|(r, _)| fresh(r)).collect();
+        let mut rejected: Vec<Rejected> = batch
+            .bad
+            .iter()
+            .filter(|b| fresh(&b.record))
+            .cloned()
+            .collect();
+        let skipped = batch.consumed() - (records.len() + rejected.len()) as u64;
+        for e in self.consumer.assignment()?.elements() {
+            let tp = (e.topic().to_string(), e.partition());
+            if !self.partitions.contains(&tp) {
+                self.partitions.push(tp); // the topic grew
+            }
+        }
+        w.assign(&self.partitions, now_ms());
+        let (refused, late) = w.add(records, now_ms());
+        rejected.extend(refused);
+        let fired = w.fire(now_ms());
+        Ok(Windowed {
+            state: w.state(),
+            fired,
+            rejected,
+            skipped,
+            late,
+        })
+    }
+
+    /// Counts a batch the sink committed, commits its offsets to Kafka and reports it.
+    fn committed(
+        &mut self,
+        batch: &DecodedBatch,
+        written: &Written,
+        late: u64,
+        opened: Instant,
+    ) -> Result<(), StreamError> {
+        let totals = &mut self.totals;
         totals.loaded += written.loaded;
         totals.dead_lettered += written.dead_lettered;
         totals.late += late;
@@ -359,15 +499,16 @@ pub async fn run(
         // Committed to Kafka after the sink's commit: at least once by itself, and the
         // consumer group's lag stays visible with exactly once too.
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &next {
+        for ((topic, partition), offset) in &batch.next {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
-        consumer.commit(&tpl, CommitMode::Sync)?;
+        self.consumer.commit(&tpl, CommitMode::Sync)?;
+        let consumed = batch.consumed();
         let now = Instant::now();
         totals.first_commit.get_or_insert((now, consumed));
         totals.last_commit = Some(now);
         metrics::batch_committed(
-            &stream.id,
+            &self.stream.id,
             &metrics::BatchFigures {
                 consumed,
                 loaded: written.loaded,
@@ -377,9 +518,13 @@ pub async fn run(
                 took: opened.elapsed(),
             },
         );
-        observe_watermarks(stream, windows.as_mut(), now_ms());
+        self.observe_watermarks();
+        Ok(())
     }
-    Ok(totals)
+
+    fn observe_watermarks(&mut self) {
+        observe_watermarks(self.stream, self.windows.as_mut(), now_ms());
+    }
 }
 
 /// Sets the event-time watermark gauges of an aggregating stream.

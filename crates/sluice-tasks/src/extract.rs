@@ -486,89 +486,14 @@ impl TaskAction for ExtractAction {
 }
 
 impl ExtractAction {
-    #[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
     async fn extract(&self, run: &TaskRun) -> Result<TaskOutput, TaskError> {
         let lake = io::lake(&self.lake)?;
-        let mut context = run.template.clone();
-        if let Source::Query { endpoint, .. } = &self.source {
-            context.dialect = source_dialect(endpoint);
-        }
-        if let Some(inc) = &self.incremental {
-            let last = run.watermark.as_deref().or(inc.initial.as_deref());
-            context.incremental = Some(incremental_value(inc, last));
-            run.log.line(format!(
-                "incremental on `{}`, last value: {}",
-                inc.column,
-                last.unwrap_or("none (first run)")
-            ));
-        }
+        let context = self.template_context(run);
         let render = |text: &str| {
             template::render(text, &context).map_err(|e| TaskError::config(e.to_string()))
         };
         let bad = Arc::new(BadRecords::new(run.ledger.clone(), self.max_bad_records));
-        let (schema, stream) = match &self.source {
-            Source::Query { endpoint, query } => {
-                let query = render(query)?;
-                run.log
-                    .line(format!("extracting from {}:\n{query}", endpoint.describe()));
-                match endpoint {
-                    Endpoint::Postgres(c) => {
-                        let client = sluice_io::postgres::connect(c.expose_uri())
-                            .await
-                            .map_err(task_error)?;
-                        sluice_io::postgres::extract(client, &query, BATCH_ROWS).await
-                    }
-                    Endpoint::MySql(c) => {
-                        sluice_io::mysql::extract(c.expose_uri(), &query, BATCH_ROWS).await
-                    }
-                    Endpoint::DuckDb { path, .. } => {
-                        crate::duck::query_batches(self.warehouses.get(path), query).await
-                    }
-                    _ => unreachable!("checked at compile time"),
-                }
-                .map_err(task_error)?
-            }
-            Source::Files(source) => {
-                let files = io::resolve_files(run, lake, source).await?;
-                let format = io::format_of(source, &files[0].shown)?;
-                run.log.line(format!(
-                    "reading {} file(s): {}",
-                    files.len(),
-                    files
-                        .iter()
-                        .map(|f| f.shown.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                files::read(
-                    files,
-                    FileRead {
-                        format,
-                        schema: source.schema.clone(),
-                        bad: bad.clone(),
-                    },
-                )
-                .await
-                .map_err(task_error)?
-            }
-            Source::Http(http) => {
-                let source = self.http_source(http, &render)?;
-                run.log.line(format!(
-                    "reading {}{}",
-                    http.connection.redacted_uri(),
-                    http.path
-                ));
-                let pages = sluice_io::http::pages(self.http.clone(), source);
-                sluice_io::rows::batches_from_pages(
-                    pages,
-                    http.schema.clone(),
-                    bad.clone(),
-                    format!("{}{}", http.connection.name, http.path),
-                )
-                .await
-                .map_err(task_error)?
-            }
-        };
+        let (schema, stream) = self.read(run, lake, &render, &bad).await?;
         let high_water = match &self.incremental {
             Some(inc) => Some(Arc::new(Mutex::new(
                 HighWater::new(&inc.column, &schema).map_err(task_error)?,
@@ -610,6 +535,108 @@ impl ExtractAction {
             rejected: Some(rejected),
             watermark: watermark.or_else(|| run.watermark.clone()),
         })
+    }
+
+    /// The run's template context in the source's SQL dialect, with the incremental column's
+    /// last value (logged).
+    fn template_context(&self, run: &TaskRun) -> TemplateContext {
+        let mut context = run.template.clone();
+        if let Source::Query { endpoint, .. } = &self.source {
+            context.dialect = source_dialect(endpoint);
+        }
+        if let Some(inc) = &self.incremental {
+            let last = run.watermark.as_deref().or(inc.initial.as_deref());
+            context.incremental = Some(incremental_value(inc, last));
+            run.log.line(format!(
+                "incremental on `{}`, last value: {}",
+                inc.column,
+                last.unwrap_or("none (first run)")
+            ));
+        }
+        context
+    }
+
+    /// Starts reading the source: its schema and its batches. Bad records of files and HTTP
+    /// pages go to `bad`.
+    async fn read(
+        &self,
+        run: &TaskRun,
+        lake: &sluice_io::lake::Lake,
+        render: &(dyn Fn(&str) -> Result<String, TaskError> + Sync),
+        bad: &Arc<BadRecords>,
+    ) -> Result<(SchemaRef, BatchStream), TaskError> {
+        match &self.source {
+            Source::Query { endpoint, query } => {
+                let query = render(query)?;
+                run.log
+                    .line(format!("extracting from {}:\n{query}", endpoint.describe()));
+                self.query(endpoint, query).await
+            }
+            Source::Files(source) => {
+                let files = io::resolve_files(run, lake, source).await?;
+                let format = io::format_of(source, &files[0].shown)?;
+                run.log.line(format!(
+                    "reading {} file(s): {}",
+                    files.len(),
+                    files
+                        .iter()
+                        .map(|f| f.shown.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                files::read(
+                    files,
+                    FileRead {
+                        format,
+                        schema: source.schema.clone(),
+                        bad: bad.clone(),
+                    },
+                )
+                .await
+                .map_err(task_error)
+            }
+            Source::Http(http) => {
+                let source = self.http_source(http, render)?;
+                run.log.line(format!(
+                    "reading {}{}",
+                    http.connection.redacted_uri(),
+                    http.path
+                ));
+                let pages = sluice_io::http::pages(self.http.clone(), source);
+                sluice_io::rows::batches_from_pages(
+                    pages,
+                    http.schema.clone(),
+                    bad.clone(),
+                    format!("{}{}", http.connection.name, http.path),
+                )
+                .await
+                .map_err(task_error)
+            }
+        }
+    }
+
+    /// Runs the rendered query on its database.
+    async fn query(
+        &self,
+        endpoint: &Endpoint,
+        query: String,
+    ) -> Result<(SchemaRef, BatchStream), TaskError> {
+        match endpoint {
+            Endpoint::Postgres(c) => {
+                let client = sluice_io::postgres::connect(c.expose_uri())
+                    .await
+                    .map_err(task_error)?;
+                sluice_io::postgres::extract(client, &query, BATCH_ROWS).await
+            }
+            Endpoint::MySql(c) => {
+                sluice_io::mysql::extract(c.expose_uri(), &query, BATCH_ROWS).await
+            }
+            Endpoint::DuckDb { path, .. } => {
+                crate::duck::query_batches(self.warehouses.get(path), query).await
+            }
+            _ => unreachable!("checked at compile time"),
+        }
+        .map_err(task_error)
     }
 
     fn http_source(

@@ -66,37 +66,38 @@ impl TaskKind for LoadKind {
         "load"
     }
 
-    #[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
     fn compile(&self, config: &Node, cx: &mut CompileContext<'_>) -> Option<Arc<dyn TaskAction>> {
         let fields = Fields::new(config, "`load`", KEYS, cx.diags)?;
         let from = fields.required("from", "`load`", cx.diags)?;
-        let source = if from.as_str().is_some() {
-            let text = from.as_str().unwrap_or_default().to_string();
-            let ok = cx.check_template(from, &text);
-            if Format::from_name(&text).is_none() {
-                cx.diags.push(
-                    Diagnostic::new(
-                        &from.content_span(),
-                        format!("cannot tell the format of `{text}` from its extension"),
-                    )
-                    .hint("write `from: { files: …, format: csv }`"),
-                );
-                return None;
-            }
-            ok.then_some(FilesSource {
-                path: text,
-                format: None,
-                schema: None,
-            })
-        } else if let Some(task) = from_task(from) {
-            upstream_extract(&task, from, cx)
-        } else {
-            let f = Fields::new(from, "`from`", FILE_KEYS, cx.diags)?;
-            let path = f.required("files", "`from`", cx.diags)?;
-            io::files_source(&f, path, cx)
-        };
-
+        // A wrong source is reported and the other fields are still checked.
+        let source = files_source(from, cx)?;
         let into = fields.required("into", "`load`", cx.diags)?;
+        let (target, schema, table) = self.target_table(into, cx)?;
+        let mode = load_mode(&fields, config, cx)?;
+        let policy = schema_evolution(&fields, cx)?;
+        let max_bad_records = u64::from(fields.uint("max_bad_records", cx.diags).unwrap_or(0));
+        Some(Arc::new(LoadAction {
+            source: source?,
+            target,
+            schema,
+            table,
+            mode,
+            policy,
+            max_bad_records,
+            lake: self.lake.clone(),
+            warehouses: self.warehouses.clone(),
+        }))
+    }
+}
+
+impl LoadKind {
+    /// `into`: the warehouse's table, or `{ connection, table }`; with the schema and table
+    /// names (the target's default schema when the name has none).
+    fn target_table(
+        &self,
+        into: &Node,
+        cx: &mut CompileContext<'_>,
+    ) -> Option<(Endpoint, String, String)> {
         let (target, table_name) = match &into.value {
             Value::Map(_) => {
                 let f = Fields::new(into, "`into`", &["connection", "table"], cx.diags)?;
@@ -118,20 +119,17 @@ impl TaskKind for LoadKind {
                 into.scalar_text().unwrap_or_default(),
             ),
         };
-        let default_schema = match target.default_schema() {
-            Some(schema) => schema,
-            None => {
-                cx.diags.push(
-                    Diagnostic::new(
-                        &into.span,
-                        format!("cannot load into {}", target.describe()),
-                    )
-                    .hint(format!(
-                        "load into `{WAREHOUSE}`, a duckdb:// or a postgres:// connection"
-                    )),
-                );
-                return None;
-            }
+        let Some(default_schema) = target.default_schema() else {
+            cx.diags.push(
+                Diagnostic::new(
+                    &into.span,
+                    format!("cannot load into {}", target.describe()),
+                )
+                .hint(format!(
+                    "load into `{WAREHOUSE}`, a duckdb:// or a postgres:// connection"
+                )),
+            );
+            return None;
         };
         if table_name.is_empty() || table_name.split('.').count() > 2 {
             cx.diags.push(
@@ -141,118 +139,142 @@ impl TaskKind for LoadKind {
             return None;
         }
         let (schema, table) = io::split_table(&table_name, default_schema);
+        Some((target, schema, table))
+    }
+}
 
-        let mode_node = fields.get("mode");
-        let mode_name = mode_node.and_then(Node::scalar_text);
-        let mode = match mode_name.as_deref() {
-            Some("append") => LoadMode::Append,
-            Some("replace") => LoadMode::Replace,
-            Some("replace_partition") => {
-                let Some(p) = fields.get("partition") else {
-                    cx.diags.push(
-                        Diagnostic::new(
-                            &mode_node.expect("present").span,
-                            "replace_partition needs `partition`",
-                        )
-                        .hint("e.g. `partition: { column: order_date, value: \"{{ ds }}\" }`"),
-                    );
-                    return None;
-                };
-                let pf = Fields::new(p, "`partition`", &["column", "value", "values"], cx.diags)?;
-                let column = pf
-                    .required("column", "`partition`", cx.diags)?
-                    .scalar_text()
-                    .unwrap_or_default();
-                let mut values: Vec<(String, &Node)> = pf.string_list("values", cx.diags);
-                if let Some(v) = pf.get("value") {
-                    values.push((v.scalar_text().unwrap_or_default(), v));
-                }
-                if values.is_empty() {
-                    cx.diags.push(Diagnostic::new(
-                        &p.span,
-                        "`partition` needs `value` or `values`",
-                    ));
-                    return None;
-                }
-                let mut ok = true;
-                for (text, node) in &values {
-                    ok &= cx.check_template(node, text);
-                }
-                if !ok {
-                    return None;
-                }
-                LoadMode::ReplacePartition {
-                    column,
-                    values: values.into_iter().map(|(t, _)| t).collect(),
-                }
-            }
-            Some("merge") => {
-                let keys: Vec<String> = fields
-                    .string_list("keys", cx.diags)
-                    .into_iter()
-                    .map(|(k, _)| k)
-                    .collect();
-                if keys.is_empty() {
-                    cx.diags.push(
-                        Diagnostic::new(
-                            &mode_node.expect("present").span,
-                            "merge needs `keys`, the columns that identify a row",
-                        )
-                        .hint("e.g. `keys: [order_id]`"),
-                    );
-                    return None;
-                }
-                LoadMode::Merge { keys }
-            }
-            Some(other) => {
-                let hint = sluice_core::diag::did_you_mean(other, LoadMode::NAMES.iter().copied())
-                    .unwrap_or_else(|| format!("use one of {}", LoadMode::NAMES.join(", ")));
+/// `from`: a lake path, `{ task: … }` (an upstream task's output) or `{ files: …, format: … }`.
+/// None stops the compilation; Some(None) is a source found wrong (and said so) while the
+/// other fields are still checked.
+fn files_source(from: &Node, cx: &mut CompileContext<'_>) -> Option<Option<FilesSource>> {
+    if let Some(text) = from.as_str() {
+        let text = text.to_string();
+        let ok = cx.check_template(from, &text);
+        if Format::from_name(&text).is_none() {
+            cx.diags.push(
+                Diagnostic::new(
+                    &from.content_span(),
+                    format!("cannot tell the format of `{text}` from its extension"),
+                )
+                .hint("write `from: { files: …, format: csv }`"),
+            );
+            return None;
+        }
+        Some(ok.then_some(FilesSource {
+            path: text,
+            format: None,
+            schema: None,
+        }))
+    } else if let Some(task) = from_task(from) {
+        Some(upstream_extract(&task, from, cx))
+    } else {
+        let f = Fields::new(from, "`from`", FILE_KEYS, cx.diags)?;
+        let path = f.required("files", "`from`", cx.diags)?;
+        Some(io::files_source(&f, path, cx))
+    }
+}
+
+/// `mode`, with what it needs: `partition` for replace_partition, `keys` for merge.
+fn load_mode(fields: &Fields<'_>, config: &Node, cx: &mut CompileContext<'_>) -> Option<LoadMode> {
+    let mode = fields
+        .get("mode")
+        .and_then(|node| Some((node, node.scalar_text()?)));
+    let Some((mode_node, name)) = mode else {
+        cx.diags.push(
+            Diagnostic::new(&config.span, "`load` needs `mode`")
+                .hint("append, replace, replace_partition or merge: say how a rerun treats the rows already loaded"),
+        );
+        return None;
+    };
+    match name.as_str() {
+        "append" => Some(LoadMode::Append),
+        "replace" => Some(LoadMode::Replace),
+        "replace_partition" => replace_partition(fields, mode_node, cx),
+        "merge" => {
+            let keys: Vec<String> = fields
+                .string_list("keys", cx.diags)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            if keys.is_empty() {
                 cx.diags.push(
                     Diagnostic::new(
-                        &mode_node.expect("present").span,
-                        format!("unknown load mode `{other}`"),
+                        &mode_node.span,
+                        "merge needs `keys`, the columns that identify a row",
                     )
-                    .hint(hint),
+                    .hint("e.g. `keys: [order_id]`"),
                 );
                 return None;
             }
-            None => {
-                cx.diags.push(
-                    Diagnostic::new(&config.span, "`load` needs `mode`")
-                        .hint("append, replace, replace_partition or merge: say how a rerun treats the rows already loaded"),
-                );
-                return None;
-            }
-        };
-        let policy = match fields.get("schema_evolution") {
-            None => Policy::Fail,
-            Some(n) => {
-                let name = n.scalar_text().unwrap_or_default();
-                match Policy::parse(&name) {
-                    Some(p) => p,
-                    None => {
-                        cx.diags.push(
-                            Diagnostic::new(&n.span, format!("unknown schema_evolution `{name}`"))
-                                .hint(format!("use one of {}", Policy::NAMES.join(", "))),
-                        );
-                        return None;
-                    }
-                }
-            }
-        };
-        let max_bad_records = u64::from(fields.uint("max_bad_records", cx.diags).unwrap_or(0));
-        Some(Arc::new(LoadAction {
-            source: source?,
-            target,
-            schema,
-            table,
-            mode,
-            policy,
-            max_bad_records,
-            lake: self.lake.clone(),
-            warehouses: self.warehouses.clone(),
-        }))
+            Some(LoadMode::Merge { keys })
+        }
+        other => {
+            let hint = sluice_core::diag::did_you_mean(other, LoadMode::NAMES.iter().copied())
+                .unwrap_or_else(|| format!("use one of {}", LoadMode::NAMES.join(", ")));
+            cx.diags.push(
+                Diagnostic::new(&mode_node.span, format!("unknown load mode `{other}`")).hint(hint),
+            );
+            None
+        }
     }
+}
+
+/// `mode: replace_partition` with its `partition: { column, value | values }` (templates).
+fn replace_partition(
+    fields: &Fields<'_>,
+    mode_node: &Node,
+    cx: &mut CompileContext<'_>,
+) -> Option<LoadMode> {
+    let Some(p) = fields.get("partition") else {
+        cx.diags.push(
+            Diagnostic::new(&mode_node.span, "replace_partition needs `partition`")
+                .hint("e.g. `partition: { column: order_date, value: \"{{ ds }}\" }`"),
+        );
+        return None;
+    };
+    let pf = Fields::new(p, "`partition`", &["column", "value", "values"], cx.diags)?;
+    let column = pf
+        .required("column", "`partition`", cx.diags)?
+        .scalar_text()
+        .unwrap_or_default();
+    let mut values: Vec<(String, &Node)> = pf.string_list("values", cx.diags);
+    if let Some(v) = pf.get("value") {
+        values.push((v.scalar_text().unwrap_or_default(), v));
+    }
+    if values.is_empty() {
+        cx.diags.push(Diagnostic::new(
+            &p.span,
+            "`partition` needs `value` or `values`",
+        ));
+        return None;
+    }
+    let mut ok = true;
+    for (text, node) in &values {
+        ok &= cx.check_template(node, text);
+    }
+    if !ok {
+        return None;
+    }
+    Some(LoadMode::ReplacePartition {
+        column,
+        values: values.into_iter().map(|(t, _)| t).collect(),
+    })
+}
+
+/// `schema_evolution`: what a load does with columns the table lacks (fail by default).
+fn schema_evolution(fields: &Fields<'_>, cx: &mut CompileContext<'_>) -> Option<Policy> {
+    let Some(n) = fields.get("schema_evolution") else {
+        return Some(Policy::Fail);
+    };
+    let name = n.scalar_text().unwrap_or_default();
+    let policy = Policy::parse(&name);
+    if policy.is_none() {
+        cx.diags.push(
+            Diagnostic::new(&n.span, format!("unknown schema_evolution `{name}`"))
+                .hint(format!("use one of {}", Policy::NAMES.join(", "))),
+        );
+    }
+    policy
 }
 
 /// `from: { task: extract_orders }`: the name of the upstream extract, when that is the form.
@@ -439,7 +461,6 @@ impl LoadAction {
         format!("{system}:{}.{}", self.schema, self.table)
     }
 
-    #[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
     async fn load(&self, run: &TaskRun) -> Result<TaskOutput, TaskError> {
         let lake = io::lake(&self.lake)?;
         let files = io::resolve_files(run, lake, &self.source).await?;
@@ -454,7 +475,13 @@ impl LoadAction {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        let locals: Option<Vec<PathBuf>> = files.iter().map(|f| f.local.clone()).collect();
+        // DuckDB scans local Parquet files itself, its fastest path; everything else arrives
+        // as batches.
+        let parquet: Option<Vec<PathBuf>> = if format == Format::Parquet {
+            files.iter().map(|f| f.local.clone()).collect()
+        } else {
+            None
+        };
         let bad = Arc::new(BadRecords::new(run.ledger.clone(), self.max_bad_records));
         let (incoming, stream) = files::read(
             files,
@@ -472,7 +499,40 @@ impl LoadAction {
             .map_err(task_error)?;
         let plan = schema::plan(existing.as_deref(), &incoming, self.policy, &shown_target)
             .map_err(task_error)?;
-        let mode = match &self.mode {
+        let mode = self.rendered_mode(run)?;
+        needed_columns(&mode, &plan, &incoming)?;
+        let incoming_columns: Vec<String> =
+            incoming.fields().iter().map(|f| f.name().clone()).collect();
+        let (_, stream) =
+            sluice_io::load::project(&incoming, &plan.insert, stream).map_err(task_error)?;
+        let rows = self
+            .write_table(&plan, mode, incoming_columns, parquet, stream)
+            .await;
+        // Bad records are kept whether the load succeeded or not.
+        let flushed = bad.flush();
+        let rows = rows.map_err(|e| {
+            run.log.line("rolled back: the table is unchanged");
+            task_error(e)
+        })?;
+        flushed.map_err(task_error)?;
+        self.record_schema_changes(run, &plan, &incoming)?;
+        if bad.seen() > 0 {
+            run.log.line(format!(
+                "{} bad record(s) went to the dead-letter store (`sluice dlq list`)",
+                bad.seen()
+            ));
+        }
+        run.log
+            .line(format!("loaded {rows} rows into {shown_target}; committed"));
+        Ok(TaskOutput {
+            rows: Some(rows),
+            ..Default::default()
+        })
+    }
+
+    /// The mode with this run's partition values rendered.
+    fn rendered_mode(&self, run: &TaskRun) -> Result<LoadMode, TaskError> {
+        Ok(match &self.mode {
             LoadMode::ReplacePartition { column, values } => LoadMode::ReplacePartition {
                 column: column.clone(),
                 values: values
@@ -481,38 +541,20 @@ impl LoadAction {
                     .collect::<Result<_, _>>()?,
             },
             other => other.clone(),
-        };
-        let needed: Vec<&String> = match &mode {
-            LoadMode::ReplacePartition { column, .. } => vec![column],
-            LoadMode::Merge { keys } => keys.iter().collect(),
-            _ => Vec::new(),
-        };
-        for column in needed {
-            if !plan.insert.contains(column) {
-                return Err(TaskError::config(format!(
-                    "`{column}` is not among the loaded columns ({}); a {} load needs it",
-                    files::describe(&incoming),
-                    if matches!(mode, LoadMode::Merge { .. }) {
-                        "merge"
-                    } else {
-                        "replace_partition"
-                    }
-                )));
-            }
-        }
-        let incoming_columns: Vec<String> =
-            incoming.fields().iter().map(|f| f.name().clone()).collect();
-        let (_, stream) =
-            sluice_io::load::project(&incoming, &plan.insert, stream).map_err(task_error)?;
-        let rows = match &self.target {
+        })
+    }
+
+    /// Writes the loaded columns into the table in one transaction; the rows written.
+    async fn write_table(
+        &self,
+        plan: &schema::Plan,
+        mode: LoadMode,
+        incoming_columns: Vec<String>,
+        parquet: Option<Vec<PathBuf>>,
+        stream: sluice_io::BatchStream,
+    ) -> Result<u64, sluice_io::IoError> {
+        match &self.target {
             Endpoint::DuckDb { path, .. } => {
-                // DuckDB scans local Parquet files itself, its fastest path; everything else
-                // arrives as batches.
-                let parquet = if format == Format::Parquet {
-                    locals
-                } else {
-                    None
-                };
                 let spec = DuckLoad {
                     schema: self.schema.clone(),
                     table: self.table.clone(),
@@ -527,21 +569,25 @@ impl LoadAction {
                     c.expose_uri(),
                     &self.schema,
                     &self.table,
-                    &plan,
+                    plan,
                     &mode,
                     stream,
                 )
                 .await
             }
             _ => unreachable!("checked at compile time"),
-        };
-        // Bad records are kept whether the load succeeded or not.
-        let flushed = bad.flush();
-        let rows = rows.map_err(|e| {
-            run.log.line("rolled back: the table is unchanged");
-            task_error(e)
-        })?;
-        flushed.map_err(task_error)?;
+        }
+    }
+
+    /// Logs a created table and each column added or changed, and records the changes in the
+    /// ledger.
+    fn record_schema_changes(
+        &self,
+        run: &TaskRun,
+        plan: &schema::Plan,
+        incoming: &sluice_io::arrow::datatypes::Schema,
+    ) -> Result<(), TaskError> {
+        let shown_target = self.shown_target();
         let type_of = |dt: &sluice_io::arrow::datatypes::DataType| match &self.target {
             Endpoint::Postgres(_) => {
                 sluice_io::postgres::pg_type(dt).unwrap_or_else(|_| dt.to_string())
@@ -552,7 +598,7 @@ impl LoadAction {
         if plan.create.is_some() {
             run.log.line(format!(
                 "created {shown_target} ({})",
-                files::describe(&incoming)
+                files::describe(incoming)
             ));
         }
         for c in &changes {
@@ -572,17 +618,33 @@ impl LoadAction {
                 .schema_changes(&changes)
                 .map_err(TaskError::failed)?;
         }
-        if bad.seen() > 0 {
-            run.log.line(format!(
-                "{} bad record(s) went to the dead-letter store (`sluice dlq list`)",
-                bad.seen()
-            ));
-        }
-        run.log
-            .line(format!("loaded {rows} rows into {shown_target}; committed"));
-        Ok(TaskOutput {
-            rows: Some(rows),
-            ..Default::default()
-        })
+        Ok(())
     }
+}
+
+/// Checks that the columns a replace_partition or merge load needs are among those loaded.
+fn needed_columns(
+    mode: &LoadMode,
+    plan: &schema::Plan,
+    incoming: &sluice_io::arrow::datatypes::Schema,
+) -> Result<(), TaskError> {
+    let needed: Vec<&String> = match mode {
+        LoadMode::ReplacePartition { column, .. } => vec![column],
+        LoadMode::Merge { keys } => keys.iter().collect(),
+        _ => Vec::new(),
+    };
+    for column in needed {
+        if !plan.insert.contains(column) {
+            return Err(TaskError::config(format!(
+                "`{column}` is not among the loaded columns ({}); a {} load needs it",
+                files::describe(incoming),
+                if matches!(mode, LoadMode::Merge { .. }) {
+                    "merge"
+                } else {
+                    "replace_partition"
+                }
+            )));
+        }
+    }
+    Ok(())
 }

@@ -335,161 +335,40 @@ impl TaskKind for ValidateKind {
         "validate"
     }
 
-    #[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
     fn compile(&self, config: &Node, cx: &mut CompileContext<'_>) -> Option<Arc<dyn TaskAction>> {
         let fields = Fields::new(config, "`validate`", KEYS, cx.diags)?;
-        let suite_node = fields.required("suite", "`validate`", cx.diags)?;
-        let suite_path = suite_node.scalar_text().unwrap_or_default();
-        let full = cx.project.root.join(&suite_path);
-        if !full.is_file() {
-            cx.diags.push(
-                Diagnostic::new(
-                    &suite_node.content_span(),
-                    format!("suite file `{suite_path}` not found"),
-                )
-                .hint("the path is relative to the project folder, e.g. `suites/orders.json`"),
-            );
-            return None;
-        }
-        let suite = read_suite(&full, &suite_path, cx.diags)?;
-
-        // Every problem of the task is reported, not only the first.
-        let mut ok = true;
-        let mut level = Level::Summary;
-        if let Some(node) = fields.get("result_format") {
-            let text = node.scalar_text().unwrap_or_default();
-            match Level::parse(&text) {
-                Some(l) => level = l,
-                None => {
-                    cx.diags.push(
-                        Diagnostic::new(&node.span, format!("unknown result_format `{text}`"))
-                            .hint("use BOOLEAN_ONLY, BASIC, SUMMARY or COMPLETE"),
-                    );
-                    ok = false;
-                }
-            }
-        }
+        let (suite_path, suite) = suite_of(&fields, cx)?;
+        // Every problem of the task is reported, not only the first: an unknown result format
+        // or on_failure, or an invalid expectation, is reported and the rest still checked.
+        let level = result_format(&fields, cx);
         let parameters = match fields.get("parameters") {
             Some(node) => suite_parameters(node, &suite, cx)?,
             None => serde_json::Map::new(),
         };
         let validation = Arc::new(Validation::new(
             &suite,
-            &ResultFormat::new(level),
+            &ResultFormat::new(level.unwrap_or(Level::Summary)),
             &Parameters::new(parameters.clone()),
         ));
-        for check in &validation.checks {
-            let e = &suite.expectations[check.index];
-            // Templated parameters take their values when the task runs.
-            let parameterised = e
-                .kwargs
-                .values()
-                .any(|v| parameters::parameter(v).is_some());
-            if let sluice_quality::expect::Kind::Invalid(problem) = &check.kind
-                && !parameterised
-            {
-                cx.diags.push(
-                    Diagnostic::new(&e.span, format!("expectations[{}]: {problem}", check.index))
-                        .hint("fix the expectation's arguments"),
-                );
-                ok = false;
-            }
-        }
-
+        let expectations_valid = expectations_valid(&suite, &validation, cx);
         let data_node = fields.required("data", "`validate`", cx.diags)?;
-        let data = if let Some(text) = data_node.as_str() {
-            let text = text.to_string();
-            cx.check_template(data_node, &text).then_some(())?;
-            Data::Files(FilesSource {
-                path: text,
-                format: None,
-                schema: None,
-            })
-        } else if let Some(task) = crate::load::from_task(data_node) {
-            Data::Files(crate::load::upstream_extract(&task, data_node, cx)?)
-        } else {
-            let (endpoint, table) = self.table_at(data_node, "`data`", cx, |kind| {
-                Diagnostic::new(
-                    &data_node.span,
-                    format!("{kind} tables cannot be validated in place"),
-                )
-                .hint("validate a DuckDB or PostgreSQL table, or extract to the lake first")
-            })?;
-            Data::Table { endpoint, table }
-        };
-
-        let on_failure = match fields.get("on_failure") {
-            None => OnFailure::Fail,
-            Some(node) => match node.scalar_text().unwrap_or_default().as_str() {
-                "fail" => OnFailure::Fail,
-                "warn" => OnFailure::Warn,
-                "quarantine" => OnFailure::Quarantine,
-                other => {
-                    cx.diags.push(
-                        Diagnostic::new(&node.span, format!("unknown on_failure `{other}`"))
-                            .hint("use fail, warn or quarantine"),
-                    );
-                    ok = false;
-                    OnFailure::Fail
-                }
-            },
-        };
-        let path_of = |key: &str, cx: &mut CompileContext<'_>| -> Option<Option<String>> {
-            match fields.get(key) {
-                None => Some(None),
-                Some(node) => {
-                    let text = node.scalar_text().unwrap_or_default();
-                    cx.check_template(node, &text).then_some(Some(text))
-                }
-            }
-        };
-        let output = path_of("output", cx)?;
-        let quarantine = match fields.get("quarantine") {
-            Some(node) if node.as_str().is_none() => {
-                let (endpoint, table) = self.table_at(node, "`quarantine`", cx, |kind| {
-                    Diagnostic::new(&node.span, format!("cannot quarantine into {kind} tables"))
-                        .hint("quarantine into a DuckDB or PostgreSQL table, or a lake file")
-                })?;
-                Some(Quarantine::Table { endpoint, table })
-            }
-            _ => path_of("quarantine", cx)?.map(Quarantine::File),
-        };
-        if on_failure == OnFailure::Quarantine {
-            if matches!(data, Data::Table { .. }) {
-                cx.diags.push(
-                    Diagnostic::new(
-                        &config.span,
-                        "quarantine splits files; a table is validated where it lives",
-                    )
-                    .hint(
-                        "validate the files before loading them, or use on_failure: fail or warn",
-                    ),
-                );
-                return None;
-            }
-            if output.is_none() || quarantine.is_none() {
-                cx.diags.push(
-                    Diagnostic::new(
-                        &config.span,
-                        "on_failure: quarantine needs `output` (rows that pass) and `quarantine` (rows that do not)",
-                    )
-                    .hint("e.g. output: lake://orders/{{ ds }}/valid.parquet, quarantine: lake://quarantine/orders/{{ ds }}.parquet"),
-                );
-                return None;
-            }
-        } else if let Some(node) = fields.get("output").or(fields.get("quarantine")) {
-            cx.diags.push(
-                Diagnostic::new(
-                    &node.span,
-                    "`output` and `quarantine` apply to on_failure: quarantine",
-                )
-                .hint("add `on_failure: quarantine`, or remove them"),
-            );
+        let data = self.data(data_node, cx)?;
+        let on_failure = on_failure(&fields, cx);
+        let output = template_path(&fields, "output", cx)?;
+        let quarantine = self.quarantine(&fields, cx)?;
+        if !quarantine_fits(
+            config,
+            &fields,
+            on_failure.unwrap_or(OnFailure::Fail),
+            &data,
+            output.is_some() && quarantine.is_some(),
+            cx,
+        ) {
             return None;
         }
-        if !ok {
+        let (Some(level), Some(on_failure), true) = (level, on_failure, expectations_valid) else {
             return None;
-        }
+        };
         Some(Arc::new(ValidateAction {
             suite: suite_path,
             validation,
@@ -504,6 +383,196 @@ impl TaskKind for ValidateKind {
             warehouses: self.warehouses.clone(),
         }))
     }
+}
+
+impl ValidateKind {
+    /// `data`: a lake path, `{ task: … }` (an upstream task's output) or a table.
+    fn data(&self, data_node: &Node, cx: &mut CompileContext<'_>) -> Option<Data> {
+        if let Some(text) = data_node.as_str() {
+            let text = text.to_string();
+            cx.check_template(data_node, &text).then_some(())?;
+            Some(Data::Files(FilesSource {
+                path: text,
+                format: None,
+                schema: None,
+            }))
+        } else if let Some(task) = crate::load::from_task(data_node) {
+            Some(Data::Files(crate::load::upstream_extract(
+                &task, data_node, cx,
+            )?))
+        } else {
+            let (endpoint, table) = self.table_at(data_node, "`data`", cx, |kind| {
+                Diagnostic::new(
+                    &data_node.span,
+                    format!("{kind} tables cannot be validated in place"),
+                )
+                .hint("validate a DuckDB or PostgreSQL table, or extract to the lake first")
+            })?;
+            Some(Data::Table { endpoint, table })
+        }
+    }
+
+    /// `quarantine`: a lake path or a table, for the rows that fail (None when not given).
+    fn quarantine(
+        &self,
+        fields: &Fields<'_>,
+        cx: &mut CompileContext<'_>,
+    ) -> Option<Option<Quarantine>> {
+        match fields.get("quarantine") {
+            Some(node) if node.as_str().is_none() => {
+                let (endpoint, table) = self.table_at(node, "`quarantine`", cx, |kind| {
+                    Diagnostic::new(&node.span, format!("cannot quarantine into {kind} tables"))
+                        .hint("quarantine into a DuckDB or PostgreSQL table, or a lake file")
+                })?;
+                Some(Some(Quarantine::Table { endpoint, table }))
+            }
+            _ => Some(template_path(fields, "quarantine", cx)?.map(Quarantine::File)),
+        }
+    }
+}
+
+/// `suite`: the suite file's path as written, and the suite read from it.
+fn suite_of(
+    fields: &Fields<'_>,
+    cx: &mut CompileContext<'_>,
+) -> Option<(String, sluice_quality::Suite)> {
+    let suite_node = fields.required("suite", "`validate`", cx.diags)?;
+    let suite_path = suite_node.scalar_text().unwrap_or_default();
+    let full = cx.project.root.join(&suite_path);
+    if !full.is_file() {
+        cx.diags.push(
+            Diagnostic::new(
+                &suite_node.content_span(),
+                format!("suite file `{suite_path}` not found"),
+            )
+            .hint("the path is relative to the project folder, e.g. `suites/orders.json`"),
+        );
+        return None;
+    }
+    let suite = read_suite(&full, &suite_path, cx.diags)?;
+    Some((suite_path, suite))
+}
+
+/// `result_format` (SUMMARY when not given); None when it is unknown (reported).
+fn result_format(fields: &Fields<'_>, cx: &mut CompileContext<'_>) -> Option<Level> {
+    let Some(node) = fields.get("result_format") else {
+        return Some(Level::Summary);
+    };
+    let text = node.scalar_text().unwrap_or_default();
+    let level = Level::parse(&text);
+    if level.is_none() {
+        cx.diags.push(
+            Diagnostic::new(&node.span, format!("unknown result_format `{text}`"))
+                .hint("use BOOLEAN_ONLY, BASIC, SUMMARY or COMPLETE"),
+        );
+    }
+    level
+}
+
+/// Reports each expectation whose arguments are invalid; whether there was none.
+fn expectations_valid(
+    suite: &sluice_quality::Suite,
+    validation: &Validation,
+    cx: &mut CompileContext<'_>,
+) -> bool {
+    let mut valid = true;
+    for check in &validation.checks {
+        let e = &suite.expectations[check.index];
+        // Templated parameters take their values when the task runs.
+        let parameterised = e
+            .kwargs
+            .values()
+            .any(|v| parameters::parameter(v).is_some());
+        if let sluice_quality::expect::Kind::Invalid(problem) = &check.kind
+            && !parameterised
+        {
+            cx.diags.push(
+                Diagnostic::new(&e.span, format!("expectations[{}]: {problem}", check.index))
+                    .hint("fix the expectation's arguments"),
+            );
+            valid = false;
+        }
+    }
+    valid
+}
+
+/// `on_failure` (fail when not given); None when it is unknown (reported).
+fn on_failure(fields: &Fields<'_>, cx: &mut CompileContext<'_>) -> Option<OnFailure> {
+    let Some(node) = fields.get("on_failure") else {
+        return Some(OnFailure::Fail);
+    };
+    match node.scalar_text().unwrap_or_default().as_str() {
+        "fail" => Some(OnFailure::Fail),
+        "warn" => Some(OnFailure::Warn),
+        "quarantine" => Some(OnFailure::Quarantine),
+        other => {
+            cx.diags.push(
+                Diagnostic::new(&node.span, format!("unknown on_failure `{other}`"))
+                    .hint("use fail, warn or quarantine"),
+            );
+            None
+        }
+    }
+}
+
+/// A lake path (a template) under `key`; Some(None) when not given, None when it does not
+/// parse (reported).
+fn template_path(
+    fields: &Fields<'_>,
+    key: &str,
+    cx: &mut CompileContext<'_>,
+) -> Option<Option<String>> {
+    match fields.get(key) {
+        None => Some(None),
+        Some(node) => {
+            let text = node.scalar_text().unwrap_or_default();
+            cx.check_template(node, &text).then_some(Some(text))
+        }
+    }
+}
+
+/// Whether `output` and `quarantine` fit `on_failure` (reported when not): they go with
+/// `on_failure: quarantine`, which needs both, and files to split.
+fn quarantine_fits(
+    config: &Node,
+    fields: &Fields<'_>,
+    on_failure: OnFailure,
+    data: &Data,
+    both_given: bool,
+    cx: &mut CompileContext<'_>,
+) -> bool {
+    if on_failure == OnFailure::Quarantine {
+        if matches!(data, Data::Table { .. }) {
+            cx.diags.push(
+                Diagnostic::new(
+                    &config.span,
+                    "quarantine splits files; a table is validated where it lives",
+                )
+                .hint("validate the files before loading them, or use on_failure: fail or warn"),
+            );
+            return false;
+        }
+        if !both_given {
+            cx.diags.push(
+                Diagnostic::new(
+                    &config.span,
+                    "on_failure: quarantine needs `output` (rows that pass) and `quarantine` (rows that do not)",
+                )
+                .hint("e.g. output: lake://orders/{{ ds }}/valid.parquet, quarantine: lake://quarantine/orders/{{ ds }}.parquet"),
+            );
+            return false;
+        }
+    } else if let Some(node) = fields.get("output").or(fields.get("quarantine")) {
+        cx.diags.push(
+            Diagnostic::new(
+                &node.span,
+                "`output` and `quarantine` apply to on_failure: quarantine",
+            )
+            .hint("add `on_failure: quarantine`, or remove them"),
+        );
+        return false;
+    }
+    true
 }
 
 impl TaskAction for ValidateAction {

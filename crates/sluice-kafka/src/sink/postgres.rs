@@ -89,20 +89,13 @@ impl PgSink {
     }
 
     /// Writes a batch. `next` holds each partition's next offset after the batch.
-    #[expect(clippy::too_many_lines, reason = "TEMPORARY: being split")]
     pub async fn write(
         &mut self,
         batch: &SinkBatch<'_>,
         next: &Offsets,
         exactly_once: bool,
     ) -> Result<Written, StreamError> {
-        let (good, bad) = (batch.rows, batch.bad);
         let stream = self.shape.stream.clone();
-        let (table, primary, shape) = (
-            self.shape.table.clone(),
-            self.shape.primary_key(),
-            self.shape.results.clone(),
-        );
         let tx = self.client.transaction().await.map_err(sink_error)?;
         if batch.expected.is_some() {
             // An aggregating stream's processes share one window state: one writes at a time
@@ -118,27 +111,7 @@ impl PgSink {
         // or a stale owner after a rebalance, writes nothing twice).
         let mut stored = Offsets::new();
         if exactly_once {
-            for (topic, partition) in next.keys() {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {OFFSETS} (stream, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
-                         ON CONFLICT DO NOTHING"
-                    ),
-                    &[&stream, topic, partition],
-                )
-                .await
-                .map_err(sink_error)?;
-                let row = tx
-                    .query_one(
-                        &format!(
-                            "SELECT next_offset FROM {OFFSETS} WHERE stream = $1 AND topic = $2 AND partition = $3 FOR UPDATE"
-                        ),
-                        &[&stream, topic, partition],
-                    )
-                    .await
-                    .map_err(sink_error)?;
-                stored.insert((topic.clone(), *partition), row.get(0));
-            }
+            stored = lock_offsets(&tx, &stream, next).await?;
             if let Some(expected) = batch.expected {
                 // Only over the offsets the batch's window state was built on.
                 if super::moved(expected, &offsets_of(&tx, &stream).await?) {
@@ -148,35 +121,22 @@ impl PgSink {
             }
         }
         let mut written = Written::default();
-        let (rows, skipped) = rows_to_write(good, &self.shape.keys, &stored);
+        let (rows, skipped) = rows_to_write(batch.rows, &self.shape.keys, &stored);
         written.skipped = skipped;
         if !rows.is_empty() {
-            written.loaded = if self.shape.keys.is_empty() && exactly_once {
-                // Appending with the offsets locked: rows at or above them are not in the table
-                // yet, so they go in by binary COPY. A table that holds some of them anyway
-                // (written at least once before) takes the INSERT that skips them.
-                tx.batch_execute("SAVEPOINT sluice_copy")
-                    .await
-                    .map_err(sink_error)?;
-                match copy_rows(&tx, &self.shape.table, &rows).await {
-                    Ok(n) => n,
-                    Err(e)
-                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
-                    {
-                        tx.batch_execute("ROLLBACK TO SAVEPOINT sluice_copy")
-                            .await
-                            .map_err(sink_error)?;
-                        insert_rows(&self.shape, &tx, &rows).await?
-                    }
-                    Err(e) => return Err(sink_error(e)),
-                }
-            } else {
-                insert_rows(&self.shape, &tx, &rows).await?
-            };
+            written.loaded = load_rows(&self.shape, &tx, &rows, exactly_once).await?;
         }
-        if let Some((group, computed)) = &shape {
-            written.loaded +=
-                write_results(&tx, &table, &primary, group, computed, batch.results).await?;
+        if let Some((group, computed)) = &self.shape.results {
+            let primary = self.shape.primary_key();
+            written.loaded += write_results(
+                &tx,
+                &self.shape.table,
+                &primary,
+                group,
+                computed,
+                batch.results,
+            )
+            .await?;
         }
         if let Some(state) = batch.state {
             tx.execute(
@@ -189,45 +149,128 @@ impl PgSink {
             .await
             .map_err(sink_error)?;
         }
-        let bad: Vec<&Rejected> = bad.iter().filter(|b| b.record.is_new(&stored)).collect();
+        let bad: Vec<&Rejected> = batch
+            .bad
+            .iter()
+            .filter(|b| b.record.is_new(&stored))
+            .collect();
         if !bad.is_empty() {
-            let topics: Vec<&str> = bad.iter().map(|b| b.record.topic.as_str()).collect();
-            let partitions: Vec<i32> = bad.iter().map(|b| b.record.partition).collect();
-            let offsets: Vec<i64> = bad.iter().map(|b| b.record.offset).collect();
-            let (payloads, encodings): (Vec<String>, Vec<&str>) = bad
-                .iter()
-                .map(|b| crate::payload_text(&b.record.payload))
-                .unzip();
-            let reasons: Vec<&str> = bad.iter().map(|b| b.reason.as_str()).collect();
-            written.dead_lettered = tx
-                .execute(
-                    &format!(
-                        "INSERT INTO {} (stream, topic, partition, \"offset\", payload, payload_encoding, reason)
-                         SELECT $1, * FROM UNNEST($2::text[], $3::integer[], $4::bigint[], $5::text[], $7::text[], $6::text[])
-                         ON CONFLICT DO NOTHING",
-                        self.shape.dead_letters
-                    ),
-                    &[&stream, &topics, &partitions, &offsets, &payloads, &reasons, &encodings],
-                )
-                .await
-                .map_err(sink_error)?;
+            written.dead_lettered =
+                dead_letter(&tx, &self.shape.dead_letters, &stream, &bad).await?;
         }
         if exactly_once {
-            for ((topic, partition), offset) in next {
-                tx.execute(
-                    &format!(
-                        "UPDATE {OFFSETS} SET next_offset = GREATEST(next_offset, $4), updated_at = now()
-                         WHERE stream = $1 AND topic = $2 AND partition = $3"
-                    ),
-                    &[&stream, topic, partition, offset],
-                )
-                .await
-                .map_err(sink_error)?;
-            }
+            advance_offsets(&tx, &stream, next).await?;
         }
         tx.commit().await.map_err(sink_error)?;
         Ok(written)
     }
+}
+
+/// Locks each partition's offsets row (made at 0 when there is none) and reads it: the next
+/// offset not yet written.
+async fn lock_offsets(
+    tx: &tokio_postgres::Transaction<'_>,
+    stream: &str,
+    next: &Offsets,
+) -> Result<Offsets, StreamError> {
+    let mut stored = Offsets::new();
+    for (topic, partition) in next.keys() {
+        tx.execute(
+            &format!(
+                "INSERT INTO {OFFSETS} (stream, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
+                 ON CONFLICT DO NOTHING"
+            ),
+            &[&stream, topic, partition],
+        )
+        .await
+        .map_err(sink_error)?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT next_offset FROM {OFFSETS} WHERE stream = $1 AND topic = $2 AND partition = $3 FOR UPDATE"
+                ),
+                &[&stream, topic, partition],
+            )
+            .await
+            .map_err(sink_error)?;
+        stored.insert((topic.clone(), *partition), row.get(0));
+    }
+    Ok(stored)
+}
+
+/// Loads the batch's rows; how many went in.
+async fn load_rows(
+    shape: &TableShape,
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[&(crate::Record, serde_json::Value)],
+    exactly_once: bool,
+) -> Result<u64, StreamError> {
+    if !(shape.keys.is_empty() && exactly_once) {
+        return insert_rows(shape, tx, rows).await;
+    }
+    // Appending with the offsets locked: rows at or above them are not in the table yet, so
+    // they go in by binary COPY. A table that holds some of them anyway (written at least once
+    // before) takes the INSERT that skips them.
+    tx.batch_execute("SAVEPOINT sluice_copy")
+        .await
+        .map_err(sink_error)?;
+    match copy_rows(tx, &shape.table, rows).await {
+        Ok(n) => Ok(n),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT sluice_copy")
+                .await
+                .map_err(sink_error)?;
+            insert_rows(shape, tx, rows).await
+        }
+        Err(e) => Err(sink_error(e)),
+    }
+}
+
+/// Writes the dead letters to `table`, each once; how many were new.
+async fn dead_letter(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    stream: &str,
+    bad: &[&Rejected],
+) -> Result<u64, StreamError> {
+    let topics: Vec<&str> = bad.iter().map(|b| b.record.topic.as_str()).collect();
+    let partitions: Vec<i32> = bad.iter().map(|b| b.record.partition).collect();
+    let offsets: Vec<i64> = bad.iter().map(|b| b.record.offset).collect();
+    let (payloads, encodings): (Vec<String>, Vec<&str>) = bad
+        .iter()
+        .map(|b| crate::payload_text(&b.record.payload))
+        .unzip();
+    let reasons: Vec<&str> = bad.iter().map(|b| b.reason.as_str()).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO {table} (stream, topic, partition, \"offset\", payload, payload_encoding, reason)
+             SELECT $1, * FROM UNNEST($2::text[], $3::integer[], $4::bigint[], $5::text[], $7::text[], $6::text[])
+             ON CONFLICT DO NOTHING"
+        ),
+        &[&stream, &topics, &partitions, &offsets, &payloads, &reasons, &encodings],
+    )
+    .await
+    .map_err(sink_error)
+}
+
+/// Stores each partition's next offset after the batch (never moving one back).
+async fn advance_offsets(
+    tx: &tokio_postgres::Transaction<'_>,
+    stream: &str,
+    next: &Offsets,
+) -> Result<(), StreamError> {
+    for ((topic, partition), offset) in next {
+        tx.execute(
+            &format!(
+                "UPDATE {OFFSETS} SET next_offset = GREATEST(next_offset, $4), updated_at = now()
+                 WHERE stream = $1 AND topic = $2 AND partition = $3"
+            ),
+            &[&stream, topic, partition, offset],
+        )
+        .await
+        .map_err(sink_error)?;
+    }
+    Ok(())
 }
 
 /// Inserts (or, with keys, upserts) the rows; rows already in the table are left as they are.
