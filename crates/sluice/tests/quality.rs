@@ -205,14 +205,35 @@ fn sluice_validate_gives_one_verdict_on_files_the_warehouse_and_postgres() {
     let suite = suite.to_str().unwrap();
     let file = p.path().join("data/orders.csv");
 
-    let from_file = p.sluice(&[
-        "validate",
-        "--suite",
-        suite,
-        file.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let expected = verdicts_on_the_file(&p, suite, &file);
+    let from_lake = validate_json(&p, suite, "lake://in/*.csv");
+    assert_eq!(verdicts(&from_lake.json()), expected);
+
+    // The same rows in the warehouse and in PostgreSQL, validated where they live.
+    let in_duck = validate_in_the_warehouse(&p, suite, &file);
+    assert_eq!(in_duck.code, 1, "{}", in_duck.explain());
+    assert_eq!(verdicts(&in_duck.json()), expected);
+    let in_pg = validate_in_postgres(&p, suite);
+    assert_eq!(in_pg.code, 1, "{}", in_pg.explain());
+    assert_eq!(verdicts(&in_pg.json()), expected);
+
+    // Passing, the text and HTML reports, and usage errors.
+    passes_reports_and_refuses(&p, suite, &file);
+}
+
+/// `sluice validate --suite SUITE DATA --format json`.
+fn validate_json(p: &TestProject, suite: &str, data: &str) -> common::Outcome {
+    p.sluice(&["validate", "--suite", suite, data, "--format", "json"])
+}
+
+/// The suite on the CSV file: two of four expectations fail, with their figures. The verdicts
+/// every other place must give.
+fn verdicts_on_the_file(
+    p: &TestProject,
+    suite: &str,
+    file: &Path,
+) -> Vec<(bool, Value, Value, Value)> {
+    let from_file = validate_json(p, suite, file.to_str().unwrap());
     assert_eq!(from_file.code, 1, "{}", from_file.explain());
     let from_file = from_file.json();
     assert_eq!(from_file["success"], false);
@@ -226,18 +247,11 @@ fn sluice_validate_gives_one_verdict_on_files_the_warehouse_and_postgres() {
         (true, 1.into(), Value::Null, serde_json::json!(["lost"]))
     );
     assert_eq!(expected[2].2, serde_json::json!(14.5 / 3.0));
+    expected
+}
 
-    let from_lake = p.sluice(&[
-        "validate",
-        "--suite",
-        suite,
-        "lake://in/*.csv",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(verdicts(&from_lake.json()), expected);
-
-    // The same rows in the warehouse and in PostgreSQL, validated where they live.
+/// The file's rows as the warehouse's `main.orders`, validated there.
+fn validate_in_the_warehouse(p: &TestProject, suite: &str, file: &Path) -> common::Outcome {
     let warehouse = p.path().join("warehouse.duckdb");
     sluice_warehouse::duckdb::Connection::open(&warehouse)
         .unwrap()
@@ -246,24 +260,18 @@ fn sluice_validate_gives_one_verdict_on_files_the_warehouse_and_postgres() {
             file.display()
         ))
         .unwrap();
-    let in_duck = p.sluice(&[
-        "validate",
-        "--suite",
-        suite,
-        "warehouse:main.orders",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(in_duck.code, 1, "{}", in_duck.explain());
-    assert_eq!(verdicts(&in_duck.json()), expected);
+    validate_json(p, suite, "warehouse:main.orders")
+}
 
+/// The same rows in a PostgreSQL table (of a schema of its own), validated there.
+fn validate_in_postgres(p: &TestProject, suite: &str) -> common::Outcome {
     let orders = common::pg::Schema::create("quality");
     let schema = &orders.name;
     orders.execute(
         "CREATE TABLE {s}.orders (order_id bigint, total numeric(10,2), status text);
          INSERT INTO {s}.orders VALUES (1, 10.5, 'paid'), (2, -3, 'paid'), (3, 7, 'lost'), (4, NULL, 'paid');",
     );
-    let in_pg = outcome(
+    outcome(
         &[],
         p.command(&[
             "validate",
@@ -276,12 +284,12 @@ fn sluice_validate_gives_one_verdict_on_files_the_warehouse_and_postgres() {
         .env("SLUICE_CONN_PG", PG_URI)
         .output()
         .unwrap(),
-    );
-    drop(orders);
-    assert_eq!(in_pg.code, 1, "{}", in_pg.explain());
-    assert_eq!(verdicts(&in_pg.json()), expected);
+    )
+}
 
-    // Passing, the text and HTML reports, and usage errors.
+/// A suite that passes (text report), the HTML report, and usage errors: an unknown expectation
+/// type (with its position and a suggestion), an unknown connection, a missing file.
+fn passes_reports_and_refuses(p: &TestProject, suite: &str, file: &Path) {
     let good = p.path().join("suites/good.yaml");
     let passing = p.sluice(&[
         "validate",

@@ -176,45 +176,14 @@ impl Evidence {
 
 #[test]
 fn no_secret_reaches_output_logs_store_api_lineage_alerts_or_stream_errors() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-        .unwrap();
-    let api = echoing_api(&rt);
-    let (hook, received) = common::json_receiver("/hook");
-    let dead_hook = format!("http://127.0.0.1:1/hook/{HOOK_PATH}");
-    let p = TestProject::new();
-    p.write(
-        "sluice.yaml",
-        &format!(
-            "name: test\nlineage: {{ file: lineage.ndjson }}\nalerts:\n  ops: {{ webhook: \"{hook}\", slack: true }}\n  dead: {{ webhook: \"{dead_hook}\" }}\n  cmd: {{ command: \"mkdir -p alerts && cat > alerts/$$.json\" }}\n"
-        ),
-    )
-    .write("pipelines/events.yaml", STREAM);
-    let src = format!("postgres://postgres:{CONN_PW}@127.0.0.1:1/test");
-    let env = [
-        ("SLUICE_CONN_SRC", src.as_str()),
-        ("SLUICE_CONN_API", api.as_str()),
-        ("SLUICE_API_TOKEN", API_TOKEN),
-    ];
-    let sluice = |args: &[&str], extra: &[(&str, &str)]| {
-        let output = p
-            .command(args)
-            .envs(env.iter().chain(extra).copied())
-            .env_remove("SLUICE_METADATA")
-            .output()
-            .unwrap();
-        common::outcome(args, output)
-    };
-
+    let leaky = Leaky::new();
     // `sluice run` with its metadata in SQLite: every kind but the metadata URL's password.
     let held = [
         CONN_PW,
         PARAM,
         API_TOKEN,
         HOOK_PATH,
-        hook.as_str(),
+        leaky.hook.as_str(),
         HEADER,
         REGISTRY_PW,
     ];
@@ -222,29 +191,168 @@ fn no_secret_reaches_output_logs_store_api_lineage_alerts_or_stream_errors() {
         CONN_PW,
         PARAM,
         API_TOKEN,
-        dead_hook.as_str(),
-        hook.as_str(),
+        leaky.dead_hook.as_str(),
+        leaky.hook.as_str(),
         HEADER,
     ];
-    p.write("pipelines/leaky.yaml", &leaky_pipeline(&quoted, &dead_hook));
-    let mut seen = Evidence::new(&held);
-    let run = sluice(&["run", "leaky", "--date", "2024-01-01"], &[]);
-    assert_eq!(run.code, 1, "every task fails:\n{}", run.explain());
-    seen.keep_outcome("sluice run", &run);
-    let date = ["--date", "2024-01-01"];
-    for task in ["dump", "pull", "read_src", "leak"] {
-        let args = [&["logs", "leaky"][..], &date, &["--task", task]].concat();
-        seen.keep_outcome(&format!("sluice logs {task}"), &sluice(&args, &[]));
-    }
-    seen.keep_outcome("sluice runs", &sluice(&["runs", "leaky", "--json"], &[]));
-    seen.keep_outcome("sluice dlq", &sluice(&["dlq", "list", "--json"], &[]));
-    let stream = sluice(&["stream", "events"], &[]);
-    assert_eq!(stream.code, 2, "{}", stream.explain());
-    seen.keep_outcome("sluice stream", &stream);
-    // The metadata database (with its WAL) and the try logs, byte for byte.
-    seen.keep_files(&p.path().join(".sluice"));
-    seen.keep("lineage events", p.read("lineage.ndjson"));
+    leaky.write_pipeline(&quoted);
+    let seen = leaky.cli_evidence(&held);
+    cli_shows_masked(&seen);
+    seen.assert_clean();
 
+    // `sluice serve` with its metadata on PostgreSQL, behind the token: every kind.
+    let db = Database::create("secrets");
+    let metadata = db.url.replace("postgres@", &format!("postgres:{META_PW}@"));
+    let all = [held.as_slice(), &[META_PW]].concat();
+    let quoted = [quoted.as_slice(), &[metadata.as_str()]].concat();
+    leaky.write_pipeline(&quoted);
+    let served = leaky.served_evidence(&all, &db, &metadata);
+    served.assert_clean();
+}
+
+/// The project whose runs fail with secrets at hand, the servers its tasks and alerts reach,
+/// and the environment that holds the secrets.
+struct Leaky {
+    /// Serves the echoing API.
+    _rt: tokio::runtime::Runtime,
+    p: TestProject,
+    env: Vec<(&'static str, String)>,
+    /// The webhook that answers, and the bodies it received.
+    hook: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// The webhook nobody answers.
+    dead_hook: String,
+}
+
+impl Leaky {
+    fn new() -> Leaky {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let api = echoing_api(&rt);
+        let (hook, received) = common::json_receiver("/hook");
+        let dead_hook = format!("http://127.0.0.1:1/hook/{HOOK_PATH}");
+        let p = TestProject::new();
+        p.write(
+            "sluice.yaml",
+            &format!(
+                "name: test\nlineage: {{ file: lineage.ndjson }}\nalerts:\n  ops: {{ webhook: \"{hook}\", slack: true }}\n  dead: {{ webhook: \"{dead_hook}\" }}\n  cmd: {{ command: \"mkdir -p alerts && cat > alerts/$$.json\" }}\n"
+            ),
+        )
+        .write("pipelines/events.yaml", STREAM);
+        let src = format!("postgres://postgres:{CONN_PW}@127.0.0.1:1/test");
+        let env = vec![
+            ("SLUICE_CONN_SRC", src),
+            ("SLUICE_CONN_API", api),
+            ("SLUICE_API_TOKEN", API_TOKEN.to_string()),
+        ];
+        Leaky {
+            _rt: rt,
+            p,
+            env,
+            hook,
+            received,
+            dead_hook,
+        }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    fn write_pipeline(&self, quoted: &[&str]) {
+        self.p.write(
+            "pipelines/leaky.yaml",
+            &leaky_pipeline(quoted, &self.dead_hook),
+        );
+    }
+
+    /// Runs sluice with the secrets' environment and no metadata URL (SQLite).
+    fn sluice(&self, args: &[&str]) -> common::Outcome {
+        let output = self
+            .p
+            .command(args)
+            .envs(self.env())
+            .env_remove("SLUICE_METADATA")
+            .output()
+            .unwrap();
+        common::outcome(args, output)
+    }
+
+    /// `sluice run` (every task fails), its logs, runs, dead letters and a stream whose registry
+    /// URL does not parse; the metadata database, try logs and lineage events they left.
+    fn cli_evidence(&self, held: &[&str]) -> Evidence {
+        let mut seen = Evidence::new(held);
+        let run = self.sluice(&["run", "leaky", "--date", "2024-01-01"]);
+        assert_eq!(run.code, 1, "every task fails:\n{}", run.explain());
+        seen.keep_outcome("sluice run", &run);
+        let date = ["--date", "2024-01-01"];
+        for task in ["dump", "pull", "read_src", "leak"] {
+            let args = [&["logs", "leaky"][..], &date, &["--task", task]].concat();
+            seen.keep_outcome(&format!("sluice logs {task}"), &self.sluice(&args));
+        }
+        seen.keep_outcome("sluice runs", &self.sluice(&["runs", "leaky", "--json"]));
+        seen.keep_outcome("sluice dlq", &self.sluice(&["dlq", "list", "--json"]));
+        let stream = self.sluice(&["stream", "events"]);
+        assert_eq!(stream.code, 2, "{}", stream.explain());
+        seen.keep_outcome("sluice stream", &stream);
+        // The metadata database (with its WAL) and the try logs, byte for byte.
+        seen.keep_files(&self.p.path().join(".sluice"));
+        seen.keep("lineage events", self.p.read("lineage.ndjson"));
+        seen
+    }
+
+    /// `sluice serve` with its metadata at `metadata`: a run triggered through the API until it
+    /// failed, then every API and UI page about it, the server's standard error, every metadata
+    /// table, the try logs, lineage events and the alerts delivered.
+    fn served_evidence(&self, secrets: &[&str], db: &Database, metadata: &str) -> Evidence {
+        let mut served = Evidence::new(secrets);
+        let stderr = self.p.path().join("serve.stderr");
+        let server = serve(&self.p, &self.env(), metadata, &stderr);
+        let (status, run) =
+            server.post("/api/pipelines/leaky/runs", json!({ "date": "2024-01-02" }));
+        assert_eq!(status, 201, "{run}");
+        let id = run["id"].as_i64().unwrap();
+        server.wait_for("the triggered run to fail", || {
+            server.get(&format!("/api/runs/{id}"))["state"] == "failed"
+        });
+        keep_pages(&server, id, &mut served);
+        served.shows(
+            &format!("GET /api/runs/{id}/tasks/dump/tries/1/log"),
+            "SLUICE_METADATA=postgres://postgres:***@127.0.0.1:5432/",
+        );
+        served.shows(&format!("GET /runs/{id}/tasks/leak"), "cannot go on: ***");
+        // Alerts are sent in the background; the server waits for them when it stops.
+        assert_eq!(server.stop(), Some(0));
+        served.keep("sluice serve: stderr", std::fs::read(&stderr).unwrap());
+        served.shows(
+            "sluice serve: stderr",
+            "stream events: `schema_registry: http://reg:***@",
+        );
+        served.shows(
+            "sluice serve: stderr",
+            "alert channel `dead`: attempt 1 failed",
+        );
+        keep_metadata_tables(db, &mut served);
+        served.shows("metadata table", "cannot go on: ***");
+        served.keep_files(&self.p.path().join(".sluice"));
+        served.keep("lineage events", self.p.read("lineage.ndjson"));
+        served.keep_files(&self.p.path().join("alerts"));
+        let bodies = self.received.lock().unwrap().clone();
+        served.keep(
+            "the webhook's deliveries",
+            serde_json::to_vec(&bodies).unwrap(),
+        );
+        served.shows("the webhook's deliveries", "cannot go on: ***");
+        served.shows("alerts", "\"error\":\"command failed with exit status 3");
+        served
+    }
+}
+
+/// Each secret the command line's evidence holds was there, masked.
+fn cli_shows_masked(seen: &Evidence) {
     seen.shows(
         "sluice logs dump",
         "SLUICE_CONN_SRC=postgres://postgres:***@127.0.0.1:1/test",
@@ -265,23 +373,10 @@ fn no_secret_reaches_output_logs_store_api_lineage_alerts_or_stream_errors() {
     seen.shows("sluice stream: stderr", "http://reg:***@127.0.0.1:99999");
     seen.shows("metadata.db", "cannot go on: ***");
     seen.shows("lineage events", "cannot go on: ***");
-    seen.assert_clean();
+}
 
-    // `sluice serve` with its metadata on PostgreSQL, behind the token: every kind.
-    let db = Database::create("secrets");
-    let metadata = db.url.replace("postgres@", &format!("postgres:{META_PW}@"));
-    let all = [held.as_slice(), &[META_PW]].concat();
-    let quoted = [quoted.as_slice(), &[metadata.as_str()]].concat();
-    p.write("pipelines/leaky.yaml", &leaky_pipeline(&quoted, &dead_hook));
-    let mut served = Evidence::new(&all);
-    let stderr = p.path().join("serve.stderr");
-    let server = serve(&p, &env, &metadata, &stderr);
-    let (status, run) = server.post("/api/pipelines/leaky/runs", json!({ "date": "2024-01-02" }));
-    assert_eq!(status, 201, "{run}");
-    let id = run["id"].as_i64().unwrap();
-    server.wait_for("the triggered run to fail", || {
-        server.get(&format!("/api/runs/{id}"))["state"] == "failed"
-    });
+/// Every API and UI page about run `id` and its tasks' tries (each must answer 200).
+fn keep_pages(server: &Server, id: i64, served: &mut Evidence) {
     let mut pages = vec![
         "/api/pipelines".to_string(),
         "/api/pipelines/leaky".into(),
@@ -306,22 +401,10 @@ fn no_secret_reaches_output_logs_store_api_lineage_alerts_or_stream_errors() {
         assert_eq!(status, 200, "GET {page}: {body}");
         served.keep(format!("GET {page}"), body);
     }
-    served.shows(
-        &format!("GET /api/runs/{id}/tasks/dump/tries/1/log"),
-        "SLUICE_METADATA=postgres://postgres:***@127.0.0.1:5432/",
-    );
-    served.shows(&format!("GET /runs/{id}/tasks/leak"), "cannot go on: ***");
-    // Alerts are sent in the background; the server waits for them when it stops.
-    assert_eq!(server.stop(), Some(0));
-    served.keep("sluice serve: stderr", std::fs::read(&stderr).unwrap());
-    served.shows(
-        "sluice serve: stderr",
-        "stream events: `schema_registry: http://reg:***@",
-    );
-    served.shows(
-        "sluice serve: stderr",
-        "alert channel `dead`: attempt 1 failed",
-    );
+}
+
+/// Every row of every table in the metadata database, as text.
+fn keep_metadata_tables(db: &Database, served: &mut Evidence) {
     let tables = db.column(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
     );
@@ -330,18 +413,6 @@ fn no_secret_reaches_output_logs_store_api_lineage_alerts_or_stream_errors() {
         let rows = db.column(&format!("SELECT t::text FROM \"{table}\" t"));
         served.keep(format!("metadata table {table}"), rows.join("\n"));
     }
-    served.shows("metadata table", "cannot go on: ***");
-    served.keep_files(&p.path().join(".sluice"));
-    served.keep("lineage events", p.read("lineage.ndjson"));
-    served.keep_files(&p.path().join("alerts"));
-    let bodies = received.lock().unwrap().clone();
-    served.keep(
-        "the webhook's deliveries",
-        serde_json::to_vec(&bodies).unwrap(),
-    );
-    served.shows("the webhook's deliveries", "cannot go on: ***");
-    served.shows("alerts", "\"error\":\"command failed with exit status 3");
-    served.assert_clean();
 }
 
 /// `sluice serve` on a free port with its standard error in `stderr`.
