@@ -337,16 +337,47 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
     let server = Server::start(&p, Some(TOKEN));
     let driver = driver(browser);
     let flow = async {
-        let c = session(browser, &driver).await;
-        let base = server.base.as_str();
-        let http = reqwest::Client::new();
-
+        let user = User {
+            c: session(browser, &driver).await,
+            base: server.base.as_str(),
+            http: reqwest::Client::new(),
+            browser,
+        };
         // Signing in: the pages want the token, like the API.
-        sign_in(&c, base, Some(browser)).await;
-        wait_for(&c, "a[href='/pipelines/orders']", "the pipelines").await;
+        sign_in(&user.c, user.base, Some(browser)).await;
+        wait_for(&user.c, "a[href='/pipelines/orders']", "the pipelines").await;
+        user.sees_the_pipelines_and_the_broken_file().await;
+        let (run_path, run_id) = user.triggers_a_run().await;
+        user.follows_the_run_until_it_fails().await;
+        user.reads_the_failing_task().await;
+        user.sees_the_states_in_the_grid_and_the_graph().await;
+        user.walks_the_grid_by_keyboard().await;
+        user.reads_the_quality_report(&run_path).await;
+        user.reads_the_lineage().await;
+        let tries = user.replays_the_dead_letter(&run_id).await;
+        user.looks_at_the_streams().await;
+        user.clears_the_failed_task(&run_path, &run_id, tries).await;
+        user.pauses_the_pipeline().await;
+        user.reads_in_a_narrow_window().await;
+        user.c.close().await.unwrap();
+    };
+    drive(flow);
+    assert_eq!(server.stop(), Some(0));
+}
 
-        // The pipelines, and the broken file at the position the API reports.
-        let pipelines = api(&http, base, "/api/pipelines").await;
+/// A signed-in user of the orders project, in one browser; each step checks what the pages
+/// show against the REST API.
+struct User<'a> {
+    c: Client,
+    base: &'a str,
+    http: reqwest::Client,
+    browser: Browser,
+}
+
+impl User<'_> {
+    /// The pipelines, and the broken file at the position the API reports.
+    async fn sees_the_pipelines_and_the_broken_file(&self) {
+        let pipelines = api(&self.http, self.base, "/api/pipelines").await;
         let problem = &pipelines["problems"][0];
         let place = format!(
             "{}:{}:{}",
@@ -354,35 +385,43 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
             problem["line"],
             problem["col"]
         );
-        let page = text(&c).await;
+        let page = text(&self.c).await;
         assert!(page.contains(&place), "`{place}` not on the page:\n{page}");
         assert!(
             page.contains(problem["message"].as_str().unwrap()),
             "{page}"
         );
         assert!(page.contains("0 6 * * *"), "{page}");
-        screenshot(&c, browser, "pipelines").await;
+        screenshot(&self.c, self.browser, "pipelines").await;
+    }
 
-        // Trigger a run for a date from the pipeline page: it opens the run.
-        let run_path = trigger(&c, base, "orders", "2024-03-05").await;
+    /// Triggers a run for a date from the pipeline page: it opens the run (its path and id
+    /// returned).
+    async fn triggers_a_run(&self) -> (String, String) {
+        let run_path = trigger(&self.c, self.base, "orders", "2024-03-05").await;
         let run_id = run_path.trim_start_matches("/runs/").to_string();
-        let run = api(&http, base, &format!("/api/runs/{run_id}")).await;
+        let run = api(&self.http, self.base, &format!("/api/runs/{run_id}")).await;
         assert_eq!(run["logical_date"].as_str().unwrap()[..10], *"2024-03-05");
+        (run_path, run_id)
+    }
 
-        // Followed live: the run page refreshes itself until the run fails.
-        wait_for(&c, "h1 .badge.failed", "the run to fail").await;
-        let page = text(&c).await;
+    /// Followed live: the run page refreshes itself until the run fails.
+    async fn follows_the_run_until_it_fails(&self) {
+        wait_for(&self.c, "h1 .badge.failed", "the run to fail").await;
+        let page = text(&self.c).await;
         assert!(page.contains("exit status 3"), "{page}");
-        screenshot(&c, browser, "run").await;
+        screenshot(&self.c, self.browser, "run").await;
+    }
 
-        // The failing task: its error and its log.
-        click(&c, "table a[href$='/tasks/check_totals']").await;
-        wait_for(&c, "pre.log", "the log").await;
-        let page = text(&c).await;
+    /// The failing task: its error, its log and its configuration as the run rendered it.
+    async fn reads_the_failing_task(&self) {
+        let c = &self.c;
+        click(c, "table a[href$='/tasks/check_totals']").await;
+        wait_for(c, "pre.log", "the log").await;
+        let page = text(c).await;
         assert!(page.contains("exit status 3"), "{page}");
         assert!(page.contains("checking totals of 2024-03-05"), "{page}");
         assert!(page.contains("totals do not match: 41 != 42"), "{page}");
-        // Its configuration as the run rendered it.
         let config = c
             .find(Locator::Css("pre.config"))
             .await
@@ -394,23 +433,26 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
             config.contains("\"command\": \"echo checking totals of 2024-03-05;"),
             "{config}"
         );
-        screenshot(&c, browser, "task").await;
+        screenshot(c, self.browser, "task").await;
+    }
 
-        // The grid and the graph show the run's states.
-        c.goto(&format!("{base}/pipelines/orders")).await.unwrap();
-        wait_for(&c, "tr[data-task='check_totals'] td.f", "a failed cell").await;
-        wait_for(&c, "tr[data-task='extract'] td.s", "a successful cell").await;
-        wait_for(
-            &c,
-            "tr[data-task='publish'] td.x",
-            "an upstream_failed cell",
-        )
-        .await;
-        wait_for(&c, "svg.graph .node.failed", "the failed task in the graph").await;
-        screenshot(&c, browser, "pipeline").await;
+    /// The grid and the graph show the run's states.
+    async fn sees_the_states_in_the_grid_and_the_graph(&self) {
+        let c = &self.c;
+        c.goto(&format!("{}/pipelines/orders", self.base))
+            .await
+            .unwrap();
+        wait_for(c, "tr[data-task='check_totals'] td.f", "a failed cell").await;
+        wait_for(c, "tr[data-task='extract'] td.s", "a successful cell").await;
+        wait_for(c, "tr[data-task='publish'] td.x", "an upstream_failed cell").await;
+        wait_for(c, "svg.graph .node.failed", "the failed task in the graph").await;
+        screenshot(c, self.browser, "pipeline").await;
+    }
 
-        // The grid by keyboard: it takes the focus, the arrows move (announced), Enter opens.
-        // "\u{E015}" and "\u{E007}" are WebDriver's ArrowDown and Enter.
+    /// The grid by keyboard: it takes the focus, the arrows move (announced), Enter opens.
+    /// "\u{E015}" and "\u{E007}" are WebDriver's ArrowDown and Enter.
+    async fn walks_the_grid_by_keyboard(&self) {
+        let c = &self.c;
         let row = c
             .execute(
                 "return [...document.querySelectorAll('table.grid tbody tr')]
@@ -433,18 +475,21 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
         assert!(said.starts_with("check_totals · "), "{said}");
         grid.send_keys("\u{E007}").await.unwrap();
         let within = Duration::from_secs(10);
-        wait_for_path(&c, "check_totals by Enter", within, |path| {
+        wait_for_path(c, "check_totals by Enter", within, |path| {
             path.ends_with("/tasks/check_totals")
         })
         .await;
+    }
 
-        // The data-quality report of the validation, on its task page and on the quality page.
+    /// The data-quality report of the validation, on its task page and on the quality page.
+    async fn reads_the_quality_report(&self, run_path: &str) {
+        let (c, base) = (&self.c, self.base);
         c.goto(&format!("{base}{run_path}/tasks/validate_orders"))
             .await
             .unwrap();
-        wait_for(&c, "iframe.report", "the validation's report").await;
+        wait_for(c, "iframe.report", "the validation's report").await;
         let report = api_text(
-            &http,
+            &self.http,
             base,
             &format!("/ui{run_path}/tasks/validate_orders/tries/1/report"),
         )
@@ -453,25 +498,30 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
             report.contains("expect_column_values_to_be_between"),
             "{report}"
         );
-        screenshot(&c, browser, "validation").await;
+        screenshot(c, self.browser, "validation").await;
         c.goto(&format!("{base}/quality")).await.unwrap();
-        let page = text(&c).await;
+        let page = text(c).await;
         assert!(page.contains("validate_orders"), "{page}");
-        screenshot(&c, browser, "quality").await;
+        screenshot(c, self.browser, "quality").await;
+    }
 
-        // The lineage: the lake file the validation reads, in the pipeline's graph.
-        let labels = lineage_of(&c, base, "orders").await;
+    /// The lineage: the lake file the validation reads, in the pipeline's graph.
+    async fn reads_the_lineage(&self) {
+        let labels = lineage_of(&self.c, self.base, "orders").await;
         assert!(labels.contains("orders.csv"), "{labels}");
-        screenshot(&c, browser, "lineage").await;
+        screenshot(&self.c, self.browser, "lineage").await;
+    }
 
-        // The dead letters: the failed task with its error, ready to replay.
+    /// The dead letters: the failed task with its error, ready to replay. Replaying our run's
+    /// entry marks it replayed and the server tries the task again; the tries finished since.
+    async fn replays_the_dead_letter(&self, run_id: &str) -> usize {
+        let (c, base) = (&self.c, self.base);
         c.goto(&format!("{base}/dead-letters")).await.unwrap();
-        let page = text(&c).await;
+        let page = text(c).await;
         assert!(page.contains("check_totals"), "{page}");
         assert!(page.contains("exit status 3"), "{page}");
-        screenshot(&c, browser, "dead-letters").await;
-        // Replay our run's entry: it is marked replayed and the server tries the task again.
-        let before = finished_tries(&http, base, &run_id, 1).await;
+        screenshot(c, self.browser, "dead-letters").await;
+        let before = finished_tries(&self.http, base, run_id, 1).await;
         c.find(Locator::XPath(
             "//tr[contains(., 'run of 2024-03-05')]//form[contains(@data-api, '/replay')]/button",
         ))
@@ -480,35 +530,50 @@ fn user_follows_a_run_finds_the_failing_task_and_steers(browser: Browser) {
         .click()
         .await
         .unwrap();
-        wait_for(&c, "td .replayed", "the replayed mark").await;
-        let before = finished_tries(&http, base, &run_id, before + 1).await;
-        c.goto(&format!("{base}/streams")).await.unwrap();
-        screenshot(&c, browser, "streams").await;
+        wait_for(c, "td .replayed", "the replayed mark").await;
+        finished_tries(&self.http, base, run_id, before + 1).await
+    }
 
-        // Clear the failed task from the run page: the server tries it again.
-        c.goto(&format!("{base}{run_path}")).await.unwrap();
+    async fn looks_at_the_streams(&self) {
+        self.c
+            .goto(&format!("{}/streams", self.base))
+            .await
+            .unwrap();
+        screenshot(&self.c, self.browser, "streams").await;
+    }
+
+    /// Clears the failed task from the run page: the server tries it again.
+    async fn clears_the_failed_task(&self, run_path: &str, run_id: &str, tries: usize) {
+        self.c
+            .goto(&format!("{}{run_path}", self.base))
+            .await
+            .unwrap();
         let clear = "tr:has(a[href$='/tasks/check_totals']) form[data-api$='/clear'] button";
-        click(&c, clear).await;
-        finished_tries(&http, base, &run_id, before + 1).await;
+        click(&self.c, clear).await;
+        finished_tries(&self.http, self.base, run_id, tries + 1).await;
+    }
 
-        // Pause from the pipeline page.
-        c.goto(&format!("{base}/pipelines/orders")).await.unwrap();
-        click(&c, "form[data-api$='/pause'] button").await;
+    /// Pauses from the pipeline page: the API reports it paused, the page shows it.
+    async fn pauses_the_pipeline(&self) {
+        self.c
+            .goto(&format!("{}/pipelines/orders", self.base))
+            .await
+            .unwrap();
+        click(&self.c, "form[data-api$='/pause'] button").await;
         let started = Instant::now();
-        while api(&http, base, "/api/pipelines/orders").await["paused"] != true {
+        while api(&self.http, self.base, "/api/pipelines/orders").await["paused"] != true {
             assert!(started.elapsed() < Duration::from_secs(10), "not paused");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        wait_for(&c, "h1 .badge.paused", "the paused badge").await;
+        wait_for(&self.c, "h1 .badge.paused", "the paused badge").await;
+    }
 
-        // A narrow window still reads.
-        c.set_window_size(420, 800).await.unwrap();
-        c.goto(&format!("{base}/")).await.unwrap();
-        screenshot(&c, browser, "pipelines-narrow").await;
-        c.close().await.unwrap();
-    };
-    drive(flow);
-    assert_eq!(server.stop(), Some(0));
+    /// A narrow window still reads.
+    async fn reads_in_a_narrow_window(&self) {
+        self.c.set_window_size(420, 800).await.unwrap();
+        self.c.goto(&format!("{}/", self.base)).await.unwrap();
+        screenshot(&self.c, self.browser, "pipelines-narrow").await;
+    }
 }
 
 /// The issue's new user: `sluice serve` in the demo project (`sluice init`), a run of the
