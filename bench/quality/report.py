@@ -100,12 +100,12 @@ Rows of the demo's orders shape (order_id, customer_id, total decimal(12,2), cre
 status, email) as one Parquet file, about one row in a thousand breaking the suite; the suite
 (`bench/quality/suite.json`) is the article's orders suite plus between, in_set, regex, mean and
 unique_value_count checks, 10 expectations. Each repetition runs, one after the other,
-`sluice validate --format json`, Great Expectations on pandas (`pd.read_parquet` then
-`batch.validate(suite)`, result format SUMMARY, as sluice; pandas reads Parquet decimals as
-Python `Decimal` objects, which cost GE minutes per million rows, so the script makes them
-float64 first, as a GE user would), and DuckDB's own single query computing the same counts. The results are compared: every expectation's success,
-unexpected_count and observed_value must agree with Great Expectations', and every count with
-DuckDB's — for every repetition, before its time counts (a repetition whose result is wrong is
+DuckDB's own single query computing the same counts, `sluice validate --format json`, and Great
+Expectations on pandas (`pd.read_parquet` then `batch.validate(suite)`, result format SUMMARY,
+as sluice; pandas reads Parquet decimals as Python `Decimal` objects, which cost GE minutes per
+million rows, so the script makes them float64 first, as a GE user would). The results are
+compared: every count of sluice's with DuckDB's, and every expectation's success,
+unexpected_count and observed_value with Great Expectations — for every repetition, before its time counts (a repetition whose result is wrong is
 left out and the run fails). Times are whole processes (start to exit) for every side; start-up
 is the best of five runs of the same program doing nothing (`sluice --version`; Python importing
 great_expectations and pandas, or duckdb), and the table gives the ratio on both bases. Peak RSS
