@@ -7,7 +7,7 @@ use std::time::Duration;
 use sluice_core::{RunState, TaskState};
 use sluice_engine::Pools;
 use sluice_store::RunType;
-use sluice_store::TryOutcome::{Failed, Interrupted, Success, TimedOut};
+use sluice_store::TryOutcome::{Interrupted, Success, TimedOut};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -167,17 +167,7 @@ async fn a_panicking_try_fails_alone(project: Project) {
     let outcome = project.run(&p).await;
 
     assert_eq!(outcome.run.state, RunState::Success);
-    assert_eq!(project.outcomes(&outcome.run, "boom"), [Failed, Success]);
-    let error = project.error(&outcome.run, "boom", 1);
-    assert!(
-        error.starts_with("the task panicked: kaboom: index 3 out of range"),
-        "{error}"
-    );
-    let log = project.log(&outcome.run, "boom", 1);
-    assert!(
-        log.contains("try 1 failed: the task panicked: kaboom"),
-        "{log}"
-    );
+    project.assert_panicked_then_succeeded(&outcome.run, "boom", "kaboom: index 3 out of range");
     assert_eq!(project.outcomes(&outcome.run, "steady"), [Success]);
     assert_eq!(project.outcomes(&outcome.run, "after"), [Success]);
     let entries = journal.entries();

@@ -139,6 +139,25 @@ impl Project {
         let t = tries.iter().find(|t| t.try_number == n).unwrap();
         std::fs::read_to_string(t.log_path.as_ref().unwrap()).unwrap_or_default()
     }
+
+    /// `task`'s first try ended by a panic whose message starts with `message` — recorded as
+    /// that try's failure, in its error and its log — and its retry succeeded.
+    pub fn assert_panicked_then_succeeded(&self, run: &RunRecord, task: &str, message: &str) {
+        assert_eq!(
+            self.outcomes(run, task),
+            [TryOutcome::Failed, TryOutcome::Success]
+        );
+        let error = self.error(run, task, 1);
+        assert!(
+            error.starts_with(&format!("the task panicked: {message}")),
+            "{error}"
+        );
+        let log = self.log(run, task, 1);
+        assert!(
+            log.contains(&format!("try 1 failed: the task panicked: {message}")),
+            "{log}"
+        );
+    }
 }
 
 fn paths(root: &std::path::Path) -> ProjectPaths {
