@@ -1175,23 +1175,6 @@ fn incremental_extract_advances_only_when_the_run_succeeds() {
 // 6. Secrets
 // ---------------------------------------------------------------------------------------------
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[test]
 fn connection_secrets_are_never_printed_or_stored() {
     const SECRET: &str = "Sup3rS3cret";
@@ -1283,7 +1266,7 @@ tasks:
         );
     }
     // Nothing Sluice keeps (metadata database and its journal, logs) holds it either.
-    let kept = files_under(&p.path().join(".sluice"));
+    let kept = common::files_under(&p.path().join(".sluice"));
     assert!(kept.iter().any(|f| f.ends_with("metadata.db")), "{kept:?}");
     assert!(
         kept.iter()

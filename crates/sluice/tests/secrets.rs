@@ -10,7 +10,6 @@ use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::TestProject;
 use common::pg::Database;
@@ -96,20 +95,6 @@ fn echoing_api(rt: &tokio::runtime::Runtime) -> String {
     format!("http://{addr}/v1?api_key={PARAM}")
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 /// What was looked at, by name, and the secrets none of it may hold.
 struct Evidence {
     secrets: Vec<String>,
@@ -134,7 +119,7 @@ impl Evidence {
     }
 
     fn keep_files(&mut self, dir: &Path) {
-        for file in files_under(dir) {
+        for file in common::files_under(dir) {
             let bytes = std::fs::read(&file).unwrap_or_default();
             self.keep(file.display().to_string(), bytes);
         }
@@ -418,27 +403,9 @@ fn keep_metadata_tables(db: &Database, served: &mut Evidence) {
 /// `sluice serve` on a free port with its standard error in `stderr`.
 fn serve(p: &TestProject, env: &[(&str, &str)], metadata: &str, stderr: &Path) -> Server {
     let port = common::free_port();
-    let child = Command::new(common::sluice_bin())
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--project"])
-        .arg(p.path())
-        .envs(env.iter().copied())
+    let mut cmd = Server::command(p, port);
+    cmd.envs(env.iter().copied())
         .env("SLUICE_METADATA", metadata)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(stderr).unwrap())
-        .spawn()
-        .expect("start sluice serve");
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        token: Some(API_TOKEN.into()),
-        rt: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-        http: reqwest::Client::new(),
-    };
-    server.wait_for("the API to answer", || {
-        server.try_get("/api/openapi.json").is_some()
-    });
-    server
+        .stderr(std::fs::File::create(stderr).unwrap());
+    Server::spawn(cmd, port, Some(API_TOKEN))
 }

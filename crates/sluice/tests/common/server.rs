@@ -24,16 +24,28 @@ impl Server {
     /// With more arguments for `sluice serve` (`--workers`).
     pub fn start_with(p: &TestProject, token: Option<&str>, args: &[&str]) -> Server {
         let port = free_port();
-        let mut cmd = Command::new(sluice_bin());
-        cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--project"])
-            .arg(p.path())
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .env_remove("SLUICE_API_TOKEN");
+        let mut cmd = Server::command(p, port);
+        cmd.args(args).env_remove("SLUICE_API_TOKEN");
         if let Some(t) = token {
             cmd.env("SLUICE_API_TOKEN", t);
         }
+        Server::spawn(cmd, port, token)
+    }
+
+    /// `sluice serve` of project `p` on `port`, its output discarded: for a test to add its
+    /// own environment or output files before `spawn`.
+    pub fn command(p: &TestProject, port: u16) -> Command {
+        let mut cmd = Command::new(sluice_bin());
+        cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--project"])
+            .arg(p.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    /// Starts `cmd` (from `command`) and waits until its API answers; `token` is what the
+    /// server was given, sent with every request.
+    pub fn spawn(mut cmd: Command, port: u16, token: Option<&str>) -> Server {
         let server = Server {
             child: cmd.spawn().expect("start sluice serve"),
             base: format!("http://127.0.0.1:{port}"),
