@@ -34,6 +34,15 @@ impl IoError {
         IoError::Invalid(message.into())
     }
 
+    /// A connection that could not be opened: a server that cannot be reached or refuses is
+    /// worth another try, a URI or certificate that is wrong is not.
+    pub fn from_connect(system: &'static str, e: sluice_connect::ConnectError) -> IoError {
+        match e {
+            sluice_connect::ConnectError::Connect(message) => IoError::remote(system, message),
+            other => IoError::invalid(format!("{system}: {other}")),
+        }
+    }
+
     /// Whether another try can succeed (a network blip) or not (a type the target cannot hold).
     pub fn retryable(&self) -> bool {
         !matches!(self, IoError::Invalid(_) | IoError::Arrow(_))

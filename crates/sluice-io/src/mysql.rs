@@ -19,6 +19,7 @@ use futures::StreamExt;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::{Query, Queryable, WithParams};
 use mysql_async::{BinaryProtocol, Column, Conn, Opts, ResultSetStream, Row, Value};
+use sluice_connect::MySqlTarget;
 use sluice_core::Redactor;
 
 use crate::{BatchStream, IoError};
@@ -32,6 +33,20 @@ const BINARY_CHARSET: u16 = 63;
 const MAX_DECIMAL128_PRECISION: u8 = 38;
 
 const CAST_HINT: &str = "cast it in the query, e.g. CAST(col AS CHAR)";
+
+/// Connects with the URI's TLS parameters (`ssl-mode`, `ssl-ca`, …) and sets the session time
+/// zone to UTC. Errors never contain the password.
+pub async fn connect(uri: &str) -> Result<(Conn, MySqlTarget), IoError> {
+    let target = MySqlTarget::parse(uri).map_err(|e| IoError::from_connect(SYSTEM, e))?;
+    let mut conn = target
+        .connect()
+        .await
+        .map_err(|e| IoError::from_connect(SYSTEM, e))?;
+    conn.query_drop("SET time_zone = '+00:00'")
+        .await
+        .map_err(|e| mysql_error(target.redactor(), "setting the session time zone", e))?;
+    Ok((conn, target))
+}
 
 /// Runs `query` on the MySQL or MariaDB server at `uri` (`mysql://user:pass@host:port/db`) and
 /// returns the schema of its result together with a stream of batches of about `batch_rows` rows.
@@ -71,21 +86,10 @@ pub async fn extract(
     query: &str,
     batch_rows: usize,
 ) -> Result<(SchemaRef, BatchStream), IoError> {
-    let redactor = Redactor::default().with_uri(uri);
-    let opts = Opts::from_url(uri)
-        .map_err(|e| IoError::invalid(redactor.redact(&format!("MySQL URI is not valid: {e}"))))?;
-    // The password as the driver read it.
-    let redact = redactor.with(opts.pass().map(str::to_owned));
-    let server = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-
-    let mut conn = Conn::new(opts.clone())
-        .await
-        .map_err(|e| mysql_error(&redact, &format!("connecting to {server}"), e))?;
-    conn.query_drop("SET time_zone = '+00:00'")
-        .await
-        .map_err(|e| mysql_error(&redact, "setting the session time zone", e))?;
+    let (conn, target) = connect(uri).await?;
+    let redact = target.redactor().clone();
     let cancel = Cancel {
-        opts,
+        opts: target.opts().clone(),
         connection_id: conn.id(),
     };
 

@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
@@ -21,12 +20,12 @@ use arrow::datatypes::{
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
+use sluice_connect::PgTarget;
 pub use tokio_postgres::Client;
 use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::types::{Kind, Type};
-use tokio_postgres::{CopyOutStream, GenericClient, NoTls};
+use tokio_postgres::{CopyOutStream, GenericClient};
 
-use sluice_core::Redactor;
 use sluice_core::sql::Dialect;
 
 use crate::{BATCH_ROWS, BatchStream, IoError};
@@ -49,36 +48,14 @@ const UNCONSTRAINED_NUMERIC: (u8, i8) = (38, 10);
 /// per-message overhead negligible, small enough to keep memory flat.
 const COPY_CHUNK: usize = 256 * 1024;
 
-/// Connects (NoTls) and spawns the connection task. Errors never contain the URI or password.
+/// Connects with the URI's TLS parameters (libpq's `sslmode`, …) and spawns the connection
+/// task. Errors never contain the URI or password.
 pub async fn connect(uri: &str) -> Result<Client, IoError> {
-    let redactor = Redactor::default().with_uri(uri);
-    let mut config: tokio_postgres::Config = uri.parse().map_err(|e| {
-        IoError::invalid(redactor.redact(&format!(
-            "{SYSTEM}: invalid connection URI: {}",
-            error_chain(&e)
-        )))
-    })?;
-    // The password as the driver read it (a key/value string may quote it).
-    let redactor = redactor.with(
-        config
-            .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned()),
-    );
-    // Without a timeout an unreachable host (dropped packets) hangs a run for minutes.
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(30));
-    }
-    let target = describe_target(&config);
-    let (client, connection) = config
-        .connect(NoTls)
+    let target = PgTarget::parse(uri).map_err(|e| IoError::from_connect(SYSTEM, e))?;
+    target
+        .connect()
         .await
-        .map_err(|e| pg_error(&format!("could not connect to {target}"), e).redacted(&redactor))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
-        }
-    });
-    Ok(client)
+        .map_err(|e| IoError::from_connect(SYSTEM, e))
 }
 
 /// Runs `query` and streams its rows as Arrow batches of about `batch_rows` rows. The schema is
@@ -562,24 +539,6 @@ fn error_chain(e: &tokio_postgres::Error) -> String {
         source = cause.source();
     }
     message
-}
-
-/// "user@host:port/db" for messages, without the password.
-fn describe_target(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        #[cfg(unix)]
-        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("");
-    let db = config.get_dbname().unwrap_or(user);
-    if user.is_empty() {
-        format!("{host}:{port}/{db}")
-    } else {
-        format!("{user}@{host}:{port}/{db}")
-    }
 }
 
 /// COPY wraps the query in parentheses, where a trailing semicolon is a syntax error.

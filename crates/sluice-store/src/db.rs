@@ -6,6 +6,7 @@
 //! code exactly as rusqlite is, and so that the connection — which holds the session's advisory
 //! locks — lives exactly as long as the store.
 
+use sluice_connect::PgTarget;
 use sluice_core::secrets::redact_uri_text;
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -210,9 +211,9 @@ pub struct Postgres {
 impl Postgres {
     /// Connects to `url` (a `postgres://` URL); fails here, not on first use, when it cannot.
     pub fn connect(url: &str) -> Result<Postgres> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
+        let target = PgTarget::parse(url).map_err(|e| StoreError::Url {
             url: redact_uri_text(url),
-            reason: format!("{e}"),
+            reason: e.to_string(),
         })?;
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<()>>(1);
@@ -230,7 +231,7 @@ impl Postgres {
                         return;
                     }
                 };
-                let client = match rt.block_on(open(&config, &shown)) {
+                let client = match rt.block_on(open(&target, &shown)) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -240,7 +241,7 @@ impl Postgres {
                 let _ = ready_tx.send(Ok(()));
                 let mut session = Session {
                     client,
-                    config,
+                    target,
                     shown,
                     statements: HashMap::new(),
                 };
@@ -285,22 +286,16 @@ impl Conn for Postgres {
     }
 }
 
-async fn open(config: &tokio_postgres::Config, shown: &str) -> Result<tokio_postgres::Client> {
-    let (client, connection) =
-        config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| StoreError::Connect {
-                url: shown.to_string(),
-                reason: e.to_string(),
-            })?;
-    tokio::spawn(connection);
-    Ok(client)
+async fn open(target: &PgTarget, shown: &str) -> Result<tokio_postgres::Client> {
+    target.connect().await.map_err(|e| StoreError::Connect {
+        url: shown.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 struct Session {
     client: tokio_postgres::Client,
-    config: tokio_postgres::Config,
+    target: PgTarget,
     shown: String,
     /// Prepared statements by their text as the store wrote it.
     statements: HashMap<String, tokio_postgres::Statement>,
@@ -310,7 +305,7 @@ impl Session {
     async fn serve(&mut self, job: Job) {
         if self.client.is_closed() {
             // The server restarted or the network dropped: reconnect for the next statement.
-            if let Ok(client) = open(&self.config, &self.shown).await {
+            if let Ok(client) = open(&self.target, &self.shown).await {
                 self.client = client;
                 self.statements.clear();
             }

@@ -310,15 +310,15 @@ impl Notifications {
 /// drops (telling everyone to look, since notifications may have been missed). Needs a tokio
 /// runtime.
 pub async fn listen(url: &str, channel: &'static str) -> Result<Arc<Notifications>> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
+    let target = sluice_connect::PgTarget::parse(url).map_err(|e| StoreError::Url {
         url: sluice_core::secrets::redact_uri_text(url),
-        reason: format!("{e}"),
+        reason: e.to_string(),
     })?;
     let notes = Arc::new(Notifications {
         wake: tokio::sync::Notify::new(),
         payloads: tokio::sync::broadcast::channel(4096).0,
     });
-    let first = subscribe(&config, channel, notes.clone()).await?;
+    let first = subscribe(&target, channel, notes.clone()).await?;
     let again = notes.clone();
     tokio::spawn(async move {
         let mut session = first;
@@ -327,7 +327,7 @@ pub async fn listen(url: &str, channel: &'static str) -> Result<Arc<Notification
             again.deliver(String::new());
             session = loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Ok(s) = subscribe(&config, channel, again.clone()).await {
+                if let Ok(s) = subscribe(&target, channel, again.clone()).await {
                     break s;
                 }
             };
@@ -339,11 +339,17 @@ pub async fn listen(url: &str, channel: &'static str) -> Result<Arc<Notification
 /// Connects, LISTENs, and returns the task that forwards notifications until the connection
 /// ends.
 async fn subscribe(
-    config: &tokio_postgres::Config,
+    target: &sluice_connect::PgTarget,
     channel: &str,
     notes: Arc<Notifications>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (client, mut connection) = target
+        .connect_raw()
+        .await
+        .map_err(|e| StoreError::Connect {
+            url: target.target().to_string(),
+            reason: e.to_string(),
+        })?;
     let forward = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {

@@ -1,7 +1,8 @@
 //! What the workspace's tests share: a temporary project and the `sluice` binary run in it
 //! ([`project`]), PostgreSQL and MariaDB databases and schemas of a test's own, created and
 //! dropped ([`pg`], [`mariadb`]), free ports ([`net`]), a local S3 server ([`s3`]), and Great
-//! Expectations' conformance cases ([`conformance`]), signals to a process ([`send_signal`]).
+//! Expectations' conformance cases ([`conformance`]), signals to a process ([`send_signal`]),
+//! TLS-only PostgreSQL and MariaDB servers of a test's own with their certificates ([`tls`]).
 //!
 //! Every helper works from synchronous tests and from `#[tokio::test]`s alike: database work
 //! runs on a thread of its own, since blocking on a runtime inside another one panics.
@@ -15,6 +16,8 @@ pub mod net;
 pub mod pg;
 pub mod project;
 pub mod s3;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,6 @@
 //! The PostgreSQL table sink: rows, dead letters and (exactly once) the partitions' next
 //! offsets in one transaction.
 
-use sluice_core::Redactor;
 use sluice_core::sql::Dialect;
 use sluice_core::stream::Stream;
 use sluice_stream::{Emit, Fired, Value};
@@ -30,13 +29,13 @@ fn error_text(e: &tokio_postgres::Error) -> String {
 
 impl PgSink {
     pub async fn connect(url: &str, stream: &Stream) -> Result<PgSink, StreamError> {
-        // The driver may quote what it was given, password included.
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        // Errors of the connector never hold the password.
+        let target =
+            sluice_connect::PgTarget::parse(url).map_err(|e| StreamError::Sink(e.to_string()))?;
+        let client = target
+            .connect()
             .await
-            .map_err(|e| {
-                StreamError::Sink(Redactor::default().with_uri(url).redact(&error_text(&e)))
-            })?;
-        tokio::spawn(connection);
+            .map_err(|e| StreamError::Sink(e.to_string()))?;
         // A table locked by someone else (an ALTER, a long maintenance job) makes the write fail
         // after a while instead of hanging unseen: the batch is retried with backoff and the
         // wait shows in the log and in `stream.sink.retries`.
