@@ -217,15 +217,15 @@ impl MySqlTarget {
             // same "access denied" as a wrong password.
             mysql_async::Error::Server(s) if s.code == 1045 && self.mode == SslMode::Disabled => {
                 format!(
-                    "could not connect to {target}: {}; check the user and password of this \
-                     connection — or, if the server requires TLS (require_secure_transport), \
-                     use ssl-mode=REQUIRED instead of DISABLED",
+                    "could not connect to {target}: error 1045: {}; check the user and password \
+                     of this connection — or, if the server requires TLS \
+                     (require_secure_transport), use ssl-mode=REQUIRED instead of DISABLED",
                     s.message
                 )
             }
             mysql_async::Error::Server(s) if s.code == 1045 => format!(
-                "could not connect to {target}: {}; check the user and password of this \
-                 connection",
+                "could not connect to {target}: error 1045: {}; check the user and password \
+                 of this connection",
                 s.message
             ),
             mysql_async::Error::Server(s)

@@ -10,6 +10,7 @@ pub mod http;
 pub mod lake;
 pub mod load;
 pub mod mysql;
+pub mod mysql_load;
 pub mod postgres;
 pub mod rows;
 pub mod schema;

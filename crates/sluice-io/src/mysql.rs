@@ -18,7 +18,7 @@ use chrono::{NaiveDate, NaiveTime};
 use futures::StreamExt;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::{Query, Queryable, WithParams};
-use mysql_async::{BinaryProtocol, Column, Conn, Opts, ResultSetStream, Row, Value};
+use mysql_async::{BinaryProtocol, Column, Conn, ResultSetStream, Row, Value};
 use sluice_connect::MySqlTarget;
 use sluice_core::Redactor;
 
@@ -46,6 +46,13 @@ pub async fn connect(uri: &str) -> Result<(Conn, MySqlTarget), IoError> {
         .await
         .map_err(|e| mysql_error(target.redactor(), "setting the session time zone", e))?;
     Ok((conn, target))
+}
+
+/// Closes a connection politely (the server logs an aborted connection otherwise).
+pub async fn disconnect(conn: Conn) -> Result<(), IoError> {
+    conn.disconnect()
+        .await
+        .map_err(|e| IoError::remote(SYSTEM, format!("closing the connection: {e}")))
 }
 
 /// Runs `query` on the MySQL or MariaDB server at `uri` (`mysql://user:pass@host:port/db`) and
@@ -89,7 +96,7 @@ pub async fn extract(
     let (conn, target) = connect(uri).await?;
     let redact = target.redactor().clone();
     let cancel = Cancel {
-        opts: target.opts().clone(),
+        target,
         connection_id: conn.id(),
     };
 
@@ -199,7 +206,7 @@ impl Drop for Reader {
 /// Dropping the driver's result makes it read and discard every remaining row before it closes
 /// the connection, which for a large table means the server sends the whole table for nothing.
 struct Cancel {
-    opts: Opts,
+    target: MySqlTarget,
     connection_id: u32,
 }
 
@@ -210,7 +217,7 @@ impl Cancel {
         };
         runtime.spawn(async move {
             // Best effort: should this fail, the driver's draining still ends the query, later.
-            if let Ok(mut conn) = Conn::new(self.opts).await {
+            if let Ok(mut conn) = self.target.connect().await {
                 let _ = conn
                     .query_drop(format!("KILL QUERY {}", self.connection_id))
                     .await;

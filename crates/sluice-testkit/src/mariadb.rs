@@ -33,6 +33,28 @@ impl Database {
     pub fn execute(&self, sql: &str) {
         execute(&self.url, sql);
     }
+
+    /// The first column of a query's rows, as text (`NULL` for null).
+    pub fn column(&self, sql: &str) -> Vec<String> {
+        let (url, sql) = (self.url.clone(), sql.to_string());
+        crate::block_on(move || async move {
+            let mut conn = Conn::from_url(url.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("MariaDB at 127.0.0.1:3306 ({url}): {e}"));
+            let rows: Vec<mysql_async::Row> = conn
+                .query(&sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let _ = conn.disconnect().await;
+            rows.into_iter()
+                .map(|row| match row.as_ref(0) {
+                    None | Some(mysql_async::Value::NULL) => "NULL".to_string(),
+                    Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                    Some(v) => v.as_sql(true).trim_matches('\'').to_string(),
+                })
+                .collect()
+        })
+    }
 }
 
 impl Drop for Database {
