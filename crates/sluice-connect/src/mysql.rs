@@ -237,7 +237,8 @@ impl MySqlTarget {
                     s.message
                 )
             }
-            _ => match tls::handshake_advice(&chain, &host) {
+            // mysql_async checks the name in VERIFY_CA too (see the module docs): no chain-only mode.
+            _ => match tls::handshake_advice(&chain, &host, None) {
                 Some(advice) => advice,
                 None if chain.contains("Connection refused") => format!(
                     "could not connect to {target}: connection refused; is the server running \

@@ -8,7 +8,7 @@
 //! | `disable` | never | — |
 //! | `allow` | if the server insists | no |
 //! | `prefer` (default) | if the server can | no |
-//! | `require` | always | only when `sslrootcert` is given (then as `verify-ca`) |
+//! | `require` | always | only with a root certificate (`sslrootcert`, or `~/.postgresql/root.crt`): then as `verify-ca` |
 //! | `verify-ca` | always | chain to `sslrootcert` |
 //! | `verify-full` | always | chain and host name |
 //!
@@ -141,6 +141,12 @@ impl TlsParams {
             Some(_) if system => Some(Roots::System),
             Some(path) => Some(Roots::File(PathBuf::from(path))),
             None => None,
+        };
+        // libpq: `require` verifies the chain when a root certificate is given or
+        // ~/.postgresql/root.crt exists.
+        let roots = match (mode, roots) {
+            (SslMode::Require, None) => home_root_cert().filter(|p| p.exists()).map(Roots::File),
+            (_, roots) => roots,
         };
         let trust = match (mode, roots) {
             (SslMode::Require, Some(roots)) | (SslMode::VerifyCa, Some(roots)) => {
@@ -300,7 +306,7 @@ impl PgTarget {
             }
         } else {
             let chain = chain(e);
-            if let Some(advice) = tls::handshake_advice(&chain, &host) {
+            if let Some(advice) = tls::handshake_advice(&chain, &host, Some("sslmode=verify-ca")) {
                 advice
             } else if chain.contains("server does not support TLS") {
                 format!(

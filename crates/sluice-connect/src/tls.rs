@@ -239,18 +239,22 @@ impl ServerCertVerifier for ChainOnly {
 }
 
 /// Words a person can act on for a failed TLS handshake with `host`, from the error chain.
-pub fn handshake_advice(chain: &str, host: &str) -> Option<String> {
+/// `chain_only` names the client's mode that checks the chain but not the name, if it has one
+/// that works.
+pub fn handshake_advice(chain: &str, host: &str, chain_only: Option<&str>) -> Option<String> {
     // rustls words some certificate errors and prints others by their variant name.
     let advice = if chain.contains("NotValidForName") || chain.contains("not valid for name") {
+        let alternative = chain_only
+            .map(|mode| format!(", or use {mode} to check the chain only"))
+            .unwrap_or_default();
         format!(
             "certificate verify failed for host {host}: the server's certificate does not name \
-             this host; connect by a name the certificate lists, or use sslmode=verify-ca \
-             (ssl-mode=VERIFY_CA) to check the chain only"
+             this host; connect by a name the certificate lists{alternative}"
         )
     } else if chain.contains("UnknownIssuer") || chain.contains("BadSignature") {
         format!(
             "certificate verify failed for host {host}: the server's certificate is not signed \
-             by a trusted CA; set sslrootcert (ssl-ca) to your CA's file"
+             by a trusted CA; set sslrootcert (MySQL: ssl-ca) to your CA's file"
         )
     } else if [
         "Expired",

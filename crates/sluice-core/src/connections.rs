@@ -73,13 +73,7 @@ impl Origin {
             Origin::File { line, col } => (CONNECTIONS_FILE.to_string(), *line, *col),
             Origin::Env(var) => (format!("${var}"), 1, 1),
         };
-        Diagnostic {
-            file,
-            line,
-            col,
-            message: message.into(),
-            hint: None,
-        }
+        Diagnostic::new(&crate::yaml::Span::new(file.into(), line, col), message)
     }
 }
 

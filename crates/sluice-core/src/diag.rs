@@ -14,6 +14,16 @@ pub struct Diagnostic {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    pub severity: Severity,
+}
+
+/// An error makes its pipeline (or the project) invalid: `check` fails and nothing runs. A
+/// warning is reported and changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
 }
 
 impl Diagnostic {
@@ -24,7 +34,18 @@ impl Diagnostic {
             col: span.col,
             message: message.into(),
             hint: None,
+            severity: Severity::Error,
         }
+    }
+
+    /// The same diagnostic as a warning.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 
     /// A problem with a file as a whole (it cannot be read, it repeats another file's id):
@@ -36,6 +57,7 @@ impl Diagnostic {
             col: 1,
             message: message.into(),
             hint: None,
+            severity: Severity::Error,
         }
     }
 
@@ -56,9 +78,13 @@ impl SyntaxError {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
         write!(
             f,
-            "{}:{}:{}: error: {}",
+            "{}:{}:{}: {severity}: {}",
             self.file, self.line, self.col, self.message
         )?;
         if let Some(hint) = &self.hint {
@@ -77,12 +103,14 @@ impl Diagnostics {
         self.0.push(d);
     }
 
+    /// No errors (warnings do not count).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
+    /// The errors (warnings do not count): what decides whether a file is valid.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.iter().filter(|d| d.is_error()).count()
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::connections::{Connections, WAREHOUSE};
+use crate::connections::{ConnectionKind, Connections, WAREHOUSE};
 use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::pipeline::{self, LoadedFile, Pipeline};
 use crate::secrets::{self, Redactor};
@@ -33,6 +33,11 @@ pub struct Project {
 }
 
 impl Project {
+    /// The diagnostics that are errors (the others are warnings).
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
     /// Loads the settings, the connections and every pipeline file, with the task kinds
     /// `kinds` builds from them, under this process's environment. Fails only when the
     /// settings are unusable.
@@ -71,12 +76,11 @@ impl Project {
             }
             if file_diags.is_empty() {
                 contents.pipelines.extend(loaded.pipelines);
-            } else {
-                file_diags
-                    .0
-                    .sort_by_key(|d| (d.file.clone(), d.line, d.col));
-                diags.0.extend(file_diags.0);
             }
+            file_diags
+                .0
+                .sort_by_key(|d| (d.file.clone(), d.line, d.col));
+            diags.0.extend(file_diags.0);
         }
         let redactor = known_secrets(&settings, env, &connections, &contents);
         Ok(Project {
@@ -138,7 +142,9 @@ fn known_secrets(
     redactor
 }
 
-/// A `warehouse` connection replaces the settings' warehouse.
+/// A `warehouse` connection replaces the settings' warehouse: a duckdb:// one moves the
+/// embedded warehouse; a PostgreSQL or MySQL one becomes the warehouse the task kinds use for
+/// `warehouse` (loads, `sql` without `on:`, validation of tables, quarantine).
 fn use_warehouse_connection(
     paths: &mut ProjectPaths,
     connections: &Connections,
@@ -147,16 +153,18 @@ fn use_warehouse_connection(
     let Some(w) = connections.get(WAREHOUSE) else {
         return;
     };
-    match w.duckdb_path(&paths.root) {
-        Some(path) => paths.warehouse = path,
-        None => diags.push(
+    if let Some(path) = w.duckdb_path(&paths.root) {
+        paths.warehouse = path;
+    } else if !matches!(w.kind, ConnectionKind::Postgres | ConnectionKind::MySql) {
+        diags.push(
             w.origin
                 .diagnostic(format!(
-                    "the `warehouse` connection is {}; the embedded warehouse is DuckDB",
+                    "the `warehouse` connection is {}; a warehouse is DuckDB, PostgreSQL or \
+                     MySQL/MariaDB",
                     w.kind.name()
                 ))
-                .hint("point `warehouse` at a duckdb:// URI, or give this connection another name"),
-        ),
+                .hint("point `warehouse` at a duckdb://, postgres:// or mysql:// URI, or give this connection another name"),
+        );
     }
 }
 

@@ -212,7 +212,7 @@ pub fn decode_file(
     connections: &Connections,
     diags: &mut Diagnostics,
 ) -> Option<Stream> {
-    let before = diags.0.len();
+    let before = diags.len();
     let f = Fields::new(root, "a stream file", KEYS, diags)?;
     let id = f.string("stream", diags);
     if let (Some(id), Some(node)) = (&id, f.get("stream")) {
@@ -252,7 +252,7 @@ pub fn decode_file(
         .and_then(|n| target(n, "`dead_letter`", connections, diags));
     check_dead_letter(&f, dead_letter.as_ref(), sink.as_ref(), diags);
     check_sink_key(&f, aggregate.as_ref(), sink.as_ref(), diags);
-    if diags.0.len() > before {
+    if diags.len() > before {
         return None;
     }
     Some(Stream {

@@ -8,8 +8,8 @@
 //! rolls its rows back and drops a table it created; columns it added stay (documented).
 //!
 //! Modes: `append`; `replace` (DELETE, not TRUNCATE, which would commit); `replace_partition`;
-//! `merge` on a PRIMARY KEY or UNIQUE index over exactly the keys (`REPLACE` rows for LOAD
-//! DATA, `ON DUPLICATE KEY UPDATE` for INSERT). Values are written as MySQL reads them in a
+//! `merge` on a PRIMARY KEY or UNIQUE index over exactly the keys (`ON DUPLICATE KEY UPDATE`:
+//! matched rows are updated in place; LOAD DATA goes through a temporary table for it). Values are written as MySQL reads them in a
 //! UTC session: booleans 1/0, dates `YYYY-MM-DD`, timestamps `YYYY-MM-DD HH:MM:SS.ffffff`,
 //! decimals exactly, binary as hexadecimal through `UNHEX`.
 
@@ -162,12 +162,21 @@ pub async fn load_mysql(
     transfer: Transfer,
 ) -> Result<u64, IoError> {
     let (mut conn, target) = crate::mysql::connect(uri).await?;
-    let result = load_on(&mut conn, (database, table), plan, mode, stream, transfer).await;
+    let mut created = false;
+    let result = load_on(
+        &mut conn,
+        (database, table),
+        (plan, mode, transfer),
+        stream,
+        &mut created,
+    )
+    .await;
     let result = match result {
         Ok(rows) => Ok(rows),
         Err(e) => {
             let _ = conn.query_drop("ROLLBACK").await;
-            if plan.create.is_some() {
+            // Only a table this load created: never one another writer made meanwhile.
+            if created {
                 let name = qualified(database, table);
                 let _ = conn
                     .query_drop(format!("DROP TABLE IF EXISTS {name}"))
@@ -187,21 +196,16 @@ fn qualified(database: &str, table: &str) -> String {
 async fn load_on(
     conn: &mut Conn,
     (database, table): (&str, &str),
-    plan: &Plan,
-    mode: &LoadMode,
+    (plan, mode, transfer): (&Plan, &LoadMode, Transfer),
     stream: BatchStream,
-    transfer: Transfer,
+    created: &mut bool,
 ) -> Result<u64, IoError> {
     let target = qualified(database, table);
     let keys: &[String] = match mode {
         LoadMode::Merge { keys } => keys,
         _ => &[],
     };
-    for statement in schema_changes(database, &target, plan, keys)? {
-        conn.query_drop(&statement)
-            .await
-            .map_err(|e| failed(&statement, e))?;
-    }
+    apply_schema_changes(conn, (database, &target), plan, keys, created).await?;
     if !keys.is_empty() {
         require_unique_key(conn, (database, table), keys).await?;
     }
@@ -209,10 +213,63 @@ async fn load_on(
         .query_first("SELECT @@local_infile")
         .await
         .map_err(|e| failed("reading local_infile", e))?;
+    let by_infile = transfer == Transfer::Best && local_infile == Some(1);
+    // A merge through LOAD DATA goes via a temporary table (created outside the transaction;
+    // temporary tables do not commit implicitly, but keep the order obvious): LOAD DATA's own
+    // REPLACE would delete and re-insert rows, resetting other columns and firing cascades.
+    let staged = format!(
+        "{}.{}",
+        MY.quote_ident(database),
+        MY.quote_ident(&format!("__sluice_merge_{}", std::process::id()))
+    );
+    if by_infile && !keys.is_empty() {
+        let sql = format!("CREATE TEMPORARY TABLE {staged} LIKE {target}");
+        conn.query_drop(&sql).await.map_err(|e| failed(&sql, e))?;
+    }
     conn.query_drop("START TRANSACTION")
         .await
         .map_err(|e| failed("START TRANSACTION", e))?;
-    let delete = match mode {
+    if let Some(sql) = mode_delete(&target, mode)? {
+        conn.query_drop(&sql).await.map_err(|e| failed(&sql, e))?;
+    }
+    let columns = &plan.insert;
+    let rows = match (by_infile, keys.is_empty()) {
+        (true, true) => load_data(conn, &target, columns, stream).await?,
+        (true, false) => {
+            let rows = load_data(conn, &staged, columns, stream).await?;
+            let names: Vec<String> = columns.iter().map(|c| MY.quote_ident(c)).collect();
+            let list = names.join(", ");
+            let sql = format!(
+                "INSERT INTO {target} ({list}) SELECT {list} FROM {staged}{}",
+                on_duplicate(&names)
+            );
+            conn.query_drop(&sql)
+                .await
+                .map_err(|e| failed("merging the rows", e))?;
+            rows
+        }
+        (false, plain) => insert_rows(conn, &target, columns, plain, stream).await?,
+    };
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(|e| failed("COMMIT", e))?;
+    if by_infile && !keys.is_empty() {
+        let _ = conn
+            .query_drop(format!("DROP TEMPORARY TABLE {staged}"))
+            .await;
+    }
+    Ok(rows)
+}
+
+/// ` ON DUPLICATE KEY UPDATE c = VALUES(c), …`: a merge updates the matched row in place.
+fn on_duplicate(names: &[String]) -> String {
+    let updates: Vec<String> = names.iter().map(|n| format!("{n} = VALUES({n})")).collect();
+    format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+}
+
+/// The mode's delete, inside the transaction.
+fn mode_delete(target: &str, mode: &LoadMode) -> Result<Option<String>, IoError> {
+    Ok(match mode {
         LoadMode::Replace => Some(format!("DELETE FROM {target}")),
         LoadMode::ReplacePartition { column, values } => {
             let literals = values
@@ -229,32 +286,46 @@ async fn load_on(
             ))
         }
         LoadMode::Append | LoadMode::Merge { .. } => None,
-    };
-    if let Some(sql) = delete {
-        conn.query_drop(&sql).await.map_err(|e| failed(&sql, e))?;
-    }
-    let merge = !keys.is_empty();
-    let rows = if transfer == Transfer::Best && local_infile == Some(1) {
-        load_data(conn, &target, &plan.insert, merge, stream).await?
-    } else {
-        insert_rows(conn, &target, &plan.insert, merge, stream).await?
-    };
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(|e| failed("COMMIT", e))?;
-    Ok(rows)
+    })
 }
 
-fn schema_changes(
-    database: &str,
-    target: &str,
+/// Runs the plan's DDL (each statement commits). `created` is set once this load's CREATE
+/// TABLE succeeded. The database is created only when it is missing: CREATE DATABASE needs a
+/// privilege a loader may not have, even with IF NOT EXISTS.
+async fn apply_schema_changes(
+    conn: &mut Conn,
+    (database, target): (&str, &str),
     plan: &Plan,
     keys: &[String],
-) -> Result<Vec<String>, IoError> {
-    let mut ddl = vec![format!(
-        "CREATE DATABASE IF NOT EXISTS {}",
-        MY.quote_ident(database)
-    )];
+    created: &mut bool,
+) -> Result<(), IoError> {
+    if plan.create.is_some() {
+        let exists: Option<String> = conn
+            .exec_first(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                (database,),
+            )
+            .await
+            .map_err(|e| failed("looking for the database", e))?;
+        if exists.is_none() {
+            let sql = format!("CREATE DATABASE IF NOT EXISTS {}", MY.quote_ident(database));
+            conn.query_drop(&sql).await.map_err(|e| failed(&sql, e))?;
+        }
+    }
+    for (i, statement) in schema_changes(target, plan, keys)?.iter().enumerate() {
+        conn.query_drop(statement)
+            .await
+            .map_err(|e| failed(statement, e))?;
+        if i == 0 && plan.create.is_some() {
+            *created = true;
+        }
+    }
+    Ok(())
+}
+
+/// CREATE TABLE (first, when the plan creates the table), ADD COLUMN, MODIFY COLUMN.
+fn schema_changes(target: &str, plan: &Plan, keys: &[String]) -> Result<Vec<String>, IoError> {
+    let mut ddl = Vec::new();
     if let Some(columns) = &plan.create {
         let mut defs = columns
             .iter()
@@ -305,11 +376,15 @@ async fn require_unique_key(
         )
         .await
         .map_err(|e| failed("reading the table's unique indexes", e))?;
-    let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+    // Column names are case-insensitive in MySQL.
+    let mut wanted: Vec<String> = keys.iter().map(|k| k.to_lowercase()).collect();
     wanted.sort_unstable();
-    let mut indexes: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    let mut indexes: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
     for (index, column) in &rows {
-        indexes.entry(index).or_default().push(column);
+        indexes
+            .entry(index)
+            .or_default()
+            .push(column.to_lowercase());
     }
     let found = indexes.values_mut().any(|columns| {
         columns.sort_unstable();
@@ -443,7 +518,6 @@ async fn load_data(
     conn: &mut Conn,
     target: &str,
     columns: &[String],
-    merge: bool,
     stream: BatchStream,
 ) -> Result<u64, IoError> {
     let mut stream = stream.peekable();
@@ -495,9 +569,8 @@ async fn load_data(
         }
     }
     let sql = format!(
-        "LOAD DATA LOCAL INFILE 'sluice-rows' {}INTO TABLE {target} CHARACTER SET utf8mb4 \
+        "LOAD DATA LOCAL INFILE 'sluice-rows' INTO TABLE {target} CHARACTER SET utf8mb4 \
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({}){}",
-        if merge { "REPLACE " } else { "" },
         targets.join(", "),
         if sets.is_empty() {
             String::new()
@@ -510,20 +583,26 @@ async fn load_data(
         return Err(e);
     }
     outcome.map_err(|e| failed("LOAD DATA LOCAL INFILE", e))?;
-    // Strict mode turns bad values into errors; a server without it warns and truncates.
-    if conn.get_warnings() > 0 {
-        let warnings: Vec<(String, u32, String)> = conn
-            .query("SHOW WARNINGS LIMIT 3")
-            .await
-            .map_err(|e| failed("SHOW WARNINGS", e))?;
-        let text: Vec<String> = warnings.into_iter().map(|(_, _, m)| m).collect();
-        return Err(IoError::invalid(format!(
-            "MySQL changed values while loading (its sql_mode is not strict): {}; enable \
-             STRICT_TRANS_TABLES or fix the data",
-            text.join("; ")
-        )));
-    }
+    refuse_warnings(conn).await?;
     Ok(rows.load(Ordering::Relaxed))
+}
+
+/// Strict mode turns bad values into errors; a server without it warns and truncates: then the
+/// load fails (and rolls back) rather than keep changed values.
+async fn refuse_warnings(conn: &mut Conn) -> Result<(), IoError> {
+    if conn.get_warnings() == 0 {
+        return Ok(());
+    }
+    let warnings: Vec<(String, u32, String)> = conn
+        .query("SHOW WARNINGS LIMIT 3")
+        .await
+        .map_err(|e| failed("SHOW WARNINGS", e))?;
+    let text: Vec<String> = warnings.into_iter().map(|(_, _, m)| m).collect();
+    Err(IoError::invalid(format!(
+        "MySQL changed values while loading (its sql_mode is not strict): {}; enable \
+         STRICT_TRANS_TABLES or fix the data",
+        text.join("; ")
+    )))
 }
 
 /// A literal for a cell in an INSERT.
@@ -555,16 +634,15 @@ async fn insert_rows(
     conn: &mut Conn,
     target: &str,
     columns: &[String],
-    merge: bool,
+    plain: bool,
     mut stream: BatchStream,
 ) -> Result<u64, IoError> {
     let names: Vec<String> = columns.iter().map(|c| MY.quote_ident(c)).collect();
     let head = format!("INSERT INTO {target} ({}) VALUES ", names.join(", "));
-    let tail = if merge {
-        let updates: Vec<String> = names.iter().map(|n| format!("{n} = VALUES({n})")).collect();
-        format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
-    } else {
+    let tail = if plain {
         String::new()
+    } else {
+        on_duplicate(&names)
     };
     let mut rows = 0u64;
     let mut sql = String::new();
@@ -586,6 +664,7 @@ async fn insert_rows(
                 conn.query_drop(&sql)
                     .await
                     .map_err(|e| failed("INSERT", e))?;
+                refuse_warnings(conn).await?;
                 sql.clear();
             }
         }
@@ -595,6 +674,7 @@ async fn insert_rows(
         conn.query_drop(&sql)
             .await
             .map_err(|e| failed("INSERT", e))?;
+        refuse_warnings(conn).await?;
     }
     Ok(rows)
 }

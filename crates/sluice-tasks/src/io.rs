@@ -102,10 +102,14 @@ impl Endpoint {
     }
 
     /// The schema a table name without one lives in, for the databases tables are written to.
-    pub fn default_schema(&self) -> Option<&'static str> {
+    /// (MySQL has databases for schemas: the one the URI names.)
+    pub fn default_schema(&self) -> Option<String> {
         match self {
-            Endpoint::DuckDb { .. } => Some("main"),
-            Endpoint::Postgres(_) => Some("public"),
+            Endpoint::DuckDb { .. } => Some("main".into()),
+            Endpoint::Postgres(_) => Some("public".into()),
+            Endpoint::MySql(c) => Some(c.url().path().trim_start_matches('/'))
+                .filter(|db| !db.is_empty())
+                .map(str::to_string),
             _ => None,
         }
     }
@@ -145,6 +149,13 @@ pub fn endpoint_named(
         name: WAREHOUSE.to_string(),
         path: default_warehouse.to_path_buf(),
     })
+}
+
+/// The project's warehouse: the `warehouse` connection when there is one (DuckDB, PostgreSQL
+/// or MySQL), else the embedded DuckDB file.
+pub fn warehouse(connections: &Connections, default_warehouse: &Path, root: &Path) -> Endpoint {
+    endpoint_named(connections, default_warehouse, root, WAREHOUSE)
+        .expect("`warehouse` always names an endpoint")
 }
 
 /// The endpoint `node` names, or a diagnostic.

@@ -112,10 +112,7 @@ impl LoadKind {
                 )
             }
             _ => (
-                Endpoint::DuckDb {
-                    name: WAREHOUSE.to_string(),
-                    path: self.default_warehouse.clone(),
-                },
+                io::warehouse(&self.connections, &self.default_warehouse, &cx.project.root),
                 into.scalar_text().unwrap_or_default(),
             ),
         };
@@ -126,7 +123,8 @@ impl LoadKind {
                     format!("cannot load into {}", target.describe()),
                 )
                 .hint(format!(
-                    "load into `{WAREHOUSE}`, a duckdb:// or a postgres:// connection"
+                    "load into `{WAREHOUSE}`, a duckdb://, postgres:// or mysql:// connection \
+                     (a mysql:// one names its database, or write `database.table`)"
                 )),
             );
             return None;
@@ -138,7 +136,7 @@ impl LoadKind {
             );
             return None;
         }
-        let (schema, table) = io::split_table(&table_name, default_schema);
+        let (schema, table) = io::split_table(&table_name, &default_schema);
         Some((target, schema, table))
     }
 }
@@ -288,7 +286,7 @@ pub(crate) fn from_task(from: &Node) -> Option<String> {
 }
 
 /// The `after` list of a task as written.
-/// The columns of a DuckDB or PostgreSQL table, or `None` when it does not exist.
+/// The columns of a DuckDB, PostgreSQL or MySQL table, or `None` when it does not exist.
 async fn table_fields(
     target: &Endpoint,
     warehouses: &Warehouses,
@@ -303,14 +301,20 @@ async fn table_fields(
             let client = sluice_io::postgres::connect(c.expose_uri()).await?;
             sluice_io::postgres::table_fields(&client, schema, table).await
         }
+        Endpoint::MySql(c) => {
+            let (mut conn, _) = sluice_io::mysql::connect(c.expose_uri()).await?;
+            let fields = sluice_io::mysql_load::table_fields(&mut conn, schema, table).await;
+            let _ = sluice_io::mysql::disconnect(conn).await;
+            fields
+        }
         other => Err(sluice_io::IoError::invalid(format!(
-            "{} tables cannot be written here; use DuckDB or PostgreSQL",
+            "{} tables cannot be written here; use DuckDB, PostgreSQL or MySQL/MariaDB",
             other.describe()
         ))),
     }
 }
 
-/// Loads a stream of batches into a DuckDB or PostgreSQL table in one transaction, adding the
+/// Loads a stream of batches into a DuckDB, PostgreSQL or MySQL table in one transaction, adding the
 /// columns the table lacks.
 pub(crate) async fn load_batches(
     target: &Endpoint,
@@ -337,6 +341,18 @@ pub(crate) async fn load_batches(
         Endpoint::Postgres(c) => {
             sluice_io::load::load_postgres(c.expose_uri(), schema, table, &plan, &mode, stream)
                 .await
+        }
+        Endpoint::MySql(c) => {
+            let best = sluice_io::mysql_load::Transfer::Best;
+            sluice_io::mysql_load::load_mysql(
+                c.expose_uri(),
+                (schema, table),
+                &plan,
+                &mode,
+                stream,
+                best,
+            )
+            .await
         }
         _ => unreachable!("table_fields refused it"),
     }
@@ -455,7 +471,7 @@ impl LoadAction {
     fn shown_target(&self) -> String {
         let system = match &self.target {
             Endpoint::DuckDb { name, .. } => name.clone(),
-            Endpoint::Postgres(c) => c.name.clone(),
+            Endpoint::Postgres(c) | Endpoint::MySql(c) => c.name.clone(),
             _ => String::new(),
         };
         format!("{system}:{}.{}", self.schema, self.table)
@@ -575,6 +591,17 @@ impl LoadAction {
                 )
                 .await
             }
+            Endpoint::MySql(c) => {
+                sluice_io::mysql_load::load_mysql(
+                    c.expose_uri(),
+                    (&self.schema, &self.table),
+                    plan,
+                    &mode,
+                    stream,
+                    sluice_io::mysql_load::Transfer::Best,
+                )
+                .await
+            }
             _ => unreachable!("checked at compile time"),
         }
     }
@@ -591,6 +618,9 @@ impl LoadAction {
         let type_of = |dt: &sluice_io::arrow::datatypes::DataType| match &self.target {
             Endpoint::Postgres(_) => {
                 sluice_io::postgres::pg_type(dt).unwrap_or_else(|_| dt.to_string())
+            }
+            Endpoint::MySql(_) => {
+                sluice_io::mysql_load::mysql_type(dt, false).unwrap_or_else(|_| dt.to_string())
             }
             _ => sluice_warehouse::load::duck_type(dt).unwrap_or_else(|_| dt.to_string()),
         };

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value as Json;
-use sluice_core::connections::{Connections, WAREHOUSE};
+use sluice_core::connections::Connections;
 use sluice_core::decode::Fields;
 use sluice_core::task::CompileContext;
 use sluice_core::yaml::Node;
@@ -53,7 +53,7 @@ pub const RUN_COLUMN: &str = "_quarantined_for";
 enum Quarantine {
     /// A Parquet file (a lake path, templated).
     File(String),
-    /// A DuckDB or PostgreSQL table, created (and widened) as needed.
+    /// A DuckDB, PostgreSQL or MySQL table, created (and widened) as needed.
     Table { endpoint: Endpoint, table: String },
 }
 
@@ -137,7 +137,11 @@ pub async fn validate_files(
     Ok(validation.judge(observed, shown))
 }
 
-/// Validates a table where it lives (`schema.table` on DuckDB or PostgreSQL).
+/// Rows per batch when a MySQL table streams through the in-memory engine.
+const MYSQL_BATCH_ROWS: usize = 65_536;
+
+/// Validates a table where it lives (`schema.table` on DuckDB or PostgreSQL, in SQL), or as
+/// it streams out of MySQL/MariaDB.
 pub async fn validate_table(
     validation: &Validation,
     endpoint: &Endpoint,
@@ -164,9 +168,21 @@ pub async fn validate_table(
             let mut db = PgDatabase(Arc::new(client));
             pushdown::run(&validation.checks, &quoted("public"), &mut db).await
         }
+        // No SQL engine for MySQL's dialect yet: its rows stream through the in-memory engine
+        // (one pass, memory bounded by the batch).
+        Endpoint::MySql(c) => {
+            let default = endpoint.default_schema().unwrap_or_default();
+            let query = format!("SELECT * FROM {}", quoted(&default));
+            let (schema, stream) =
+                sluice_io::mysql::extract(c.expose_uri(), &query, MYSQL_BATCH_ROWS).await?;
+            let observed = validate_stream(validation, schema, stream).await?;
+            let shown = format!("{}:{table}", endpoint_name(endpoint));
+            return Ok(validation.judge(observed, &shown));
+        }
         other => {
             return Err(IoError::invalid(format!(
-                "{} cannot be validated in place; validate DuckDB or PostgreSQL tables, or files",
+                "{} cannot be validated in place; validate DuckDB, PostgreSQL or MySQL tables, \
+                 or files",
                 other.describe()
             )));
         }
@@ -302,7 +318,7 @@ const KEYS: &[&str] = &[
 
 impl ValidateKind {
     /// `{ table: schema.table, connection: NAME }` (the warehouse when no connection is named)
-    /// on DuckDB or PostgreSQL; `refused` words the problem for another kind of database.
+    /// on DuckDB, PostgreSQL or MySQL/MariaDB; `refused` words the problem for another kind of database.
     fn table_at(
         &self,
         node: &Node,
@@ -317,12 +333,12 @@ impl ValidateKind {
             .unwrap_or_default();
         let endpoint = match f.get("connection") {
             Some(c) => io::endpoint(&self.connections, &self.default_warehouse, c, cx)?,
-            None => Endpoint::DuckDb {
-                name: WAREHOUSE.to_string(),
-                path: self.default_warehouse.clone(),
-            },
+            None => io::warehouse(&self.connections, &self.default_warehouse, &cx.project.root),
         };
-        if !matches!(endpoint, Endpoint::DuckDb { .. } | Endpoint::Postgres(_)) {
+        if !matches!(
+            endpoint,
+            Endpoint::DuckDb { .. } | Endpoint::Postgres(_) | Endpoint::MySql(_)
+        ) {
             cx.diags.push(refused(endpoint.describe()));
             return None;
         }
@@ -406,7 +422,7 @@ impl ValidateKind {
                     &data_node.span,
                     format!("{kind} tables cannot be validated in place"),
                 )
-                .hint("validate a DuckDB or PostgreSQL table, or extract to the lake first")
+                .hint("validate a DuckDB, PostgreSQL or MySQL table, or extract to the lake first")
             })?;
             Some(Data::Table { endpoint, table })
         }
@@ -422,7 +438,7 @@ impl ValidateKind {
             Some(node) if node.as_str().is_none() => {
                 let (endpoint, table) = self.table_at(node, "`quarantine`", cx, |kind| {
                     Diagnostic::new(&node.span, format!("cannot quarantine into {kind} tables"))
-                        .hint("quarantine into a DuckDB or PostgreSQL table, or a lake file")
+                        .hint("quarantine into a DuckDB, PostgreSQL or MySQL table, or a lake file")
                 })?;
                 Some(Some(Quarantine::Table { endpoint, table }))
             }
@@ -754,9 +770,9 @@ impl ValidateAction {
         let good_writer = files::write_parquet(&good_at, schema.clone(), receiver(good_rx));
         let bad_writer: BoxFuture<'_, Result<u64, IoError>> = match &self.quarantine {
             Some(Quarantine::Table { endpoint, table }) => {
-                let default = endpoint.default_schema().unwrap_or("main");
+                let default = endpoint.default_schema().unwrap_or_else(|| "main".into());
                 let rendered = run.render_for(endpoint.dialect().unwrap_or_default(), table)?;
-                let (schema, table) = io::split_table(&rendered, default);
+                let (schema, table) = io::split_table(&rendered, &default);
                 let mode = LoadMode::ReplacePartition {
                     column: RUN_COLUMN.into(),
                     values: run_key.iter().cloned().collect(),

@@ -31,6 +31,8 @@ pub fn sluice_bin() -> PathBuf {
 /// A project folder, deleted when dropped.
 pub struct TestProject {
     pub dir: tempfile::TempDir,
+    /// The project's root: `dir` itself, or the folder `sluice init` made in it.
+    root: PathBuf,
     bin: PathBuf,
 }
 
@@ -74,13 +76,35 @@ impl TestProject {
         std::fs::write(dir.path().join("sluice.yaml"), "name: test\n").unwrap();
         std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
         TestProject {
+            root: dir.path().to_path_buf(),
             dir,
             bin: sluice_bin(),
         }
     }
 
+    /// The demo project, as `sluice init` creates it for a new user.
+    pub fn demo() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("demo");
+        let init = Command::new(sluice_bin())
+            .arg("init")
+            .arg(&root)
+            .output()
+            .expect("run sluice init");
+        assert!(
+            init.status.success(),
+            "sluice init: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        TestProject {
+            dir,
+            root,
+            bin: sluice_bin(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     /// Writes a file of the project (its folders created as needed).

@@ -187,6 +187,25 @@ impl TlsPostgres {
         );
     }
 
+    /// The first column of a query's rows in database `db`, as text, over the Unix socket.
+    pub fn column(&self, db: &str, sql: &str) -> Vec<String> {
+        let output = as_postgres(&self.bindir.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-d", db, "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// A `postgres://` URI as `postgres` with its password, to `host` (`localhost` is the name
     /// the certificate holds), with `params` appended.
     pub fn url(&self, host: &str, params: &str) -> String {

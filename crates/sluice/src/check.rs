@@ -6,7 +6,9 @@ use crate::{Global, exit};
 pub fn run(global: &Global, json: bool) -> anyhow::Result<u8> {
     let ws = Workspace::load(global)?;
     let project = &ws.project;
-    let ok = project.diagnostics.is_empty();
+    let errors = project.errors().count();
+    let warnings = project.diagnostics.len() - errors;
+    let ok = errors == 0;
     if json {
         let pipelines: Vec<serde_json::Value> = project
             .pipelines
@@ -52,9 +54,13 @@ pub fn run(global: &Global, json: bool) -> anyhow::Result<u8> {
             0 => String::new(),
             n => format!(" and {n} stream{}", plural(n)),
         };
+        let warned = match warnings {
+            0 => String::new(),
+            n => format!(", {n} warning{}", plural(n)),
+        };
         if ok {
             println!(
-                "ok: {} pipeline{}{streams} in {} file{}, no problems",
+                "ok: {} pipeline{}{streams} in {} file{}, no problems{warned}",
                 project.pipelines.len(),
                 plural(project.pipelines.len()),
                 files,
@@ -62,9 +68,8 @@ pub fn run(global: &Global, json: bool) -> anyhow::Result<u8> {
             );
         } else {
             println!(
-                "{} problem{} found; {} pipeline{} valid",
-                project.diagnostics.len(),
-                plural(project.diagnostics.len()),
+                "{errors} problem{} found{warned}; {} pipeline{} valid",
+                plural(errors),
                 project.pipelines.len(),
                 plural(project.pipelines.len())
             );

@@ -31,17 +31,26 @@ impl Workspace {
         Ok(Arc::new(open_store(&self.project.settings.metadata)?))
     }
 
-    /// The named pipeline; a broken file or an unknown name is a usage error.
+    /// The named pipeline; a broken file, an unknown name or a problem with the project's own
+    /// settings or connections (what `sluice check` reports outside the pipeline files) is a
+    /// usage error: a run never proceeds on a configuration `check` rejects.
     pub fn pipeline(&self, id: &str) -> anyhow::Result<&Pipeline> {
         if let Some(p) = self.project.pipeline(id) {
+            let project_wide = self.project_wide_problems();
+            if !project_wide.is_empty() {
+                return usage(format!(
+                    "pipeline `{id}` cannot run: the project's settings have problems (see \
+                     `sluice check`)\n{}",
+                    project_wide.join("\n")
+                ));
+            }
             return Ok(p);
         }
         if let Some(file) = self.project.files.get(id) {
             let file = self.project.paths.display(file).into_owned();
             let problems: Vec<String> = self
                 .project
-                .diagnostics
-                .iter()
+                .errors()
                 .filter(|d| d.file == file)
                 .map(ToString::to_string)
                 .collect();
@@ -59,6 +68,21 @@ impl Workspace {
         let hint = did_you_mean(id, known.iter().copied())
             .unwrap_or_else(|| format!("pipelines in this project: {}", known.join(", ")));
         usage(format!("unknown pipeline `{id}`\n  hint: {hint}"))
+    }
+}
+
+impl Workspace {
+    /// Problems outside the files under `pipelines/` (sluice.yaml, connections, the
+    /// environment): they concern every pipeline.
+    fn project_wide_problems(&self) -> Vec<String> {
+        let project = &self.project;
+        let pipelines = project.paths.root.join(sluice_core::project::PIPELINES_DIR);
+        let pipelines = project.paths.display(&pipelines);
+        project
+            .errors()
+            .filter(|d| !Path::new(&d.file).starts_with(pipelines.as_ref()))
+            .map(ToString::to_string)
+            .collect()
     }
 }
 

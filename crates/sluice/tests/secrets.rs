@@ -9,7 +9,7 @@
 use crate::common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::TestProject;
 use common::pg::Database;

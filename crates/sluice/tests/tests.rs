@@ -18,4 +18,5 @@ mod sources;
 mod stream;
 mod stream_sinks;
 mod ui;
+mod warehouse;
 mod workers;

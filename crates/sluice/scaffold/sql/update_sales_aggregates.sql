@@ -1,7 +1,8 @@
--- Daily sales per category, replaced for the day on every run.
+-- Daily sales per category, replaced for the day on every run (the same SQL on DuckDB,
+-- PostgreSQL and MySQL/MariaDB).
 CREATE TABLE IF NOT EXISTS analytics.daily_sales (
     order_date DATE,
-    product_category VARCHAR,
+    product_category VARCHAR(100),
     orders BIGINT,
     completed_orders BIGINT,
     revenue DECIMAL(18,2),
@@ -13,10 +14,10 @@ INSERT INTO analytics.daily_sales
 SELECT
     order_date,
     product_category,
-    count(*),
-    count(*) FILTER (WHERE is_completed),
-    sum(total) FILTER (WHERE is_completed),
-    round(avg(total), 2)
+    COUNT(*),
+    SUM(CASE WHEN is_completed THEN 1 ELSE 0 END),
+    SUM(CASE WHEN is_completed THEN total END),
+    ROUND(AVG(total), 2)
 FROM analytics.orders_enriched
 WHERE order_date = {{ ds | sql }}
-GROUP BY ALL;
+GROUP BY order_date, product_category;

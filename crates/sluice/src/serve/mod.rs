@@ -247,13 +247,9 @@ impl Service {
                 eprintln!(
                     "reloaded: {} pipelines{}",
                     next.len(),
-                    if project.diagnostics.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "; {} problems (broken files keep their last good version)",
-                            project.diagnostics.len()
-                        )
+                    match project.errors().count() {
+                        0 => String::new(),
+                        n => format!("; {n} problems (broken files keep their last good version)"),
                     }
                 );
                 loaded.problems = project.diagnostics.clone();
@@ -284,7 +280,7 @@ fn merge(old: &Loaded, new: &Project) -> BTreeMap<String, Arc<Pipeline>> {
         .iter()
         .map(|p| (p.id.clone(), Arc::new(p.clone())))
         .collect();
-    let broken: HashSet<&str> = new.diagnostics.iter().map(|d| d.file.as_str()).collect();
+    let broken: HashSet<&str> = new.errors().map(|d| d.file.as_str()).collect();
     for (id, p) in &old.pipelines {
         if !next.contains_key(id) && broken.contains(p.file.as_str()) {
             next.insert(id.clone(), p.clone());

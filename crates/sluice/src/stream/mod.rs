@@ -122,11 +122,8 @@ impl Supervisor {
     /// Brings the running streams in line with `project`.
     pub fn update(&mut self, project: &Project) {
         let setup = sink_setup(project);
-        let broken: std::collections::HashSet<&str> = project
-            .diagnostics
-            .iter()
-            .map(|d| d.file.as_str())
-            .collect();
+        let broken: std::collections::HashSet<&str> =
+            project.errors().map(|d| d.file.as_str()).collect();
         let wanted: std::collections::HashMap<&str, &sluice_core::stream::Stream> =
             project.streams.iter().map(|s| (s.id.as_str(), s)).collect();
         self.running.retain(|id, running| {
