@@ -107,13 +107,17 @@ fn arrow_type(data_type: &str, column_type: &str, precision: u64, scale: u64) ->
     }
 }
 
+/// A row of information_schema.COLUMNS: name, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION,
+/// NUMERIC_SCALE, IS_NULLABLE.
+type CatalogColumn = (String, String, String, Option<u64>, Option<u64>, String);
+
 /// The columns of `database.table`, or None when it does not exist.
 pub async fn table_fields(
     conn: &mut Conn,
     database: &str,
     table: &str,
 ) -> Result<Option<Vec<Field>>, IoError> {
-    let rows: Vec<(String, String, String, Option<u64>, Option<u64>, String)> = conn
+    let rows: Vec<CatalogColumn> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, \
              IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND \

@@ -45,8 +45,9 @@ pub struct SqlKind {
 #[derive(Debug)]
 enum Database {
     DuckDb(Arc<Warehouse>),
-    Postgres(Connection, PgTarget),
-    MySql(Connection, MySqlTarget),
+    // Boxed: a parsed target (driver configuration, TLS set-up) is large.
+    Postgres(Connection, Box<PgTarget>),
+    MySql(Connection, Box<MySqlTarget>),
 }
 
 impl Database {
@@ -87,14 +88,14 @@ impl SqlKind {
         match endpoint {
             Endpoint::DuckDb { path, .. } => Some(Database::DuckDb(self.warehouses.get(&path))),
             Endpoint::Postgres(c) => match PgTarget::parse(c.expose_uri()) {
-                Ok(target) => Some(Database::Postgres(c, target)),
+                Ok(target) => Some(Database::Postgres(c, Box::new(target))),
                 Err(e) => {
                     cx.diags.push(at(format!("connection `{}`: {e}", c.name)));
                     None
                 }
             },
             Endpoint::MySql(c) => match MySqlTarget::parse(c.expose_uri()) {
-                Ok(target) => Some(Database::MySql(c, target)),
+                Ok(target) => Some(Database::MySql(c, Box::new(target))),
                 Err(e) => {
                     cx.diags.push(at(format!("connection `{}`: {e}", c.name)));
                     None
