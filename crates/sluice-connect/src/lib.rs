@@ -11,6 +11,33 @@ pub mod tls;
 pub use mysql::MySqlTarget;
 pub use postgres::{PgConnection, PgTarget};
 
+/// `base?query` with every parameter `take` claims (given decoded key and value) removed.
+fn strip_query_params(
+    uri: &str,
+    mut take: impl FnMut(&str, &str) -> Result<bool, ConnectError>,
+) -> Result<String, ConnectError> {
+    let Some((base, query)) = uri.split_once('?') else {
+        return Ok(uri.to_string());
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !take(&decode(key), &decode(value))? {
+            kept.push(pair);
+        }
+    }
+    Ok(if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    })
+}
+
 /// Why a connection could not be opened, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

@@ -17,7 +17,6 @@
 use std::path::PathBuf;
 
 use mysql_async::{ClientIdentity, Conn, DriverError, Opts, OptsBuilder, SslOpts};
-use percent_encoding::percent_decode_str;
 use sluice_core::secrets::Redactor;
 
 use crate::ConnectError;
@@ -132,24 +131,7 @@ impl MySqlTarget {
     pub fn parse(uri: &str) -> Result<MySqlTarget, ConnectError> {
         let redactor = Redactor::default().with_uri(uri);
         let mut params = TlsParams::default();
-        let rest = match uri.split_once('?') {
-            None => uri.to_string(),
-            Some((base, query)) => {
-                let mut kept = Vec::new();
-                for pair in query.split('&').filter(|p| !p.is_empty()) {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-                    if !params.take(&decode(key), &decode(value))? {
-                        kept.push(pair);
-                    }
-                }
-                if kept.is_empty() {
-                    base.to_string()
-                } else {
-                    format!("{base}?{}", kept.join("&"))
-                }
-            }
-        };
+        let rest = crate::strip_query_params(uri, |k, v| params.take(k, v))?;
         let opts = Opts::from_url(&rest).map_err(|e| {
             ConnectError::Invalid(redactor.redact(&format!("invalid MySQL connection URI: {e}")))
         })?;

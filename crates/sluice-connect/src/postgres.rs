@@ -21,7 +21,6 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
 use sluice_core::secrets::Redactor;
 use tokio_postgres::config::SslMode as DriverSslMode;
 use tokio_postgres::error::SqlState;
@@ -339,22 +338,7 @@ fn requires_encryption(e: &tokio_postgres::Error) -> bool {
 fn strip_tls_params(uri: &str, params: &mut TlsParams) -> Result<String, ConnectError> {
     let trimmed = uri.trim();
     if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        let Some((base, query)) = trimmed.split_once('?') else {
-            return Ok(trimmed.to_string());
-        };
-        let mut kept = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-            if !params.take(&decode(key), &decode(value))? {
-                kept.push(pair);
-            }
-        }
-        return Ok(if kept.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        });
+        return crate::strip_query_params(trimmed, |k, v| params.take(k, v));
     }
     // libpq's key/value form: `host=h port=5432 sslmode='verify-full'`.
     let mut kept = Vec::new();
