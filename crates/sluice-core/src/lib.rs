@@ -28,8 +28,8 @@ pub use project::Project;
 pub use schedule::{DataInterval, Schedule, Timetable};
 pub use secrets::Redactor;
 pub use settings::{
-    AlertChannel, Environment, LineageSettings, LineageTarget, Metadata, ProjectPaths, Settings,
-    Statsd,
+    AlertChannel, Environment, LineageSettings, LineageTarget, Metadata, ProjectPaths,
+    ServeSettings, Settings, Statsd,
 };
 pub use state::{RunState, TaskState, TriggerRule};
 pub use task::{

@@ -12,7 +12,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -104,6 +104,26 @@ pub struct Timetable {
 /// exhaust memory by accident.
 pub const MAX_INTERVALS: usize = 100_000;
 
+/// A range holds more intervals than a caller allows at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("more than {limit} intervals")]
+pub struct TooManyIntervals {
+    pub limit: usize,
+}
+
+/// A logical date as commands and the API take it: `YYYY-MM-DD`, in years 1 to 9999 (Python's
+/// and so Airflow's range; a day after it always exists).
+pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("`{text}` is not a date; write YYYY-MM-DD, e.g. 2024-01-01"))?;
+    if !(1..=9999).contains(&date.year()) {
+        return Err(format!(
+            "`{text}` is out of range; dates run from 0001-01-01 to 9999-12-31"
+        ));
+    }
+    Ok(date)
+}
+
 impl Timetable {
     fn next_fire(
         &self,
@@ -188,7 +208,7 @@ impl Timetable {
     /// local midnight, as a zero-length interval (Airflow's manual runs).
     pub fn interval_for_date(&self, date: NaiveDate) -> Result<DataInterval, String> {
         let day_start = local_midnight(&self.tz, date);
-        let next_day = local_midnight(&self.tz, date + Duration::days(1));
+        let next_day = local_midnight(&self.tz, date.succ_opt().unwrap_or(NaiveDate::MAX));
         match &self.schedule {
             Schedule::Cron { cron, .. } => {
                 let interval = self
@@ -224,42 +244,48 @@ impl Timetable {
         }
     }
 
-    /// Every interval whose logical date falls on a local day in `[from, to]` (a backfill).
-    pub fn intervals_between(&self, from: NaiveDate, to: NaiveDate) -> Vec<DataInterval> {
+    /// Every interval whose logical date falls on a local day in `[from, to]` (a backfill); an
+    /// error when there are more than `limit`, found without enumerating past it.
+    pub fn intervals_between(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        limit: usize,
+    ) -> Result<Vec<DataInterval>, TooManyIntervals> {
         let lo = local_midnight(&self.tz, from);
-        let hi = local_midnight(&self.tz, to + Duration::days(1));
+        let hi = local_midnight(&self.tz, to.succ_opt().unwrap_or(NaiveDate::MAX));
+        let mut out = Vec::new();
+        let mut push = |interval: DataInterval| {
+            if out.len() >= limit {
+                return Err(TooManyIntervals { limit });
+            }
+            out.push(interval);
+            Ok(())
+        };
         match &self.schedule {
             Schedule::Cron { cron, .. } => {
-                let mut out = Vec::new();
                 let mut cur = self.interval_from(cron, lo.max(self.start));
                 while let Some(interval) = cur {
-                    if interval.start >= hi
-                        || !self.in_bounds(&interval)
-                        || out.len() >= MAX_INTERVALS
-                    {
+                    if interval.start >= hi || !self.in_bounds(&interval) {
                         break;
                     }
-                    out.push(interval);
+                    push(interval)?;
                     cur = self.next(&interval);
                 }
-                out
             }
-            Schedule::Once => self
-                .first()
-                .filter(|i| i.start >= lo && i.start < hi)
-                .into_iter()
-                .collect(),
-            Schedule::Manual => {
-                let mut out = Vec::new();
-                let mut day = from;
-                while day <= to && out.len() < MAX_INTERVALS {
-                    let t = local_midnight(&self.tz, day);
-                    out.push(DataInterval { start: t, end: t });
-                    day += Duration::days(1);
+            Schedule::Once => {
+                if let Some(i) = self.first().filter(|i| i.start >= lo && i.start < hi) {
+                    push(i)?;
                 }
-                out
+            }
+            Schedule::Manual => {
+                for day in from.iter_days().take_while(|d| *d <= to) {
+                    let t = local_midnight(&self.tz, day);
+                    push(DataInterval { start: t, end: t })?;
+                }
             }
         }
+        Ok(out)
     }
 
     /// The latest interval that has ended by `now`.
@@ -388,7 +414,8 @@ mod tests {
 
     /// Local wall-clock start times of intervals, for readable assertions.
     fn local_starts(t: &Timetable, from: &str, to: &str) -> Vec<String> {
-        t.intervals_between(d(from), d(to))
+        t.intervals_between(d(from), d(to), MAX_INTERVALS)
+            .unwrap()
             .iter()
             .map(|i| {
                 i.start
@@ -501,7 +528,7 @@ mod tests {
             let t = tt(cron, "Europe/Berlin", "2024-01-01");
             // Spring forward on 2024-03-31 (02:00 → 03:00), fall back on 2024-10-27 (03:00 → 02:00).
             for (from, to) in [("2024-03-29", "2024-04-02"), ("2024-10-25", "2024-10-29")] {
-                let intervals = t.intervals_between(d(from), d(to));
+                let intervals = t.intervals_between(d(from), d(to), MAX_INTERVALS).unwrap();
                 assert_eq!(intervals.len(), 5, "{cron} {from}..{to}: {intervals:?}");
                 let days: Vec<_> = intervals
                     .iter()
@@ -537,13 +564,17 @@ mod tests {
     fn repeated_local_time_runs_once() {
         // 01:30 happens twice in New York on 2024-11-03: the run fires once, at the first one (EDT).
         let t = tt("30 1 * * *", "America/New_York", "2024-01-01");
-        let runs = t.intervals_between(d("2024-11-02"), d("2024-11-04"));
+        let runs = t
+            .intervals_between(d("2024-11-02"), d("2024-11-04"), MAX_INTERVALS)
+            .unwrap();
         assert_eq!(runs.len(), 3, "{runs:?}");
         assert_eq!(runs[1].start, utc("2024-11-03T05:30:00Z"));
         assert_eq!(runs[2].start, utc("2024-11-04T06:30:00Z"));
         // Berlin fall back: 02:30 twice on 2024-10-27.
         let b = tt("30 2 * * *", "Europe/Berlin", "2024-01-01");
-        let runs = b.intervals_between(d("2024-10-27"), d("2024-10-27"));
+        let runs = b
+            .intervals_between(d("2024-10-27"), d("2024-10-27"), MAX_INTERVALS)
+            .unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].start, utc("2024-10-27T00:30:00Z"));
     }
@@ -553,20 +584,28 @@ mod tests {
         let t = tt("@hourly", "Europe/Berlin", "2024-01-01");
         // The local day of spring forward has 23 hours, the day of fall back 25.
         assert_eq!(
-            t.intervals_between(d("2024-03-31"), d("2024-03-31")).len(),
+            t.intervals_between(d("2024-03-31"), d("2024-03-31"), MAX_INTERVALS)
+                .unwrap()
+                .len(),
             23
         );
         assert_eq!(
-            t.intervals_between(d("2024-10-27"), d("2024-10-27")).len(),
+            t.intervals_between(d("2024-10-27"), d("2024-10-27"), MAX_INTERVALS)
+                .unwrap()
+                .len(),
             25
         );
         let ny = tt("@hourly", "America/New_York", "2024-01-01");
         assert_eq!(
-            ny.intervals_between(d("2024-03-10"), d("2024-03-10")).len(),
+            ny.intervals_between(d("2024-03-10"), d("2024-03-10"), MAX_INTERVALS)
+                .unwrap()
+                .len(),
             23
         );
         assert_eq!(
-            ny.intervals_between(d("2024-11-03"), d("2024-11-03")).len(),
+            ny.intervals_between(d("2024-11-03"), d("2024-11-03"), MAX_INTERVALS)
+                .unwrap()
+                .len(),
             25
         );
     }
@@ -664,12 +703,47 @@ mod tests {
     }
 
     #[test]
+    fn a_range_past_the_limit_is_refused_and_dates_stay_in_range() {
+        let hourly = tt("@hourly", "UTC", "2000-01-01");
+        // Centuries of hours: refused after the limit, not enumerated.
+        assert_eq!(
+            hourly.intervals_between(d("2000-01-01"), d("9999-12-31"), 10_000),
+            Err(TooManyIntervals { limit: 10_000 })
+        );
+        assert_eq!(
+            hourly
+                .intervals_between(d("2000-01-01"), d("2000-01-02"), 48)
+                .unwrap()
+                .len(),
+            48
+        );
+        assert!(
+            hourly
+                .intervals_between(d("2000-01-01"), d("2000-01-02"), 47)
+                .is_err()
+        );
+        // The last day there is has no day after it: an answer (here an error), not a panic.
+        let _ = hourly.interval_for_date(NaiveDate::MAX);
+        let _ = hourly.intervals_between(NaiveDate::MAX, NaiveDate::MAX, 10);
+        assert!(parse_date("+262142-12-31").is_err());
+        assert!(
+            parse_date("0000-06-01")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(parse_date("2024-02-30").unwrap_err().contains("not a date"));
+        assert_eq!(parse_date("9999-12-31").unwrap(), d("9999-12-31"));
+    }
+
+    #[test]
     fn manual_and_once() {
         let t = tt("none", "UTC", "2024-01-01");
         let i = t.interval_for_date(d("2024-05-05")).unwrap();
         assert_eq!(i.start, i.end);
         assert_eq!(
-            t.intervals_between(d("2024-05-01"), d("2024-05-03")).len(),
+            t.intervals_between(d("2024-05-01"), d("2024-05-03"), MAX_INTERVALS)
+                .unwrap()
+                .len(),
             3
         );
         assert!(t.due(None, utc("2025-01-01T00:00:00Z"), true).is_empty());

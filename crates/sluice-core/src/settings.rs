@@ -182,6 +182,63 @@ pub struct Settings {
     pub metadata: Metadata,
     /// Where OpenLineage run events go (`lineage:`), if anywhere.
     pub lineage: Option<LineageSettings>,
+    /// How `sluice serve` answers (`serve:`).
+    pub serve: ServeSettings,
+    /// Variables of Sluice's own environment that task processes and alert commands inherit
+    /// besides [`TASK_ENV_BASE`] (`task_env:`; names, or prefixes ending in `*`).
+    pub task_env: Vec<String>,
+}
+
+/// What every task process inherits from Sluice's environment: nothing that may be a secret.
+pub const TASK_ENV_BASE: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME",
+];
+
+/// The variables of this process's environment a task process inherits: [`TASK_ENV_BASE`]
+/// and those `allowed` names (an entry ending in `*` is a prefix), never a `SLUICE_` one.
+pub fn inherited_env(allowed: &[String]) -> Vec<(OsString, OsString)> {
+    let allows = |name: &str| {
+        TASK_ENV_BASE.contains(&name)
+            || allowed.iter().any(|a| match a.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => a == name,
+            })
+    };
+    std::env::vars_os()
+        .filter(|(name, _)| {
+            name.to_str()
+                .is_some_and(|n| !n.starts_with("SLUICE_") && allows(n))
+        })
+        .collect()
+}
+
+/// `serve: { allowed_hosts, max_backfill_intervals, tls }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeSettings {
+    /// The server's certificate chain and key (PEM files): it speaks HTTPS.
+    pub tls: Option<ServeTls>,
+    /// Host names (besides IP addresses and `localhost`) the server answers to: a request whose
+    /// `Host` is another name is refused, which stops DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// The most intervals one backfill request may create runs for.
+    pub max_backfill_intervals: u32,
+}
+
+/// `tls: { cert: server.pem, key: server.key }`, resolved against the project folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for ServeSettings {
+    fn default() -> ServeSettings {
+        ServeSettings {
+            tls: None,
+            allowed_hosts: Vec::new(),
+            max_backfill_intervals: 10_000,
+        }
+    }
 }
 
 /// `lineage: { file: … | url: …, namespace: … }`.
@@ -266,6 +323,8 @@ const SETTINGS_KEYS: &[&str] = &[
     "statsd",
     "alerts",
     "lineage",
+    "serve",
+    "task_env",
 ];
 
 /// A section that is not a mapping at all: reading the settings stops there (its problem is
@@ -302,6 +361,8 @@ impl Settings {
             alert_channels: BTreeMap::new(),
             metadata: Metadata::Sqlite(root.join(".sluice").join("metadata.db")),
             lineage: None,
+            serve: ServeSettings::default(),
+            task_env: Vec::new(),
         }
     }
 
@@ -333,6 +394,10 @@ impl Settings {
         if let Some(node) = fields.get("lineage") {
             self.lineage = lineage(node, &self.paths.root, &self.name, diags)?;
         }
+        if let Some(node) = fields.get("serve") {
+            self.serve = serve(node, &self.paths.root, diags)?;
+        }
+        self.task_env = task_env(&fields, diags);
         Ok(())
     }
 }
@@ -479,6 +544,85 @@ fn email_channel(what: &str, node: &Node, diags: &mut Diagnostics) -> Option<Ale
 }
 
 /// `statsd: { host, port, prefix }`, host and port defaulting to a local agent.
+fn task_env(fields: &Fields<'_>, diags: &mut Diagnostics) -> Vec<String> {
+    let mut names = Vec::new();
+    for (name, at) in fields.string_list("task_env", diags) {
+        let bare = name.strip_suffix('*').unwrap_or(&name);
+        let valid = bare
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if name.starts_with("SLUICE_") {
+            diags.push(
+                Diagnostic::new(&at.span, format!("`{name}` would give tasks Sluice's own settings and secrets"))
+                    .hint("tasks get SLUICE_DS, SLUICE_RUN_ID and the other run variables anyway; pass a value a task needs through its `env:`"),
+            );
+        } else if !valid || (bare.is_empty() && !name.ends_with('*')) {
+            diags.push(
+                Diagnostic::new(&at.span, format!("`{name}` is not an environment variable name"))
+                    .hint("e.g. `task_env: [AWS_PROFILE, PIP_*]` (a trailing `*` allows every name with that prefix)"),
+            );
+        } else {
+            names.push(name);
+        }
+    }
+    names
+}
+
+fn serve(node: &Node, root: &Path, diags: &mut Diagnostics) -> Result<ServeSettings, Unusable> {
+    let f = Fields::new(
+        node,
+        "`serve`",
+        &["allowed_hosts", "max_backfill_intervals", "tls"],
+        diags,
+    )
+    .ok_or(Unusable)?;
+    let mut serve = ServeSettings::default();
+    if let Some(tls) = f.get("tls") {
+        let t = Fields::new(tls, "`serve.tls`", &["cert", "key"], diags).ok_or(Unusable)?;
+        match (t.string("cert", diags), t.string("key", diags)) {
+            (Some(cert), Some(key)) => {
+                serve.tls = Some(ServeTls {
+                    cert: root.join(cert),
+                    key: root.join(key),
+                })
+            }
+            _ => diags.push(
+                Diagnostic::new(&tls.span, "`serve.tls` needs `cert` and `key`")
+                    .hint("PEM files: `tls: { cert: certs/server.pem, key: certs/server.key }` (the chain, then its private key)"),
+            ),
+        }
+    }
+    for (host, at) in f.string_list("allowed_hosts", diags) {
+        let valid = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if valid {
+            serve.allowed_hosts.push(host.to_ascii_lowercase());
+        } else {
+            diags.push(
+                Diagnostic::new(&at.span, format!("`{host}` is not a host name"))
+                    .hint("give the name browsers use for the server, without scheme or port, e.g. `sluice.example.com`"),
+            );
+        }
+    }
+    if let Some(n) = f.uint("max_backfill_intervals", diags) {
+        if n == 0 {
+            diags.push(
+                Diagnostic::new(
+                    &f.get("max_backfill_intervals").expect("read").span,
+                    "`max_backfill_intervals` must be at least 1",
+                )
+                .hint("the default is 10000"),
+            );
+        } else {
+            serve.max_backfill_intervals = n;
+        }
+    }
+    Ok(serve)
+}
+
 fn statsd(node: &Node, diags: &mut Diagnostics) -> Result<Option<Statsd>, Unusable> {
     let f = Fields::new(node, "`statsd`", &["host", "port", "prefix"], diags).ok_or(Unusable)?;
     let host = f
@@ -717,6 +861,8 @@ alerts:
   mail: { email: { smtp: "smtp://h:25", from: a@b, to: [c@d, e@f] } }
 statsd: { host: h, port: 9, prefix: p }
 lineage: { file: l.ndjson }
+serve: { allowed_hosts: [Sluice.Example.com, dw-1], max_backfill_intervals: 50, tls: { cert: c.pem, key: k.pem } }
+task_env: [AWS_PROFILE, PIP_*]
 "#,
             &[],
         );
@@ -768,6 +914,18 @@ lineage: { file: l.ndjson }
                 namespace: "full".into(),
                 target: LineageTarget::File(root.join("l.ndjson"))
             })
+        );
+        assert_eq!(s.task_env, ["AWS_PROFILE", "PIP_*"]);
+        assert_eq!(
+            s.serve,
+            ServeSettings {
+                allowed_hosts: vec!["sluice.example.com".into(), "dw-1".into()],
+                max_backfill_intervals: 50,
+                tls: Some(ServeTls {
+                    cert: root.join("c.pem"),
+                    key: root.join("k.pem")
+                }),
+            }
         );
         let s = settings(
             "lineage: { url: \"https://x\", namespace: n }\nstatsd: {}\n",
@@ -821,6 +979,22 @@ lineage: { file: l.ndjson }
                 ],
             ),
             (
+                "serve: { allowed_hosts: [\"http://x.org\", \"\"], max_backfill_intervals: 0 }\n",
+                &[
+                    "sluice.yaml:1:26: error: `http://x.org` is not a host name\n  hint: give the name browsers use for the server, without scheme or port, e.g. `sluice.example.com`",
+                    "sluice.yaml:1:42: error: `` is not a host name\n  hint: give the name browsers use for the server, without scheme or port, e.g. `sluice.example.com`",
+                    "sluice.yaml:1:71: error: `max_backfill_intervals` must be at least 1\n  hint: the default is 10000",
+                ],
+            ),
+            (
+                "task_env: [SLUICE_API_TOKEN, \"9X\", \"A-B\"]\n",
+                &[
+                    "sluice.yaml:1:12: error: `SLUICE_API_TOKEN` would give tasks Sluice's own settings and secrets\n  hint: tasks get SLUICE_DS, SLUICE_RUN_ID and the other run variables anyway; pass a value a task needs through its `env:`",
+                    "sluice.yaml:1:30: error: `9X` is not an environment variable name\n  hint: e.g. `task_env: [AWS_PROFILE, PIP_*]` (a trailing `*` allows every name with that prefix)",
+                    "sluice.yaml:1:36: error: `A-B` is not an environment variable name\n  hint: e.g. `task_env: [AWS_PROFILE, PIP_*]` (a trailing `*` allows every name with that prefix)",
+                ],
+            ),
+            (
                 "lineage: { file: a, url: \"http://b\" }\n",
                 &[
                     "sluice.yaml:1:10: error: `lineage` needs exactly one of `file` (NDJSON) or `url` (an OpenLineage endpoint)\n  hint: e.g. `lineage: { file: lineage.ndjson }` or `lineage: { url: http://127.0.0.1:5000 }`",
@@ -860,6 +1034,36 @@ lineage: { file: l.ndjson }
             let (_, diags) = load(text, &[]);
             assert_eq!(&diags, expected, "settings:\n{text}");
         }
+    }
+
+    #[test]
+    fn tasks_inherit_the_base_variables_and_the_allowed_ones_never_sluices() {
+        // SAFETY: this test alone sets these names; no other thread reads them.
+        #[allow(unsafe_code, reason = "set_var: a test's own variables")]
+        unsafe {
+            std::env::set_var("SLUICE_TEST_SECRET", "s");
+            std::env::set_var("PIPX_TEST_ALLOWED", "a");
+            std::env::set_var("OTHER_TEST_SECRET", "o");
+        }
+        let names = |allowed: &[String]| -> Vec<String> {
+            inherited_env(allowed)
+                .into_iter()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect()
+        };
+        let base = names(&[]);
+        assert!(base.contains(&"PATH".to_string()), "{base:?}");
+        assert!(
+            !base
+                .iter()
+                .any(|n| n.ends_with("_TEST_SECRET") || n == "PIPX_TEST_ALLOWED")
+        );
+        let allowed = names(&["PIPX_*".into(), "SLUICE_TEST_SECRET".into()]);
+        assert!(allowed.contains(&"PIPX_TEST_ALLOWED".to_string()));
+        assert!(
+            !allowed.iter().any(|n| n.ends_with("_TEST_SECRET")),
+            "{allowed:?}"
+        );
     }
 
     #[test]

@@ -838,14 +838,19 @@ fn target(
             } else {
                 match connections.get(name) {
                     Some(c)
-                        if matches!(c.kind, ConnectionKind::DuckDb | ConnectionKind::Postgres) =>
+                        if matches!(
+                            c.kind,
+                            ConnectionKind::DuckDb
+                                | ConnectionKind::Postgres
+                                | ConnectionKind::MySql
+                        ) =>
                     {
                         c.kind
                     }
                     Some(c) => {
                         diags.push(
-                            Diagnostic::new(into_span, format!("`{name}` is a {} connection; tables are written to DuckDB or PostgreSQL", c.kind.name()))
-                                .hint("use `into: warehouse`, a postgres:// or duckdb:// connection, `into: lake` or `into: kafka`"),
+                            Diagnostic::new(into_span, format!("`{name}` is a {} connection; tables are written to DuckDB, PostgreSQL or MySQL/MariaDB", c.kind.name()))
+                                .hint("use `into: warehouse`, a postgres://, mysql:// or duckdb:// connection, `into: lake` or `into: kafka`"),
                         );
                         return None;
                     }

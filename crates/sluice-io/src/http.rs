@@ -54,6 +54,9 @@ pub struct HttpSource {
     pub retry_delay: Duration,
     /// Per request, including reading the body.
     pub timeout: Duration,
+    /// Follow redirects and next-page links to another origin, without the credentials and
+    /// secret headers (which go only to the origin of `url`). Off: such a hop is an error.
+    pub follow_cross_origin: bool,
 }
 
 impl HttpSource {
@@ -71,7 +74,34 @@ impl HttpSource {
             retries: 3,
             retry_delay: Duration::from_millis(500),
             timeout: Duration::from_secs(30),
+            follow_cross_origin: false,
         }
+    }
+}
+
+/// Redirects followed for one request (as browsers and reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+
+/// The HTTP client of [`pages`] (cheap to clone; connections are pooled). It follows no
+/// redirect itself: [`pages`] checks each hop against the source's origin before anything is
+/// sent there.
+#[derive(Clone)]
+pub struct PageClient(Client);
+
+impl PageClient {
+    pub fn new() -> PageClient {
+        PageClient(
+            Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl Default for PageClient {
+    fn default() -> PageClient {
+        PageClient::new()
     }
 }
 
@@ -147,10 +177,10 @@ pub enum Pagination {
 /// The stream ends after the first error. Credentials and secret-looking headers are sent only
 /// to the origin of `source.url`, so a next link pointing at another host does not receive them.
 pub fn pages(
-    client: Client,
+    client: PageClient,
     source: HttpSource,
 ) -> BoxStream<'static, Result<Vec<Value>, IoError>> {
-    let pager = Pager::new(client, source);
+    let pager = Pager::new(client.0, source);
     stream::unfold(pager, |mut pager| async move {
         let item = pager.step().await?;
         Some((item, pager))
@@ -170,6 +200,12 @@ enum Next {
 struct Transient {
     reason: String,
     retry_after: Option<Duration>,
+}
+
+/// What one request got: the page, or where it was redirected.
+enum Hop {
+    Fetched(Fetched),
+    Redirect(Url),
 }
 
 struct Fetched {
@@ -232,6 +268,11 @@ impl Pager {
             return None;
         }
         let url = self.request_url(&next);
+        if matches!(next, Next::Url(_))
+            && let Err(error) = self.may_visit(&url, "the next-page link points at")
+        {
+            return Some(Err(error));
+        }
         let result = match self.fetch(&url).await {
             Ok(fetched) => self.read_page(fetched, &url, &next),
             Err(error) => Err(error),
@@ -317,8 +358,45 @@ impl Pager {
         }
     }
 
-    /// One request. The outer error is final, the inner one is worth another attempt.
+    /// Whether `url` may be requested: the source's origin, or any with `follow_cross_origin`.
+    fn may_visit(&self, url: &Url, how: &str) -> Result<(), IoError> {
+        if url.origin() == self.source.url.origin() || self.source.follow_cross_origin {
+            return Ok(());
+        }
+        Err(IoError::invalid(format!(
+            "page {}: {how} another origin ({}); credentials and secret headers go only to {} — \
+             set `follow_cross_origin: true` on the source to follow it without them",
+            self.page,
+            secrets::outline_url(url),
+            self.source.url.origin().ascii_serialization()
+        )))
+    }
+
+    /// One request, following redirects hop by hop. The outer error is final, the inner one is
+    /// worth another attempt.
     async fn attempt(&self, url: &Url) -> Result<Result<Fetched, Transient>, IoError> {
+        let mut url = url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            match self.attempt_once(&url).await? {
+                Ok(Hop::Fetched(fetched)) => return Ok(Ok(fetched)),
+                Ok(Hop::Redirect(next)) => {
+                    self.may_visit(
+                        &next,
+                        &format!("GET {} redirects to", secrets::outline_url(&url)),
+                    )?;
+                    url = next;
+                }
+                Err(transient) => return Ok(Err(transient)),
+            }
+        }
+        Err(IoError::invalid(format!(
+            "page {}: more than {MAX_REDIRECTS} redirects, the last to {}",
+            self.page,
+            secrets::outline_url(&url)
+        )))
+    }
+
+    async fn attempt_once(&self, url: &Url) -> Result<Result<Hop, Transient>, IoError> {
         let trusted = url.origin() == self.source.url.origin();
         let mut headers = self.headers.clone();
         if !trusted {
@@ -363,6 +441,22 @@ impl Pager {
         };
 
         let status = response.status();
+        if status.is_redirection()
+            && let Some(location) = response.headers().get(reqwest::header::LOCATION)
+        {
+            let next = location
+                .to_str()
+                .ok()
+                .and_then(|l| url.join(l).ok())
+                .ok_or_else(|| {
+                    IoError::invalid(format!(
+                        "page {}: GET {} answered {status} with a Location that is not a URL",
+                        self.page,
+                        secrets::outline_url(url)
+                    ))
+                })?;
+            return Ok(Ok(Hop::Redirect(next)));
+        }
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             let retry_after = match status {
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
@@ -381,8 +475,8 @@ impl Pager {
                 && self.source.auth.is_some()
                 && matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
             let hint = if withheld {
-                " (credentials are sent only to the host of the source URL, and this next link \
-                 points elsewhere)"
+                " (credentials are sent only to the origin of the source URL, and \
+                 `follow_cross_origin` led this request elsewhere)"
             } else {
                 ""
             };
@@ -397,11 +491,11 @@ impl Pager {
         let final_url = response.url().clone();
         let headers = response.headers().clone();
         match response.bytes().await {
-            Ok(body) => Ok(Ok(Fetched {
+            Ok(body) => Ok(Ok(Hop::Fetched(Fetched {
                 url: final_url,
                 headers,
                 body,
-            })),
+            }))),
             Err(error) => Ok(Err(Transient {
                 reason: format!("reading the response failed: {}", describe_error(error)),
                 retry_after: None,

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use sluice_io::IoError;
-use sluice_io::http::{Auth, HttpSource, Pagination, pages};
+use sluice_io::http::{Auth, HttpSource, PageClient, Pagination, pages};
 use url::Url;
 
 const TOTAL: u64 = 250;
@@ -259,6 +259,25 @@ async fn hop(Query(params): Params) -> Json<Value> {
     Json(json!({"data": {"items": [record(1)]}, "next": params["to"]}))
 }
 
+/// A redirect to wherever `to` says.
+async fn redirect(Query(params): Params) -> Response {
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, params["to"].clone())],
+    )
+        .into_response()
+}
+
+/// One record; counts the request by the `X-Api-Key` and `Authorization` it carried.
+async fn peek(State(counters): State<Shared>, headers: HeaderMap) -> Json<Value> {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    counters.hit("peek", format!("{key} {}", authorization(&headers)));
+    Json(json!([record(1)]))
+}
+
 async fn serve() -> (Url, Shared) {
     let counters = Shared::default();
     let app = Router::new()
@@ -277,6 +296,8 @@ async fn serve() -> (Url, Shared) {
         .route("/shapeshift", get(shapeshift))
         .route("/stuck", get(stuck))
         .route("/hop", get(hop))
+        .route("/redirect", get(redirect))
+        .route("/peek", get(peek))
         .with_state(counters.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -302,12 +323,12 @@ fn next_link_in_body() -> Pagination {
 }
 
 async fn read_all(source: HttpSource) -> Result<Vec<Vec<Value>>, IoError> {
-    pages(reqwest::Client::new(), source).try_collect().await
+    pages(PageClient::new(), source).try_collect().await
 }
 
 /// Reads until the stream ends, returning the pages before the error and the error.
 async fn read_until_error(source: HttpSource) -> (Vec<Vec<Value>>, IoError) {
-    let mut stream = pages(reqwest::Client::new(), source);
+    let mut stream = pages(PageClient::new(), source);
     let mut good = Vec::new();
     while let Some(page) = stream.next().await {
         match page {
@@ -778,7 +799,7 @@ async fn pages_are_requested_only_when_consumed() {
     source.records_path = path(&["data", "items"]);
     source.pagination = next_link_in_body();
 
-    let mut stream = pages(reqwest::Client::new(), source);
+    let mut stream = pages(PageClient::new(), source);
     assert_eq!(counters.total("orders"), 0, "nothing before the first poll");
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(first.len(), 40);
@@ -807,16 +828,40 @@ async fn a_cursor_that_does_not_move_is_an_error_not_a_loop() {
     assert_eq!(counters.total("stuck"), 2);
 }
 
-#[tokio::test]
-async fn credentials_are_not_sent_to_another_host() {
-    let (first, _) = serve().await;
-    let (other, other_counters) = serve().await;
+/// A source whose next link points at `other`'s `/secure/orders?page=2`.
+fn hopping(first: &Url, other: &Url) -> HttpSource {
     let target = other.join("secure/orders?page=2").unwrap();
-    let mut source = source(&first, "hop");
+    let mut source = source(first, "hop");
     source.params = vec![("to".into(), target.to_string())];
     source.records_path = path(&["data", "items"]);
     source.pagination = next_link_in_body();
     source.auth = Some(Auth::Bearer(TOKEN.into()));
+    source
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_origin_is_refused_before_any_request() {
+    let (first, _) = serve().await;
+    let (other, other_counters) = serve().await;
+
+    let (good, error) = read_until_error(hopping(&first, &other)).await;
+
+    assert_eq!(page_sizes(&good), [1]);
+    let message = error.to_string();
+    assert!(
+        message.contains("page 2: the next-page link points at another origin"),
+        "{message}"
+    );
+    assert!(message.contains("follow_cross_origin: true"), "{message}");
+    assert_eq!(other_counters.total("secure"), 0);
+}
+
+#[tokio::test]
+async fn credentials_are_not_sent_to_another_origin_when_following_it() {
+    let (first, _) = serve().await;
+    let (other, other_counters) = serve().await;
+    let mut source = hopping(&first, &other);
+    source.follow_cross_origin = true;
 
     let (good, error) = read_until_error(source).await;
 
@@ -827,6 +872,43 @@ async fn credentials_are_not_sent_to_another_host() {
     assert!(message.contains("credentials are sent only"), "{message}");
     assert!(message.contains("bad credentials: \""), "{message}");
     assert_eq!(other_counters.of("secure", 2), 1);
+}
+
+#[tokio::test]
+async fn redirects_keep_secrets_at_the_sources_origin() {
+    let (first, first_counters) = serve().await;
+    let (other, other_counters) = serve().await;
+    let via = |to: &Url| {
+        let mut source = source(&first, "redirect");
+        source.params = vec![("to".into(), to.join("peek").unwrap().to_string())];
+        source.headers = vec![("X-Api-Key".into(), "key-77".into())];
+        source.auth = Some(Auth::Bearer(TOKEN.into()));
+        source
+    };
+    // To the same origin: followed, with the key and the token.
+    let same = read_all(via(&first)).await.unwrap();
+    assert_eq!(page_sizes(&same), [1]);
+    assert_eq!(
+        first_counters.of("peek", format!("key-77 Bearer {TOKEN}")),
+        1
+    );
+    // To another origin: refused before anything is sent there.
+    let (_, error) = read_until_error(via(&other)).await;
+    let message = error.to_string();
+    assert!(message.contains("redirects to another origin"), "{message}");
+    assert!(message.contains("follow_cross_origin"), "{message}");
+    assert_eq!(other_counters.total("peek"), 0);
+    // Followed on purpose: without the key and the token.
+    let mut source = via(&other);
+    source.follow_cross_origin = true;
+    assert_eq!(page_sizes(&read_all(source).await.unwrap()), [1]);
+    assert_eq!(other_counters.total("peek"), 1);
+    assert_eq!(
+        other_counters.of("peek", "none "),
+        1,
+        "{:?}",
+        other_counters.hits
+    );
 }
 
 #[tokio::test]

@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use avro::{Decoded, Decoder};
 pub use sink::{
-    KafkaDeadLetters, KafkaSink, LakeDeadLetters, LakeSink, Offsets, OpenTable, PgSink, Sink,
-    SinkBatch, SinkFuture, SinkSetup, Written,
+    KafkaDeadLetters, KafkaSink, LakeDeadLetters, LakeSink, MySqlSink, Offsets, OpenTable, PgSink,
+    Sink, SinkBatch, SinkFuture, SinkSetup, Written,
 };
 pub use windows::event_time;
 

@@ -1,6 +1,6 @@
-//! The exactly-once table sink against the real PostgreSQL at 127.0.0.1:5432: a batch written
-//! twice (a replay after a crash between the database commit and the Kafka commit, or a stale
-//! owner after a rebalance) writes nothing the second time.
+//! The exactly-once table sinks against the real PostgreSQL (127.0.0.1:5432) and MariaDB
+//! (127.0.0.1:3306): a batch written twice (a replay after a crash between the database commit
+//! and the Kafka commit, or a stale owner after a rebalance) writes nothing the second time.
 
 use std::collections::BTreeMap;
 
@@ -8,10 +8,10 @@ use sluice_core::connections::ConnectionKind;
 use sluice_core::stream::{
     Batch, Delivery, Format, KafkaSource, Sink, SinkMode, StartPosition, Stream, Target,
 };
-use sluice_kafka::{PgSink, Record, Rejected, SinkBatch};
-use sluice_testkit::pg;
+use sluice_kafka::{MySqlSink, PgSink, Record, Rejected, Sink as TableSink, SinkBatch};
+use sluice_testkit::{mariadb, pg};
 
-fn stream(mode: SinkMode) -> Stream {
+fn stream(mode: SinkMode, kind: ConnectionKind) -> Stream {
     Stream {
         id: "s".into(),
         file: "pipelines/s.yaml".into(),
@@ -33,7 +33,7 @@ fn stream(mode: SinkMode) -> Stream {
         sink: Sink {
             target: Target::Table {
                 connection: "db".into(),
-                kind: ConnectionKind::Postgres,
+                kind,
                 table: "out".into(),
             },
             mode,
@@ -62,13 +62,33 @@ fn record(partition: i32, offset: i64, payload: &str) -> Record {
 }
 
 #[tokio::test]
-async fn a_replayed_batch_writes_nothing_twice() {
+async fn a_replayed_batch_writes_nothing_twice_in_postgres() {
     let db = pg::Database::create("sluice_kafka_sink");
-    let url = db.url.clone();
     // Append mode: the table's key is (topic, partition, offset), but the offsets decide first.
-    let mut sink = PgSink::connect(&url, &stream(SinkMode::Append))
-        .await
-        .unwrap();
+    let stream = stream(SinkMode::Append, ConnectionKind::Postgres);
+    let sink = PgSink::connect(&db.url, &stream).await.unwrap();
+    replay_writes_nothing_twice(Box::new(sink)).await;
+}
+
+#[tokio::test]
+async fn a_replayed_batch_writes_nothing_twice_in_mariadb() {
+    let db = mariadb::Database::create("sluice_kafka_sink");
+    let stream = stream(SinkMode::Append, ConnectionKind::MySql);
+    let sink = MySqlSink::connect(&db.url, &stream).await.unwrap();
+    replay_writes_nothing_twice(Box::new(sink)).await;
+    assert_eq!(
+        db.column(
+            "SELECT CONCAT(`partition`, ':', `offset`, ' ', reason) FROM sluice_stream_dead_letters"
+        ),
+        ["0:4 malformed JSON"]
+    );
+    assert_eq!(
+        db.column("SELECT GROUP_CONCAT(_offset ORDER BY _offset) FROM `out` WHERE _partition = 1"),
+        ["1,3,4,5,6"]
+    );
+}
+
+async fn replay_writes_nothing_twice(mut sink: Box<dyn TableSink>) {
     let good: Vec<(Record, serde_json::Value)> = (0..4)
         .map(|o| {
             (

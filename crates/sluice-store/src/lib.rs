@@ -16,9 +16,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 #[macro_use]
 pub mod db;
+// After `db`, whose `params!` macro the modules below use.
+mod access;
 mod outcome;
 mod queue;
 
+pub use access::{AuditEntry, Role, SessionRecord, TokenRecord};
 pub use outcome::TryOutcome;
 pub use queue::{ANSWERED, Claim, ENQUEUED, Notifications, QueuedResult, answer_key, listen};
 
@@ -57,6 +60,11 @@ pub enum StoreError {
         "the metadata database was written by a newer Sluice (schema version {found}, this one knows {known}); upgrade sluice"
     )]
     TooNew { found: i64, known: i64 },
+    /// What was asked contradicts what is stored (a name in use).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the system gave no randomness for a secret: {0}")]
+    Randomness(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -276,6 +284,33 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (run, task, try_number)
      );
      CREATE INDEX task_queue_ready ON task_queue (state, queue, priority);",
+    // 8: who may use the server (tokens, browser sessions) and what was changed through it.
+    "CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        pipelines TEXT NOT NULL,
+        secret_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+     );
+     CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        principal TEXT NOT NULL,
+        role TEXT NOT NULL,
+        pipelines TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+     );
+     CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        address TEXT NOT NULL,
+        action TEXT NOT NULL,
+        parameters TEXT NOT NULL,
+        status INTEGER NOT NULL
+     );",
 ];
 
 /// A bad record in the dead-letter store.
@@ -877,9 +912,17 @@ impl Store {
     }
 
     pub fn failed_task(&self, id: i64) -> Result<Option<FailedTaskRecord>> {
+        // Replayed: a later try of the task in its run succeeded (however it was re-run); a
+        // replay that fails again leaves the entry as it was. `replayed_at` holds the marks of
+        // Sluice versions that set it when a replay started.
         let row = self.conn().query_opt(
-            "SELECT run, task, error, config, created_at, replayed_at FROM failed_tasks WHERE id = ?1",
-            params![id],
+            "SELECT f.run, f.task, f.error, f.config, f.created_at,
+                    COALESCE(f.replayed_at, (
+                        SELECT MIN(t.ended_at) FROM task_tries t
+                        WHERE t.run = f.run AND t.task = f.task AND t.outcome = ?2
+                          AND t.ended_at > f.created_at))
+             FROM failed_tasks f WHERE f.id = ?1",
+            params![id, TryOutcome::Success],
         )?;
         let Some(row) = row else {
             return Ok(None);
@@ -921,14 +964,6 @@ impl Store {
             .iter()
             .map(|r| r.int(0))
             .collect()
-    }
-
-    pub fn mark_replayed(&self, id: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE failed_tasks SET replayed_at = ?2 WHERE id = ?1",
-            params![id, ts(Utc::now())],
-        )?;
-        Ok(())
     }
 
     /// Deletes failed tasks and bad records recorded before `before`; returns how many.

@@ -429,3 +429,72 @@ fn workers_claim_each_try_once_and_expired_leases_are_lost() {
         "a lost claim's answer is refused"
     );
 }
+
+#[test]
+fn tokens_sessions_and_the_audit_log() {
+    on_both("access", |b| {
+        use sluice_store::Role;
+        let store = b.open();
+        assert!(!store.has_tokens().unwrap());
+        let ops = store
+            .create_token("ci", Role::Operator, &["finance_*".to_string()])
+            .unwrap();
+        let admin = store.create_token("root", Role::Admin, &[]).unwrap();
+        assert!(ops.starts_with("sluice_") && ops != admin);
+        assert!(store.has_tokens().unwrap());
+        let err = store.create_token("ci", Role::Viewer, &[]).unwrap_err();
+        assert!(err.to_string().contains("exists already"), "{err}");
+        // Only a digest is kept: the secret finds its token, nothing else does.
+        let found = store.token_by_secret(&ops).unwrap().unwrap();
+        assert_eq!((found.name.as_str(), found.role), ("ci", Role::Operator));
+        assert_eq!(found.pipelines, ["finance_*"]);
+        assert!(store.token_by_secret("sluice_guess").unwrap().is_none());
+
+        let session = store
+            .create_session(
+                "ci",
+                Role::Operator,
+                &found.pipelines,
+                chrono::Duration::hours(8),
+            )
+            .unwrap();
+        assert_eq!(store.session(&session).unwrap().unwrap().principal, "ci");
+        let expired = store
+            .create_session("root", Role::Admin, &[], chrono::Duration::seconds(-1))
+            .unwrap();
+        assert!(store.session(&expired).unwrap().is_none());
+
+        // Revoking ends the token's sessions; the name stays taken.
+        assert!(store.revoke_token("ci").unwrap());
+        assert!(!store.revoke_token("ci").unwrap());
+        assert!(store.token_by_secret(&ops).unwrap().is_none());
+        assert!(store.session(&session).unwrap().is_none());
+        let names: Vec<(String, bool)> = store
+            .tokens()
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.revoked_at.is_some()))
+            .collect();
+        assert_eq!(names, [("ci".into(), true), ("root".into(), false)]);
+
+        for n in 0..3 {
+            let params = serde_json::json!({ "n": n });
+            store
+                .add_audit(
+                    "root",
+                    "127.0.0.1",
+                    "POST /api/pipelines/p/pause",
+                    &params,
+                    200,
+                )
+                .unwrap();
+        }
+        let newest = store.audit(2, None).unwrap();
+        assert_eq!(newest.len(), 2);
+        assert_eq!(newest[0].parameters["n"], 2);
+        let older = store.audit(10, Some(newest[1].id)).unwrap();
+        assert_eq!(older.len(), 1);
+        assert_eq!(older[0].parameters["n"], 0);
+        assert_eq!(older[0].action, "POST /api/pipelines/p/pause");
+    });
+}

@@ -41,7 +41,7 @@ pub struct ExtractKind {
     pub default_warehouse: PathBuf,
     pub warehouses: Arc<Warehouses>,
     pub lake: LakeHandle,
-    pub http: sluice_io::reqwest::Client,
+    pub http: sluice_io::http::PageClient,
 }
 
 #[derive(Debug)]
@@ -59,6 +59,7 @@ struct HttpConfig {
     records: Vec<String>,
     pagination: Pagination,
     max_pages: Option<u64>,
+    follow_cross_origin: bool,
     retries: u32,
     schema: Option<SchemaRef>,
 }
@@ -93,7 +94,7 @@ struct ExtractAction {
     max_bad_records: u64,
     lake: LakeHandle,
     warehouses: Arc<Warehouses>,
-    http: sluice_io::reqwest::Client,
+    http: sluice_io::http::PageClient,
 }
 
 impl std::fmt::Debug for ExtractAction {
@@ -119,6 +120,7 @@ const FROM_KEYS: &[&str] = &[
     "pagination",
     "max_pages",
     "retries",
+    "follow_cross_origin",
 ];
 
 impl TaskKind for ExtractKind {
@@ -284,7 +286,7 @@ impl ExtractKind {
                     if ["query", "files", "format", "delimiter"].contains(&key) {
                         cx.diags.push(
                             Diagnostic::new(&node.span, format!("`{key}` does not apply to an HTTP source"))
-                                .hint("an HTTP source takes path, params, headers, records, pagination, schema, max_pages and retries"),
+                                .hint("an HTTP source takes path, params, headers, records, pagination, schema, max_pages, retries and follow_cross_origin"),
                         );
                         return None;
                     }
@@ -323,6 +325,9 @@ impl ExtractKind {
                 };
                 let max_pages = fields.uint("max_pages", cx.diags).map(u64::from);
                 let retries = fields.uint("retries", cx.diags).unwrap_or(3);
+                let follow_cross_origin = fields
+                    .bool("follow_cross_origin", cx.diags)
+                    .unwrap_or(false);
                 ok.then(|| {
                     Source::Http(Box::new(HttpConfig {
                         connection,
@@ -332,6 +337,7 @@ impl ExtractKind {
                         records,
                         pagination,
                         max_pages,
+                        follow_cross_origin,
                         retries,
                         schema,
                     }))
@@ -685,6 +691,7 @@ impl ExtractAction {
         source.pagination = http.pagination.clone();
         source.max_pages = http.max_pages;
         source.retries = http.retries;
+        source.follow_cross_origin = http.follow_cross_origin;
         source.timeout = Duration::from_secs(60);
         Ok(source)
     }

@@ -32,7 +32,7 @@ pub fn registry(settings: &Settings, connections: &Connections) -> KindRegistry 
         default_warehouse: settings.paths.warehouse.clone(),
         warehouses: warehouses.clone(),
         lake: lake.clone(),
-        http: sluice_io::reqwest::Client::new(),
+        http: sluice_io::http::PageClient::new(),
     }));
     kinds.register(Arc::new(load::LoadKind {
         connections: connections.clone(),
@@ -51,9 +51,13 @@ pub fn registry(settings: &Settings, connections: &Connections) -> KindRegistry 
         default_warehouse: settings.paths.warehouse.clone(),
         connections: connections.clone(),
     }));
-    kinds.register(Arc::new(shell::ShellKind));
+    let inherited = Arc::new(sluice_core::settings::inherited_env(&settings.task_env));
+    kinds.register(Arc::new(shell::ShellKind {
+        inherited: inherited.clone(),
+    }));
     kinds.register(Arc::new(python::PythonKind {
         interpreter: python.to_string(),
+        inherited,
     }));
     kinds
 }

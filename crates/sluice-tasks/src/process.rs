@@ -1,6 +1,7 @@
 //! Child processes for `shell` and `python` tasks: one process group per try, output into the
 //! try's log (secrets masked), and the whole group stopped when the try is cancelled or abandoned.
 
+use std::ffi::OsString;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -134,7 +135,16 @@ pub fn describe_status(status: &ExitStatus) -> String {
 
 /// The environment every process task gets, so scripts can read the run's context without
 /// templating (Airflow sets `AIRFLOW_CTX_*` the same way).
-pub fn context_env(run: &TaskRun) -> Vec<(String, String)> {
+/// A task process's whole environment: what it inherits (`inherited`, from
+/// [`sluice_core::settings::inherited_env`]) and the run's variables — nothing else of Sluice's
+/// own environment (its API token, metadata URL, connections).
+pub fn task_env(cmd: &mut Command, inherited: &[(OsString, OsString)], run: &TaskRun) {
+    cmd.env_clear();
+    cmd.envs(inherited.iter().map(|(k, v)| (k, v)));
+    cmd.envs(context_env(run));
+}
+
+fn context_env(run: &TaskRun) -> Vec<(String, String)> {
     let t = &run.template;
     vec![
         ("SLUICE_PIPELINE".into(), t.pipeline.clone()),

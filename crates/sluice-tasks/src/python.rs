@@ -12,6 +12,7 @@
 //! context variable as a parameter receives it. Modules are looked up in `python/` and in the
 //! project folder.
 
+use std::ffi::OsString;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -57,11 +58,14 @@ except BaseException as e:
 
 pub struct PythonKind {
     pub interpreter: String,
+    /// What the processes inherit of Sluice's environment.
+    pub inherited: Arc<Vec<(OsString, OsString)>>,
 }
 
 #[derive(Debug)]
 struct PythonAction {
     interpreter: String,
+    inherited: Arc<Vec<(OsString, OsString)>>,
     callable: String,
     kwargs: serde_json::Value,
 }
@@ -133,6 +137,7 @@ impl TaskKind for PythonKind {
         ok.then(|| {
             Arc::new(PythonAction {
                 interpreter: self.interpreter.clone(),
+                inherited: self.inherited.clone(),
                 callable,
                 kwargs,
             }) as Arc<dyn TaskAction>
@@ -180,7 +185,7 @@ impl TaskAction for PythonAction {
             let _ = std::fs::remove_file(&result_file);
             let mut cmd = Command::new(&self.interpreter);
             cmd.arg("-c").arg(RUNNER).current_dir(root);
-            cmd.envs(process::context_env(run));
+            process::task_env(&mut cmd, &self.inherited, run);
             cmd.env("SLUICE_RESULT_FILE", &result_file);
             cmd.env("PYTHONUNBUFFERED", "1");
             run.log

@@ -5,6 +5,7 @@
 //!   shell: { command: "echo loaded {{ ds }}", env: { DAY: "{{ ds }}" } }
 //! ```
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,10 +18,14 @@ use tokio::process::Command;
 
 use crate::process;
 
-pub struct ShellKind;
+/// `inherited`: what the processes inherit of Sluice's environment.
+pub struct ShellKind {
+    pub inherited: Arc<Vec<(OsString, OsString)>>,
+}
 
 #[derive(Debug)]
 struct ShellAction {
+    inherited: Arc<Vec<(OsString, OsString)>>,
     command: String,
     env: Vec<(String, String)>,
     cwd: Option<String>,
@@ -35,6 +40,7 @@ impl TaskKind for ShellKind {
         if let Some(command) = config.as_str() {
             cx.check_template(config, command);
             return Some(Arc::new(ShellAction {
+                inherited: self.inherited.clone(),
                 command: command.to_string(),
                 env: Vec::new(),
                 cwd: None,
@@ -82,6 +88,7 @@ impl TaskKind for ShellKind {
         let cwd = fields.string("cwd", cx.diags);
         ok.then(|| {
             Arc::new(ShellAction {
+                inherited: self.inherited.clone(),
                 command: command.to_string(),
                 env,
                 cwd,
@@ -105,7 +112,7 @@ impl TaskAction for ShellAction {
                 None => PathBuf::from(&run.project.root),
             };
             cmd.current_dir(cwd);
-            cmd.envs(process::context_env(run));
+            process::task_env(&mut cmd, &self.inherited, run);
             for (name, value) in &self.env {
                 cmd.env(name, run.render(value)?);
             }

@@ -5,11 +5,12 @@
 //! a task. Commands wait for pending deliveries (a bounded time) before they exit.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use sluice_core::AlertChannel;
+use sluice_core::{AlertChannel, Settings};
 use sluice_engine::alerts::{Alert, Notifier};
 use sluice_io::reqwest;
 use tokio::io::AsyncWriteExt;
@@ -28,6 +29,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Deliverer {
     /// Replaced when `sluice serve` reloads changed settings.
     channels: RwLock<BTreeMap<String, AlertChannel>>,
+    /// `task_env:`, which alert commands inherit as task processes do (replaced likewise).
+    task_env: RwLock<Vec<String>>,
     /// Commands run in the project folder.
     root: PathBuf,
     http: reqwest::Client,
@@ -38,17 +41,16 @@ static DELIVERER: OnceLock<Arc<Deliverer>> = OnceLock::new();
 
 /// The process's deliverer, or `None` when the project has no alert channels. Called again with
 /// other channels (the settings changed), it delivers to those from then on.
-pub fn notifier(
-    channels: &BTreeMap<String, AlertChannel>,
-    root: &Path,
-) -> Option<Arc<dyn Notifier>> {
+pub fn notifier(settings: &Settings) -> Option<Arc<dyn Notifier>> {
+    let channels = &settings.alert_channels;
     if channels.is_empty() {
         return None;
     }
     let d = DELIVERER.get_or_init(|| {
         Arc::new(Deliverer {
             channels: RwLock::new(channels.clone()),
-            root: root.to_path_buf(),
+            task_env: RwLock::new(settings.task_env.clone()),
+            root: settings.paths.root.clone(),
             http: reqwest::Client::new(),
             pending: TaskTracker::new(),
         })
@@ -59,6 +61,7 @@ pub fn notifier(
             *current = channels.clone();
         }
     }
+    *d.task_env.write().unwrap_or_else(|p| p.into_inner()) = settings.task_env.clone();
     Some(d.clone())
 }
 
@@ -88,6 +91,9 @@ impl Notifier for Deliverer {
                 self.http.clone(),
                 self.root.clone(),
             );
+            let inherited = sluice_core::settings::inherited_env(
+                &self.task_env.read().unwrap_or_else(|p| p.into_inner()),
+            );
             self.pending.spawn(async move {
                 for (attempt, wait) in std::iter::once(Duration::ZERO)
                     .chain(BACKOFF.iter().copied())
@@ -96,7 +102,7 @@ impl Notifier for Deliverer {
                     tokio::time::sleep(wait).await;
                     match tokio::time::timeout(
                         ATTEMPT_TIMEOUT,
-                        deliver(&channel, &alert, &http, &root),
+                        deliver(&channel, &alert, &http, &root, &inherited),
                     )
                     .await
                     {
@@ -138,6 +144,7 @@ async fn deliver(
     alert: &Alert,
     http: &reqwest::Client,
     root: &Path,
+    inherited: &[(OsString, OsString)],
 ) -> Result<(), String> {
     // What leaves the process passes through its redactor, whatever the alert quotes.
     let redactor = crate::secrets::redactor();
@@ -181,9 +188,14 @@ async fn deliver(
             Ok(())
         }
         AlertChannel::Command { command } => {
+            // A clean environment (no API token, metadata URL or connection of Sluice's) and a
+            // process group of its own, as a task's process.
             let mut child = tokio::process::Command::new("sh")
                 .arg("-c")
                 .arg(command)
+                .env_clear()
+                .envs(inherited.iter().map(|(k, v)| (k, v)))
+                .process_group(0)
                 .current_dir(root)
                 .stdin(std::process::Stdio::piped())
                 .kill_on_drop(true)

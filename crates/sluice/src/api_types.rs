@@ -153,3 +153,12 @@ pub struct Replayed {
 pub struct TryList {
     pub tries: Vec<TryRecord>,
 }
+
+/// A page of the audit log, newest first.
+#[derive(Serialize)]
+pub struct AuditList {
+    pub entries: Vec<sluice_store::AuditEntry>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<i64>,
+}

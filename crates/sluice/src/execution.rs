@@ -29,10 +29,7 @@ pub fn executor(ws: &Workspace, store: Arc<Store>) -> anyhow::Result<Executor> {
         parallelism: ws.project.settings.parallelism,
         redactor: ws.project.redactor.clone(),
         pools: Arc::new(sluice_engine::Pools::new(&ws.project.settings.pools)),
-        notifier: crate::alerts::notifier(
-            &ws.project.settings.alert_channels,
-            &ws.project.paths.root,
-        ),
+        notifier: crate::alerts::notifier(&ws.project.settings),
         dispatch: sluice_engine::Dispatch::Local,
         lineage: crate::lineage::sink(ws.project.settings.lineage.as_ref())?,
     })

@@ -1,5 +1,6 @@
 //! The `sluice` binary: raw arguments → a loaded, validated project → work.
 
+mod access;
 mod alerts;
 mod api_types;
 mod check;
@@ -134,6 +135,17 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Manage the named API tokens of `sluice serve`, each with a role.
+    #[command(
+        after_help = "Examples:\n  sluice token create ci-deploy --role operator\n  sluice token list\n  sluice token revoke ci-deploy\n\nRoles: viewer (read), operator (also trigger, clear, backfill, pause, replay), admin (also the audit log). SLUICE_API_TOKEN stays an admin token."
+    )]
+    Token {
+        #[command(subcommand)]
+        command: access::TokenCommand,
+    },
+    /// Show what was changed through `sluice serve`: who, from where, what, the status.
+    #[command(after_help = "Example:\n  sluice audit --limit 20")]
+    Audit(access::AuditArgs),
     /// Run the scheduler and the REST API: runs are created as intervals close, files are
     /// reloaded when they change.
     #[command(
@@ -193,6 +205,8 @@ fn main() -> ExitCode {
         Command::Logs(args) => history::logs(&cli.global, args),
         Command::Clear(args) => history::clear(&cli.global, args),
         Command::Dlq { command } => dlq::dlq(&cli.global, command),
+        Command::Token { command } => access::token(&cli.global, command),
+        Command::Audit(args) => access::audit(&cli.global, args),
         Command::Validate(args) => validate::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Lineage(args) => lineage::run(&cli.global, args),

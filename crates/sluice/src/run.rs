@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 use clap::Args;
 use futures::StreamExt;
+use sluice_core::schedule::MAX_INTERVALS;
 use sluice_core::template::iso;
 use sluice_core::{DataInterval, Pipeline};
 use sluice_engine::{Executor, RunOutcome, RunRequest};
@@ -121,7 +122,15 @@ pub fn backfill(global: &Global, args: BackfillArgs) -> anyhow::Result<u8> {
     if from > to {
         return usage(format!("--from {from} is after --to {to}"));
     }
-    let intervals = pipeline.timetable.intervals_between(from, to);
+    let intervals = pipeline
+        .timetable
+        .intervals_between(from, to, MAX_INTERVALS)
+        .or_else(|e| {
+            usage(format!(
+                "`{}` has {e} between {from} and {to}; backfill a shorter range at a time",
+                pipeline.id
+            ))
+        })?;
     if intervals.is_empty() {
         return usage(format!(
             "`{}` has no interval with a logical date between {from} and {to} ({}, start_date {})",

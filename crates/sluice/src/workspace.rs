@@ -105,11 +105,7 @@ pub fn open_store(metadata: &Metadata) -> anyhow::Result<Store> {
 }
 
 pub fn parse_date(text: &str) -> anyhow::Result<NaiveDate> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").or_else(|_| {
-        usage(format!(
-            "`{text}` is not a date\n  hint: write dates as YYYY-MM-DD, e.g. 2024-01-01"
-        ))
-    })
+    sluice_core::schedule::parse_date(text).or_else(usage)
 }
 
 /// The interval a command means by `--date` (a logical date in the pipeline's time zone), or

@@ -36,10 +36,10 @@ start_date: 2024-01-01
 alert: {{ failure: [ops, dead, cmd] }}
 tasks:
   dump:
-    shell: {{ command: "env | grep '^SLUICE_' | sort; echo 'header {HEADER} hook {dead_hook}'; exit 3" }}
+    shell: {{ command: "env | sort; echo 'header {HEADER} hook {dead_hook}'; exit 3" }}
   pull:
     extract:
-      from: {{ connection: api, path: /orders, headers: {{ X-Api-Key: "{HEADER}" }}, retries: 0 }}
+      from: {{ connection: api, path: /orders, headers: {{ X-Api-Key: "{HEADER}", X-Tenant: tenant-lit-77 }}, retries: 0 }}
       to: "lake://orders/{{{{ ds }}}}.parquet"
   read_src:
     extract:
@@ -144,6 +144,15 @@ impl Evidence {
         );
     }
 
+    /// `what` (which must exist) holds none of `names`.
+    fn lacks(&self, what: &str, names: &[&str]) {
+        let text = self.text_of(what);
+        assert!(!text.is_empty(), "nothing kept as {what}");
+        for name in names {
+            assert!(!text.contains(name), "{what} holds `{name}`:\n{text}");
+        }
+    }
+
     fn assert_clean(&self) {
         assert!(!self.seen.is_empty());
         for (what, bytes) in &self.seen {
@@ -223,7 +232,7 @@ impl Leaky {
         p.write(
             "sluice.yaml",
             &format!(
-                "name: test\nlineage: {{ file: lineage.ndjson }}\nalerts:\n  ops: {{ webhook: \"{hook}\", slack: true }}\n  dead: {{ webhook: \"{dead_hook}\" }}\n  cmd: {{ command: \"mkdir -p alerts && cat > alerts/$$.json\" }}\n"
+                "name: test\ntask_env: [LEAKY_ALLOWED]\nlineage: {{ file: lineage.ndjson }}\nalerts:\n  ops: {{ webhook: \"{hook}\", slack: true }}\n  dead: {{ webhook: \"{dead_hook}\" }}\n  cmd: {{ command: \"mkdir -p alerts && env > alerts/env-$$.txt && cat > alerts/$$.json\" }}\n"
             ),
         )
         .write("pipelines/events.yaml", STREAM);
@@ -232,6 +241,9 @@ impl Leaky {
             ("SLUICE_CONN_SRC", src),
             ("SLUICE_CONN_API", api),
             ("SLUICE_API_TOKEN", API_TOKEN.to_string()),
+            // Tasks and alert commands inherit the first (`task_env:`), never the second.
+            ("LEAKY_ALLOWED", "allowed-9d2".to_string()),
+            ("LEAKY_WITHHELD", "withheld-3c7".to_string()),
         ];
         Leaky {
             _rt: rt,
@@ -286,6 +298,11 @@ impl Leaky {
         // The metadata database (with its WAL) and the try logs, byte for byte.
         seen.keep_files(&self.p.path().join(".sluice"));
         seen.keep("lineage events", self.p.read("lineage.ndjson"));
+        for file in common::files_under(&self.p.path().join("alerts")) {
+            if file.extension().is_some_and(|e| e == "txt") {
+                seen.keep("alert command env", std::fs::read_to_string(&file).unwrap());
+            }
+        }
         seen
     }
 
@@ -304,9 +321,12 @@ impl Leaky {
             server.get(&format!("/api/runs/{id}"))["state"] == "failed"
         });
         keep_pages(&server, id, &mut served);
-        served.shows(
-            &format!("GET /api/runs/{id}/tasks/dump/tries/1/log"),
-            "SLUICE_METADATA=postgres://postgres:***@127.0.0.1:5432/",
+        // The server's own environment (its metadata URL, token, connections) stays its own.
+        let dump_log = format!("GET /api/runs/{id}/tasks/dump/tries/1/log");
+        served.shows(&dump_log, "SLUICE_TASK=dump");
+        served.lacks(
+            &dump_log,
+            &["SLUICE_METADATA", "SLUICE_API_TOKEN", "SLUICE_CONN_"],
         );
         served.shows(&format!("GET /runs/{id}/tasks/leak"), "cannot go on: ***");
         // Alerts are sent in the background; the server waits for them when it stops.
@@ -338,13 +358,25 @@ impl Leaky {
 
 /// Each secret the command line's evidence holds was there, masked.
 fn cli_shows_masked(seen: &Evidence) {
-    seen.shows(
-        "sluice logs dump",
-        "SLUICE_CONN_SRC=postgres://postgres:***@127.0.0.1:1/test",
-    );
-    seen.shows("sluice logs dump", "SLUICE_CONN_API=http://127.0.0.1:");
-    seen.shows("sluice logs dump", "api_key=***");
-    seen.shows("sluice logs dump", "SLUICE_API_TOKEN=***");
+    // A task's process and an alert command get the run's variables, the base ones and
+    // `task_env:`'s — none of Sluice's own settings, whatever they hold.
+    for what in ["sluice logs dump", "alert command env"] {
+        seen.shows(what, "PATH=/");
+        seen.shows(what, "LEAKY_ALLOWED=allowed-9d2");
+        seen.lacks(
+            what,
+            &[
+                "SLUICE_CONN_",
+                "SLUICE_API_TOKEN",
+                "SLUICE_METADATA",
+                "LEAKY_WITHHELD",
+            ],
+        );
+    }
+    seen.shows("sluice logs dump", "SLUICE_TASK=dump");
+    // A header's value is never displayed in a configuration, whatever its name.
+    seen.shows("sluice dlq", "\"X-Tenant\": \"***\"");
+    seen.lacks("sluice dlq", &["tenant-lit-77"]);
     seen.shows("sluice logs dump", "header *** hook ***");
     seen.shows(
         "sluice logs pull",

@@ -160,7 +160,10 @@ fn the_api_wants_its_token_and_explains_bad_requests() {
     assert!(bad_json.1.contains("\"error\""), "{}", bad_json.1);
     let (status, body) = server.post("/api/pipelines/hourly/runs", json!({ "date": "yesterday" }));
     assert_eq!(status, 400);
-    assert_eq!(body["error"], "`yesterday` is not a date; write YYYY-MM-DD");
+    assert_eq!(
+        body["error"],
+        "`yesterday` is not a date; write YYYY-MM-DD, e.g. 2024-01-01"
+    );
     assert_eq!(
         server
             .post("/api/pipelines/nope/runs", json!({ "date": "2024-01-01" }))
@@ -201,7 +204,7 @@ fn the_api_wants_its_token_and_explains_bad_requests() {
     let refused = p.sluice(&["serve", "--addr", "0.0.0.0:0"]);
     assert_eq!(refused.code, 2, "{}", refused.explain());
     assert!(
-        refused.stderr.contains("needs an API token"),
+        refused.stderr.contains("needs API tokens"),
         "{}",
         refused.explain()
     );

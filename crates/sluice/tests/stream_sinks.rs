@@ -1,5 +1,5 @@
 //! The other sinks of `sluice stream`, on librdkafka's mock cluster: the embedded DuckDB
-//! warehouse (exactly once, records and windowed results), Parquet files in the lake (one per
+//! warehouse and a MariaDB one (exactly once, records and windowed results), Parquet files in the lake (one per
 //! batch and partition, named by offsets, so a replay rewrites instead of duplicating) and
 //! Kafka topics (records keyed for upserts; dead letters with their origin and reason in the
 //! headers). Each is killed with SIGKILL mid-way and restarted; nothing is lost or doubled.
@@ -102,24 +102,40 @@ fn column(db: &Connection, sql: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_warehouse_sink_loads_each_order_once_and_keeps_hourly_totals() {
+/// What `orders_and_minutes` produced and how its runs ended.
+struct Killed {
+    payloads: Vec<String>,
+    broken: usize,
+    summary: String,
+    windows_summary: String,
+    kills: u32,
+}
+
+/// The orders stream (upserts on `id`, dead letters beside) and a per-minute aggregate of it,
+/// into `raw_table`, `dead_table` and `agg_table` of the warehouse, each killed mid-way and
+/// then run to the end.
+fn orders_and_minutes(
+    p: &TestProject,
+    raw_table: &str,
+    dead_table: &str,
+    agg_table: &str,
+) -> Killed {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("orders", PARTITIONS, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let (payloads, broken) = orders(6_000);
     produce(&brokers, "orders", &payloads);
-
-    let p = TestProject::new();
     p.write(
         "pipelines/orders_raw.yaml",
         &stream_file(
             &brokers,
             "orders_raw",
-            "sink: { into: warehouse, table: raw.orders, mode: upsert, key: [id] }
+            &format!(
+                "sink: {{ into: warehouse, table: {raw_table}, mode: upsert, key: [id] }}
 delivery: exactly_once
-dead_letter: { into: warehouse, table: raw.dead_letters }
-",
+dead_letter: {{ into: warehouse, table: {dead_table} }}
+"
+            ),
         ),
     );
     p.write(
@@ -127,16 +143,38 @@ dead_letter: { into: warehouse, table: raw.dead_letters }
         &stream_file(
             &brokers,
             "per_minute",
-            "event_time: { field: ts, max_out_of_orderness: 0s }
-aggregate: { key: [category], window: { tumbling: 1m }, compute: { total: sum(amount), orders: count() } }
-sink: { into: warehouse, table: agg.per_minute }
+            &format!(
+                "event_time: {{ field: ts, max_out_of_orderness: 0s }}
+aggregate: {{ key: [category], window: {{ tumbling: 1m }}, compute: {{ total: sum(amount), orders: count() }} }}
+sink: {{ into: warehouse, table: {agg_table} }}
 delivery: exactly_once
-",
+"
+            ),
         ),
     );
-    let (summary, kills) = kill_and_finish(&p, "orders_raw", 4);
-    let (windows_summary, window_kills) = kill_and_finish(&p, "per_minute", 3);
+    let (summary, kills) = kill_and_finish(p, "orders_raw", 4);
+    let (windows_summary, window_kills) = kill_and_finish(p, "per_minute", 3);
+    assert!(
+        kills + window_kills >= 3,
+        "killed mid-way only {kills}+{window_kills} times"
+    );
+    Killed {
+        payloads,
+        broken,
+        summary,
+        windows_summary,
+        kills: kills + window_kills,
+    }
+}
 
+fn total_amount() -> String {
+    (0..6_000i64).map(|i| i % 10 + 1).sum::<i64>().to_string()
+}
+
+#[test]
+fn the_warehouse_sink_loads_each_order_once_and_keeps_hourly_totals() {
+    let p = TestProject::new();
+    let run = orders_and_minutes(&p, "raw.orders", "raw.dead_letters", "agg.per_minute");
     let db = Connection::open(p.path().join("warehouse.duckdb")).unwrap();
     assert_eq!(
         column(
@@ -144,21 +182,23 @@ delivery: exactly_once
             "SELECT count(*) || '/' || count(DISTINCT id) FROM raw.orders"
         ),
         ["6000/6000"],
-        "({kills} kills) {summary}"
+        "({} kills) {}",
+        run.kills,
+        run.summary
     );
     assert_eq!(
         column(
             &db,
             "SELECT sum((record->>'amount')::BIGINT)::VARCHAR FROM raw.orders"
         ),
-        [(0..6_000i64).map(|i| i % 10 + 1).sum::<i64>().to_string()]
+        [total_amount()]
     );
     assert_eq!(
         column(
             &db,
             "SELECT reason || ' x' || count(*) FROM raw.dead_letters GROUP BY reason"
         ),
-        [format!("missing required field(s): ts x{broken}")]
+        [format!("missing required field(s): ts x{}", run.broken)]
     );
     // Consumed = loaded + dead-lettered: the stored offsets cover every record produced.
     assert_eq!(
@@ -166,7 +206,7 @@ delivery: exactly_once
             &db,
             "SELECT sum(next_offset)::VARCHAR FROM sluice_stream_offsets WHERE stream = 'orders_raw'"
         ),
-        [payloads.len().to_string()]
+        [run.payloads.len().to_string()]
     );
     // Per minute and category, from the loaded orders: every minute but the last is closed.
     let expected = column(
@@ -186,11 +226,59 @@ delivery: exactly_once
          FROM agg.per_minute ORDER BY 1",
     );
     assert_eq!(expected.len(), 99 * 3, "{expected:?}");
-    assert_eq!(got, expected, "({window_kills} kills) {windows_summary}");
-    assert!(
-        kills + window_kills >= 3,
-        "killed mid-way only {kills}+{window_kills} times"
+    assert_eq!(got, expected, "{}", run.windows_summary);
+}
+
+/// The same streams with the warehouse on MariaDB: rows, dead letters, offsets and window
+/// state in one InnoDB transaction per batch.
+#[test]
+fn the_mariadb_warehouse_sink_loads_each_order_once_and_keeps_hourly_totals() {
+    let dw = sluice_testkit::mariadb::Database::create("sluice_stream_sink");
+    let p = TestProject::new();
+    p.write("connections.yaml", &format!("warehouse: {}\n", dw.url));
+    let run = orders_and_minutes(&p, "orders", "dead_letters", "per_minute");
+    assert_eq!(
+        dw.column("SELECT CONCAT(count(*), '/', count(DISTINCT id)) FROM orders"),
+        ["6000/6000"],
+        "({} kills) {}",
+        run.kills,
+        run.summary
     );
+    assert_eq!(
+        dw.column(
+            "SELECT CAST(SUM(CAST(JSON_VALUE(record, '$.amount') AS SIGNED)) AS CHAR) FROM orders"
+        ),
+        [total_amount()]
+    );
+    assert_eq!(
+        dw.column("SELECT CONCAT(reason, ' x', count(*)) FROM dead_letters GROUP BY reason"),
+        [format!("missing required field(s): ts x{}", run.broken)]
+    );
+    assert_eq!(
+        dw.column(
+            "SELECT CAST(SUM(next_offset) AS CHAR) FROM sluice_stream_offsets
+             WHERE stream = 'orders_raw'"
+        ),
+        [run.payloads.len().to_string()]
+    );
+    let expected = dw.column(
+        "WITH o AS (
+            SELECT DATE_FORMAT(STR_TO_DATE(JSON_VALUE(record, '$.ts'), '%Y-%m-%dT%H:%i:%sZ'),
+                               '%Y-%m-%d %H:%i:00') AS minute,
+                   JSON_VALUE(record, '$.category') AS category,
+                   CAST(JSON_VALUE(record, '$.amount') AS SIGNED) AS amount
+            FROM orders)
+         SELECT CONCAT(minute, ' ', category, ' ', SUM(amount), ' ', COUNT(*)) FROM o
+         WHERE minute < (SELECT MAX(minute) FROM o)
+         GROUP BY minute, category ORDER BY 1",
+    );
+    let got = dw.column(
+        "SELECT CONCAT(DATE_FORMAT(window_start, '%Y-%m-%d %H:%i:%s'), ' ', category, ' ',
+                       CAST(total AS SIGNED), ' ', CAST(orders AS SIGNED))
+         FROM per_minute ORDER BY 1",
+    );
+    assert_eq!(expected.len(), 99 * 3, "{expected:?}");
+    assert_eq!(got, expected, "{}", run.windows_summary);
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 
 mod check;
 mod concurrency;
+mod exposure;
 mod kafka_e2e;
 mod lineage;
 mod load;

@@ -513,7 +513,8 @@ impl User<'_> {
     }
 
     /// The dead letters: the failed task with its error, ready to replay. Replaying our run's
-    /// entry marks it replayed and the server tries the task again; the tries finished since.
+    /// entry makes the server try the task again; it fails again, so the entry is not marked
+    /// replayed (only a re-run that succeeds is). Returns the tries finished since.
     async fn replays_the_dead_letter(&self, run_id: &str) -> usize {
         let (c, base) = (&self.c, self.base);
         c.goto(&format!("{base}/dead-letters")).await.unwrap();
@@ -530,8 +531,17 @@ impl User<'_> {
         .click()
         .await
         .unwrap();
-        wait_for(c, "td .replayed", "the replayed mark").await;
-        finished_tries(&self.http, base, run_id, before + 1).await
+        let after = finished_tries(&self.http, base, run_id, before + 1).await;
+        c.goto(&format!("{base}/dead-letters")).await.unwrap();
+        let row = c
+            .find(Locator::XPath("//tr[contains(., 'run of 2024-03-05')]"))
+            .await
+            .unwrap()
+            .html(false)
+            .await
+            .unwrap();
+        assert!(!row.contains("replayed"), "{row}");
+        after
     }
 
     async fn looks_at_the_streams(&self) {
@@ -609,6 +619,85 @@ fn in_chromium_a_new_user_runs_the_demo_from_the_browser() {
         let labels = lineage_of(&c, base, "daily_sales_etl").await;
         assert!(labels.contains("warehouse.staging.orders"), "{labels}");
         screenshot(&c, Browser::Chromium, "demo-lineage").await;
+        c.close().await.unwrap();
+    };
+    drive(flow);
+    assert_eq!(server.stop(), Some(0));
+}
+
+/// Serves `html` at `/` on a port of its own: another origin than the server's.
+fn serve_page(html: String) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/",
+                axum::routing::get(move || async move { axum::response::Html(html) }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    url
+}
+
+/// A page on another port, open in the same browser as a fresh server's UI (no token, on
+/// loopback), tries to pause a pipeline three ways: a no-CORS `text/plain` fetch, a JSON
+/// fetch (which needs a preflight the server never grants) and a posted form. None does.
+#[test]
+fn in_chromium_a_page_on_another_port_cannot_change_anything() {
+    let p = project();
+    let server = Server::start(&p, None);
+    let target = format!("{}/api/pipelines/orders/pause", server.base);
+    let page = serve_page(format!(
+        r#"<!doctype html><html><body>
+<form id="forged" method="post" action="{target}" enctype="text/plain">
+  <input name='{{"a":"' value='"}}'>
+</form>
+<script>
+const post = (headers, mode) => fetch("{target}", {{ method: "POST", mode, headers, body: "{{}}" }})
+  .catch(() => null);
+post({{ "content-type": "text/plain" }}, "no-cors")
+  .then(() => post({{ "content-type": "application/json" }}, "cors"))
+  .then(() => document.getElementById("forged").submit());
+</script></body></html>"#
+    ));
+    let driver = driver(Browser::Chromium);
+    let flow = async {
+        let c = session(Browser::Chromium, &driver).await;
+        let http = reqwest::Client::new();
+        let base = server.base.as_str();
+        // The server's own page first, as a user who has it open would.
+        c.goto(&format!("{base}/")).await.unwrap();
+        wait_for(&c, "a[href='/pipelines/orders']", "the pipelines page").await;
+        c.goto(&page).await.unwrap();
+        // The form's navigation lands on the server's answer.
+        let started = Instant::now();
+        while c.current_url().await.unwrap().as_str() != target {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the forged form was not submitted"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let answer = c.source().await.unwrap();
+        assert!(answer.contains("refused"), "{answer}");
+        // The server has no token: the API answers anyone on loopback.
+        let pipeline: serde_json::Value = http
+            .get(format!("{base}/api/pipelines/orders"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(pipeline["paused"], false, "{pipeline}");
         c.close().await.unwrap();
     };
     drive(flow);

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice_core::Redactor;
+use sluice_core::secrets::MASK;
 use sluice_core::template::TemplateContext;
 use sluice_core::{DataInterval, Pipeline, ProjectPaths, TaskState};
 use sluice_store::{RunRecord, RunType, Store, StoreError};
@@ -232,7 +233,20 @@ fn rendered(
         }
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, v)| (k.clone(), rendered(v, ctx, redactor)))
+                .map(|(k, v)| match (k.as_str(), v) {
+                    // Credentials travel in headers and query parameters under any name: their
+                    // values are never displayed, only their names.
+                    ("headers" | "params", Value::Object(entries)) => (
+                        k.clone(),
+                        Value::Object(
+                            entries
+                                .keys()
+                                .map(|name| (name.clone(), Value::String(MASK.into())))
+                                .collect(),
+                        ),
+                    ),
+                    _ => (k.clone(), rendered(v, ctx, redactor)),
+                })
                 .collect(),
         ),
         other => other.clone(),

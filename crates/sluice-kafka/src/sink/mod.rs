@@ -1,5 +1,5 @@
 //! Where a stream writes: one [`Sink`] per stream, behind one trait — PostgreSQL tables
-//! (`postgres.rs`), Parquet files in the lake (`lake.rs`) and Kafka topics (`kafka.rs`) here;
+//! (`postgres.rs`), MySQL/MariaDB tables (`mysql.rs`), Parquet files in the lake (`lake.rs`) and Kafka topics (`kafka.rs`) here;
 //! DuckDB tables in the binary, which owns the warehouse (this crate never compiles DuckDB).
 //! Dead letters go where the stream's `dead_letter:` says: into the sink's own database in the
 //! same transaction, or first to a Kafka topic or the lake ([`SideDeadLetters`]).
@@ -18,10 +18,12 @@ use crate::{Record, Rejected, StreamError};
 
 mod kafka;
 mod lake;
+mod mysql;
 mod postgres;
 
 pub use kafka::{KafkaDeadLetters, KafkaSink};
 pub use lake::{LakeDeadLetters, LakeSink};
+pub use mysql::MySqlSink;
 pub use postgres::PgSink;
 
 /// Where a table sink keeps the partitions' next offsets, in the sink's database.
@@ -107,6 +109,10 @@ impl SinkSetup {
                 ConnectionKind::Postgres => {
                     let url = self.connection_uri(connection)?;
                     Box::new(PgSink::connect(&url, stream).await?)
+                }
+                ConnectionKind::MySql => {
+                    let url = self.connection_uri(connection)?;
+                    Box::new(MySqlSink::connect(&url, stream).await?)
                 }
                 ConnectionKind::DuckDb => match &self.duckdb {
                     Some(open) => open.open(stream).await?,
@@ -343,61 +349,150 @@ impl TableShape {
         self.dialect.quote_ident(name)
     }
 
-    /// The statements that create the sink's tables (and their schemas), in the SQL both
-    /// PostgreSQL and DuckDB take; `json` is the database's JSON type (`jsonb`, `JSON`).
-    pub fn ddl(&self, json: &str) -> String {
+    /// The statements that create the sink's tables (and their schemas), in the tables'
+    /// dialect, one statement per string.
+    pub fn ddl(&self) -> Vec<String> {
+        let t = ColumnTypes::of(self.dialect);
+        let c = |name: &str| self.column(name);
         let columns = match &self.results {
             None => {
                 let keys: String = self
                     .keys
                     .iter()
-                    .map(|k| format!("{} text NOT NULL, ", self.column(k)))
+                    .map(|k| format!("{} {} NOT NULL, ", c(k), t.key))
                     .collect();
                 format!(
-                    "{keys}record {json} NOT NULL, _topic text NOT NULL, _partition integer NOT NULL,
-                     _offset bigint NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now()"
+                    "{keys}{record} {json} NOT NULL, {topic} {key} NOT NULL, {partition} integer NOT NULL,
+                     {offset} bigint NOT NULL, {loaded_at} {ts} NOT NULL DEFAULT {now}",
+                    record = c("record"),
+                    topic = c("_topic"),
+                    partition = c("_partition"),
+                    offset = c("_offset"),
+                    loaded_at = c("loaded_at"),
+                    json = t.json,
+                    key = t.key,
+                    ts = t.timestamp,
+                    now = t.now,
                 )
             }
             Some((group, computed)) => {
                 let group: String = group
                     .iter()
-                    .map(|k| format!("{} text NOT NULL, ", self.column(k)))
+                    .map(|k| format!("{} {} NOT NULL, ", c(k), t.key))
                     .collect();
                 let computed: String = computed
                     .iter()
-                    .map(|c| format!("{} double precision, ", self.column(c)))
+                    .map(|name| format!("{} {}, ", c(name), t.double))
                     .collect();
                 format!(
-                    "{group}window_start timestamptz NOT NULL, window_end timestamptz NOT NULL,
-                     {computed}updated_at timestamptz NOT NULL DEFAULT now()"
+                    "{group}{start} {ts} NOT NULL, {end} {ts} NOT NULL,
+                     {computed}{updated_at} {ts} NOT NULL DEFAULT {now}",
+                    start = c("window_start"),
+                    end = c("window_end"),
+                    updated_at = c("updated_at"),
+                    ts = t.timestamp,
+                    now = t.now,
                 )
             }
         };
-        let schemas: String = [&self.table, &self.dead_letters]
-            .iter()
-            .filter_map(|t| t.rsplit_once('.').map(|(s, _)| s))
-            .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {s};\n"))
-            .collect();
-        format!(
-            "{schemas}
-             CREATE TABLE IF NOT EXISTS {OFFSETS} (
-                stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
-                next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (stream, topic, partition));
-             CREATE TABLE IF NOT EXISTS {STATE} (
-                stream text PRIMARY KEY, state {json} NOT NULL,
-                updated_at timestamptz NOT NULL DEFAULT now());
-             CREATE TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({primary}));
-             CREATE TABLE IF NOT EXISTS {dead} (
-                stream text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
-                \"offset\" bigint NOT NULL, payload text NOT NULL,
-                payload_encoding text NOT NULL DEFAULT 'utf8', reason text NOT NULL,
-                created_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (stream, topic, partition, \"offset\"));",
-            table = self.table,
-            dead = self.dead_letters,
-            primary = self.primary_key(),
-        )
+        let mut statements: Vec<String> = Vec::new();
+        for table in [&self.table, &self.dead_letters] {
+            if let Some((schema, _)) = table.rsplit_once('.') {
+                let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+                if !statements.contains(&create) {
+                    statements.push(create);
+                }
+            }
+        }
+        let (stream, topic, partition, updated_at) =
+            (c("stream"), c("topic"), c("partition"), c("updated_at"));
+        statements.extend([
+            format!(
+                "CREATE TABLE IF NOT EXISTS {OFFSETS} (
+                    {stream} {key} NOT NULL, {topic} {key} NOT NULL, {partition} integer NOT NULL,
+                    {next} bigint NOT NULL, {updated_at} {ts} NOT NULL DEFAULT {now},
+                    PRIMARY KEY ({stream}, {topic}, {partition}))",
+                next = c("next_offset"),
+                key = t.key,
+                ts = t.timestamp,
+                now = t.now,
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {STATE} (
+                    {stream} {key} PRIMARY KEY, {state} {json} NOT NULL,
+                    {updated_at} {ts} NOT NULL DEFAULT {now})",
+                state = c("state"),
+                key = t.key,
+                json = t.json,
+                ts = t.timestamp,
+                now = t.now,
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} ({columns}, PRIMARY KEY ({}))",
+                self.table,
+                self.primary_key()
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {dead} (
+                    {stream} {key} NOT NULL, {topic} {key} NOT NULL, {partition} integer NOT NULL,
+                    {offset} bigint NOT NULL, {payload} {text} NOT NULL,
+                    {encoding} {key} NOT NULL DEFAULT 'utf8', {reason} {text} NOT NULL,
+                    {created_at} {ts} NOT NULL DEFAULT {now},
+                    PRIMARY KEY ({stream}, {topic}, {partition}, {offset}))",
+                dead = self.dead_letters,
+                offset = c("offset"),
+                payload = c("payload"),
+                encoding = c("payload_encoding"),
+                reason = c("reason"),
+                created_at = c("created_at"),
+                key = t.key,
+                text = t.text,
+                ts = t.timestamp,
+                now = t.now,
+            ),
+        ]);
+        statements
+    }
+}
+
+/// The column types of the sink's tables in each database.
+struct ColumnTypes {
+    json: &'static str,
+    /// Keys and short names: MySQL indexes no unbounded `TEXT` (255 characters of utf8mb4 keep
+    /// a three-column key within InnoDB's 3,072 bytes).
+    key: &'static str,
+    /// Payloads and reasons, unbounded.
+    text: &'static str,
+    timestamp: &'static str,
+    now: &'static str,
+    double: &'static str,
+}
+
+impl ColumnTypes {
+    fn of(dialect: Dialect) -> ColumnTypes {
+        match dialect {
+            Dialect::DuckDb | Dialect::Postgres => ColumnTypes {
+                json: if dialect == Dialect::Postgres {
+                    "jsonb"
+                } else {
+                    "JSON"
+                },
+                key: "text",
+                text: "text",
+                timestamp: "timestamptz",
+                now: "now()",
+                double: "double precision",
+            },
+            // Timestamps in UTC: the sink's sessions run with `time_zone = '+00:00'`.
+            Dialect::MySql => ColumnTypes {
+                json: "JSON",
+                key: "VARCHAR(255)",
+                text: "LONGTEXT",
+                timestamp: "DATETIME(6)",
+                now: "CURRENT_TIMESTAMP(6)",
+                double: "DOUBLE",
+            },
+        }
     }
 }
 

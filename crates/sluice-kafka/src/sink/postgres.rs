@@ -51,8 +51,8 @@ impl PgSink {
         // (PostgreSQL checks existence before it takes the catalog's lock).
         sink.client
             .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('sluice stream tables')); {} COMMIT;",
-                sink.shape.ddl("jsonb")
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('sluice stream tables')); {}; COMMIT;",
+                sink.shape.ddl().join(";\n")
             ))
             .await
             .map_err(sink_error)?;

@@ -13,12 +13,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sluice_core::schedule::MAX_INTERVALS;
 use sluice_store::RunType;
 
+use super::access::{Access, SESSION_COOKIE, SESSION_HOURS};
 use super::{Service, task_specs};
 use crate::api_types::{
-    BackfillList, BackfillProgress, BackfillRequest, ClearRequest, Cleared, ErrorBody, Paused,
-    PipelineInfo, PipelineList, PipelineTask, Replayed, Run, RunList, TriggerRequest, TryList,
+    AuditList, BackfillList, BackfillProgress, BackfillRequest, ClearRequest, Cleared, ErrorBody,
+    Paused, PipelineInfo, PipelineList, PipelineTask, Replayed, Run, RunList, TriggerRequest,
+    TryList,
 };
 use crate::output::{RunView, task_order};
 use crate::try_log;
@@ -54,8 +57,11 @@ type S = State<Arc<Service>>;
 pub fn router(
     service: Arc<Service>,
     token: Option<String>,
+    allowed_hosts: &[String],
+    https: bool,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Router {
+    let service_store = service.store.clone();
     let app = Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/api/pipelines", get(pipelines))
@@ -74,6 +80,7 @@ pub fn router(
             get(log),
         )
         .route("/api/failed-tasks/{id}/replay", post(replay))
+        .route("/api/audit", get(audit))
         .merge(super::ui::routes(metrics.clone()))
         .fallback(|uri: axum::http::Uri| async move {
             if uri.path().starts_with("/api/") {
@@ -84,15 +91,17 @@ pub fn router(
         })
         .with_state(service)
         .merge(crate::metrics::route(metrics));
-    let app = match token {
-        Some(token) => {
-            let token = Arc::new(token);
-            app.route("/login", post(sign_in).with_state(token.clone()))
-                .layer(middleware::from_fn_with_state(token, auth))
-        }
-        None => app,
-    };
+    let access = Arc::new(Access::new(token, service_store, https));
+    let app = app
+        .route("/login", post(sign_in).with_state(access.clone()))
+        .route("/logout", post(sign_out).with_state(access.clone()))
+        .layer(middleware::from_fn_with_state(
+            access,
+            super::access::access,
+        ));
+    let guard = Arc::new(super::guard::Guard::new(allowed_hosts));
     app.layer(middleware::from_fn(redact_body))
+        .layer(middleware::from_fn_with_state(guard, super::guard::guard))
 }
 
 /// Every text the API and the UI serve (JSON, pages, logs, reports, errors) passes through the
@@ -121,94 +130,89 @@ async fn redact_body(request: Request, next: Next) -> Response {
     Response::from_parts(parts, body)
 }
 
-/// Constant-time comparison, so the token cannot be guessed byte by byte.
-fn same(given: &str, token: &str) -> bool {
-    given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
-/// The token a signed-in browser sends in its cookie.
-fn cookie_token(request: &Request) -> Option<String> {
-    let cookies = request.headers().get(header::COOKIE)?.to_str().ok()?;
-    cookies.split(';').find_map(|c| {
-        let value = c
-            .trim()
-            .strip_prefix(super::ui::TOKEN_COOKIE)?
-            .strip_prefix('=')?;
-        percent_encoding::percent_decode_str(value)
-            .decode_utf8()
-            .ok()
-            .map(|v| v.into_owned())
-    })
-}
-
-/// The bearer token (or a signed-in browser's cookie) on every route but the sign-in page and
-/// the UI's assets. A page asked for without it leads to the sign-in page; the API answers 401.
-async fn auth(State(token): State<Arc<String>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    if path == "/login" || path.starts_with("/ui/assets/") {
-        return next.run(request).await;
-    }
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    if bearer
-        .or_else(|| cookie_token(&request))
-        .is_some_and(|g| same(&g, &token))
-    {
-        return next.run(request).await;
-    }
-    if !path.starts_with("/api/") && path != "/metrics" {
-        return axum::response::Redirect::to("/login").into_response();
-    }
-    let mut response = ApiError(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong token: send `Authorization: Bearer <SLUICE_API_TOKEN>`".into(),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
-    response
-}
-
 #[derive(Deserialize)]
 struct SignIn {
     token: String,
 }
 
-/// The sign-in form: a right token becomes an HttpOnly, SameSite=Strict cookie (other sites
-/// cannot send it, scripts cannot read it).
+/// The sign-in form: a right token starts a session, whose random id becomes an HttpOnly,
+/// SameSite=Strict cookie (other sites cannot send it, scripts cannot read it); the token itself
+/// never leaves the form.
 async fn sign_in(
-    State(token): State<Arc<String>>,
+    State(access): State<Arc<Access>>,
     axum::Form(form): axum::Form<SignIn>,
 ) -> Response {
-    if !same(&form.token, &token) {
-        return super::ui::UiError::unauthorized("wrong token").into_response();
+    let principal = match access.by_token(form.token.trim()) {
+        Ok(Some(p)) => p,
+        Ok(None) => return super::ui::UiError::unauthorized("wrong token").into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let session = access.store().create_session(
+        &principal.name,
+        principal.role,
+        &[],
+        chrono::Duration::hours(SESSION_HOURS),
+    );
+    match session {
+        Ok(id) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "/".to_string()),
+                (
+                    header::SET_COOKIE,
+                    format!(
+                        "{SESSION_COOKIE}={id}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
+                        SESSION_HOURS * 3600,
+                        access.cookie_flags()
+                    ),
+                ),
+            ],
+        )
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
-    let value =
-        percent_encoding::utf8_percent_encode(&form.token, percent_encoding::NON_ALPHANUMERIC);
+}
+
+/// Ends the browser's session.
+async fn sign_out(State(access): State<Arc<Access>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(id) = super::access::cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = access.store().end_session(&id)
+    {
+        return ApiError::from(e).into_response();
+    }
     (
         StatusCode::SEE_OTHER,
         [
-            (header::LOCATION, "/".to_string()),
+            (header::LOCATION, "/login".to_string()),
             (
                 header::SET_COOKIE,
                 format!(
-                    "{}={value}; Path=/; HttpOnly; SameSite=Strict",
-                    super::ui::TOKEN_COOKIE
+                    "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{}",
+                    access.cookie_flags()
                 ),
             ),
         ],
     )
         .into_response()
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+/// The audit log, newest first, a page at a time (`before`: the last id of the previous page).
+async fn audit(State(service): S, Query(q): Query<AuditQuery>) -> Result<Json<AuditList>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = service.store.audit(limit, q.before)?;
+    let next_before = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    Ok(Json(AuditList {
+        entries,
+        next_before,
+    }))
 }
 
 fn pipeline_info(service: &Service, p: &sluice_core::Pipeline, paused: bool) -> PipelineInfo {
@@ -329,14 +333,15 @@ async fn trigger(
 }
 
 fn date(text: &str) -> Result<chrono::NaiveDate> {
-    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| bad(format!("`{text}` is not a date; write YYYY-MM-DD")))
+    sluice_core::schedule::parse_date(text).map_err(bad)
 }
 
 /// A backfill with its progress, read from its runs.
 fn progress(service: &Service, b: &sluice_store::BackfillRecord) -> Result<BackfillProgress> {
     let intervals = match service.pipeline(&b.pipeline) {
-        Some(p) => p.timetable.intervals_between(date(&b.from)?, date(&b.to)?),
+        Some(p) => p
+            .timetable
+            .intervals_between(date(&b.from)?, date(&b.to)?, MAX_INTERVALS)?,
         None => Vec::new(),
     };
     let dates: Vec<_> = intervals.iter().map(|i| i.start).collect();
@@ -376,7 +381,17 @@ async fn backfill(
     if from > to {
         return Err(bad(format!("`from` {from} is after `to` {to}")));
     }
-    let intervals = p.timetable.intervals_between(from, to);
+    let limit = service.max_backfill_intervals();
+    let intervals = p
+        .timetable
+        .intervals_between(from, to, limit as usize)
+        .map_err(|e| {
+            bad(format!(
+                "`{}` has {e} between {from} and {to}: backfill a shorter range at a time, or \
+                 raise `serve: {{ max_backfill_intervals: {limit} }}` in sluice.yaml",
+                p.id
+            ))
+        })?;
     if intervals.is_empty() {
         return Err(bad(format!(
             "`{}` has no interval with a logical date between {from} and {to}",
@@ -384,22 +399,21 @@ async fn backfill(
         )));
     }
     let record = service.store.add_backfill(&p.id, &body.from, &body.to)?;
-    // Its runs are created now, queued; the scheduler runs them, `max_active_runs` at a time,
-    // and resumes them after a restart like any unfinished run.
-    for interval in &intervals {
-        service
-            .store
-            .ensure_run(&p.id, interval, RunType::Backfill, &task_specs(&p))?;
-    }
-    service.wake.notify_one();
-    Ok((StatusCode::CREATED, Json(progress(&service, &record)?)))
+    let answer = progress(&service, &record)?;
+    // Its runs are created in the background, queued (the request is answered at once; its
+    // progress counts the runs not yet created as pending); the scheduler runs them,
+    // `max_active_runs` at a time, and resumes them after a restart like any unfinished run.
+    let background = service.clone();
+    tokio::task::spawn_blocking(move || background.create_backfill_runs(&p, record.id, &intervals));
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
-async fn backfills(State(service): S) -> Result<Json<BackfillList>> {
+async fn backfills(State(service): S, Query(limit): Query<Limit>) -> Result<Json<BackfillList>> {
     let backfills = service
         .store
         .backfills(None)?
         .iter()
+        .take(limit.limit.unwrap_or(50).clamp(1, 500))
         .map(|b| progress(&service, b))
         .collect::<Result<Vec<_>>>()?;
     Ok(Json(BackfillList { backfills }))
@@ -530,7 +544,7 @@ async fn replay(State(service): S, Path(id): Path<String>) -> Result<Json<Replay
         .tasks_to_clear(std::slice::from_ref(&t.task), true)
         .map_err(|name| not_found(format!("`{}` no longer has a task `{name}`", p.id)))?;
     service.store.clear(run.id, &specs)?;
-    service.store.mark_replayed(id)?;
+    // Not marked replayed here: the entry shows as replayed once the re-run succeeds.
     service.wake.notify_one();
     Ok(Json(Replayed {
         failed_task: id,
@@ -554,7 +568,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Sluice", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Pipelines, runs and tries of a `sluice serve` project. Send `Authorization: Bearer <SLUICE_API_TOKEN>` when the server has a token."},
+                 "description": "Pipelines, runs and tries of a `sluice serve` project. Send `Authorization: Bearer <SLUICE_API_TOKEN>` when the server has a token. A request that changes something must be JSON (`Content-Type: application/json`) or carry `Authorization` or `X-Sluice-Request: 1`, and is refused (403) from another site; the `Host` must be an IP address, `localhost` or one of `serve.allowed_hosts`."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}}
@@ -584,7 +598,8 @@ pub fn document() -> Value {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["from", "to"], "additionalProperties": false,
                     "properties": {"from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"}}}}}},
                 "responses": {"201": ok("the backfill with its progress"), "400": error, "401": error, "404": error}}},
-            "/api/backfills": {"get": {"summary": "Every backfill with its progress (intervals done / failed / running / pending)",
+            "/api/backfills": {"get": {"summary": "The latest backfills, newest first, with their progress (intervals done / failed / running / pending)",
+                "parameters": [{"name": "limit", "in": "query", "required": false, "description": "how many (1–500, default 50)", "schema": {"type": "integer"}}],
                 "responses": {"200": ok("backfills"), "401": error}}},
             "/api/backfills/{backfill}": {"get": {"summary": "One backfill's progress", "parameters": [path_param("backfill", "backfill id")],
                 "responses": {"200": ok("the backfill"), "400": error, "401": error, "404": error}}},
@@ -601,7 +616,12 @@ pub fn document() -> Value {
                 "responses": {"200": ok("tries"), "400": error, "401": error, "404": error}}},
             "/api/runs/{run}/tasks/{task}/tries/{try_number}/log": {"get": {"summary": "A try's log (secrets masked)",
                 "parameters": [run, task, path_param("try_number", "try number, from 1")],
-                "responses": {"200": {"description": "the log", "content": {"text/plain": {"schema": {"type": "string"}}}}, "400": error, "401": error, "404": error}}}
+                "responses": {"200": {"description": "the log", "content": {"text/plain": {"schema": {"type": "string"}}}}, "400": error, "401": error, "404": error}}},
+            "/api/audit": {"get": {"summary": "The audit log (admin): every change made through the server, newest first — who, from where, what, with which parameters (secrets masked), and the status",
+                "parameters": [
+                    {"name": "limit", "in": "query", "required": false, "description": "entries per page (1–1000, default 100)", "schema": {"type": "integer"}},
+                    {"name": "before", "in": "query", "required": false, "description": "`next_before` of the previous page", "schema": {"type": "integer"}}],
+                "responses": {"200": ok("entries, and next_before when there are more"), "400": error, "401": error, "403": error}}}
         }
     })
 }

@@ -9,7 +9,10 @@
 //! (`stream::Supervisor`). SIGTERM stops scheduling, interrupts running tasks (they do not use
 //! up a retry), stops the streams after their batch in hand, and exits; the next start resumes.
 
+mod access;
 mod api;
+mod guard;
+mod tls;
 mod ui;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,6 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use sluice_core::schedule::MAX_INTERVALS;
 use sluice_core::{DataInterval, Diagnostic, Pipeline, Project};
 use sluice_engine::{Dispatch, EngineError, Executor, Progress, RunRequest};
 use sluice_store::{RunType, Store};
@@ -32,9 +36,19 @@ use crate::{Global, exit, usage};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Where the REST API listens. Off loopback, a token is required (SLUICE_API_TOKEN).
+    /// Where the REST API listens. Off loopback, tokens (`sluice token create`, or
+    /// SLUICE_API_TOKEN) and TLS are required.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// The server's certificate chain (PEM): it speaks HTTPS. Overrides `serve.tls`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP off loopback (behind a TLS-terminating proxy, say), on purpose.
+    #[arg(long)]
+    insecure_http: bool,
     /// Hand tries to `sluice worker` processes (on this or other machines) instead of running
     /// them here. Needs the metadata on PostgreSQL.
     #[arg(long)]
@@ -81,6 +95,62 @@ impl Service {
         self.loaded.read().expect("lock").pipelines.get(id).cloned()
     }
 
+    /// The most intervals one backfill request may create runs for (`serve:` in sluice.yaml).
+    pub fn max_backfill_intervals(&self) -> u32 {
+        let loaded = self.loaded.read().expect("lock");
+        loaded.project.settings.serve.max_backfill_intervals
+    }
+
+    /// Creates a backfill's runs, queued (blocking; in the background of the request that
+    /// asked for it, or at start for a backfill a stopped server left unfinished). Runs that
+    /// exist already are left as they are.
+    pub fn create_backfill_runs(&self, p: &Pipeline, backfill: i64, intervals: &[DataInterval]) {
+        let specs = task_specs(p);
+        for (i, interval) in intervals.iter().enumerate() {
+            if let Err(e) = self
+                .store
+                .ensure_run(&p.id, interval, RunType::Backfill, &specs)
+            {
+                tracing::error!(
+                    pipeline = %p.id,
+                    backfill,
+                    "creating the backfill's runs stopped after {i} of {}: {e:#}",
+                    intervals.len()
+                );
+                break;
+            }
+            // The scheduler starts on the first runs while the rest are created.
+            if i % 100 == 99 {
+                self.wake.notify_one();
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Creates the runs of backfills whose creation a stop interrupted.
+    fn resume_backfills(&self) -> anyhow::Result<()> {
+        for b in self.store.backfills(None)? {
+            let Some(p) = self.pipeline(&b.pipeline) else {
+                continue;
+            };
+            let (Ok(from), Ok(to)) = (
+                sluice_core::schedule::parse_date(&b.from),
+                sluice_core::schedule::parse_date(&b.to),
+            ) else {
+                continue;
+            };
+            let Ok(intervals) = p.timetable.intervals_between(from, to, MAX_INTERVALS) else {
+                continue;
+            };
+            let dates: Vec<_> = intervals.iter().map(|i| i.start).collect();
+            let states = self.store.run_states(&b.pipeline, &dates)?;
+            if states.iter().any(Option::is_none) {
+                self.create_backfill_runs(&p, b.id, &intervals);
+            }
+        }
+        Ok(())
+    }
+
     fn executor(&self) -> Executor {
         let loaded = self.loaded.read().expect("lock");
         let project = &loaded.project;
@@ -90,10 +160,7 @@ impl Service {
             parallelism: project.settings.parallelism,
             redactor: project.redactor.clone(),
             pools: loaded.pools.clone(),
-            notifier: crate::alerts::notifier(
-                &project.settings.alert_channels,
-                &project.paths.root,
-            ),
+            notifier: crate::alerts::notifier(&project.settings),
             dispatch: self.dispatch.clone(),
             lineage: self.lineage.clone(),
         }
@@ -298,13 +365,27 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
     let token = sluice_core::Environment::process()
         .api_token()
         .map(String::from);
-    if token.is_none() && !args.addr.ip().is_loopback() {
+    let store = Arc::new(crate::workspace::open_store(&project.settings.metadata)?);
+    let off_loopback = !args.addr.ip().is_loopback();
+    if token.is_none() && off_loopback && !store.has_tokens()? {
         return usage(format!(
-            "serving on {} (not loopback only) needs an API token\n  hint: set {TOKEN_ENV}, or listen on 127.0.0.1",
+            "serving on {} (not loopback only) needs API tokens\n  hint: create them with `sluice token create NAME --role viewer|operator|admin`, set {TOKEN_ENV}, or listen on 127.0.0.1",
             args.addr
         ));
     }
-    let store = Arc::new(crate::workspace::open_store(&project.settings.metadata)?);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::config(cert, key)?),
+        _ => match &project.settings.serve.tls {
+            Some(t) => Some(tls::config(&t.cert, &t.key)?),
+            None => None,
+        },
+    };
+    if tls.is_none() && off_loopback && !args.insecure_http {
+        return usage(format!(
+            "serving on {} (not loopback only) without TLS would send tokens and sessions in the clear\n  hint: set `serve: {{ tls: {{ cert: …, key: … }} }}` in sluice.yaml or pass --tls-cert and --tls-key; behind a TLS-terminating proxy, pass --insecure-http",
+            args.addr
+        ));
+    }
     if args.workers && store.dialect() != sluice_store::db::Dialect::Postgres {
         return usage(
             "`sluice serve --workers` needs the metadata on PostgreSQL\n  hint: set `metadata: postgres://…` in sluice.yaml (or SLUICE_METADATA), the same for every worker",
@@ -348,7 +429,7 @@ pub fn run(global: &Global, args: ServeArgs) -> anyhow::Result<u8> {
         dispatch,
         lineage,
     });
-    runtime.block_on(serve(service, args.addr, token, metrics))
+    runtime.block_on(serve(service, args.addr, token, tls, metrics))
 }
 
 /// Answers the API and the UI, schedules and keeps the streams running until a stop signal;
@@ -357,6 +438,7 @@ async fn serve(
     service: Arc<Service>,
     addr: SocketAddr,
     token: Option<String>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -365,20 +447,55 @@ async fn serve(
     let addr = listener.local_addr()?;
     let stop = crate::signal::stop_signal();
     eprintln!(
-        "sluice serve: {} pipelines, API on http://{addr}/api (OpenAPI at /api/openapi.json){}",
+        "sluice serve: {} pipelines, API on {}://{addr}/api (OpenAPI at /api/openapi.json){}",
         service.loaded.read().expect("lock").pipelines.len(),
-        if token.is_some() {
+        if tls.is_some() { "https" } else { "http" },
+        if token.is_some() || service.store.has_tokens().unwrap_or(true) {
             ", bearer token required"
         } else {
             ""
         }
     );
-    let app = api::router(service.clone(), token, metrics);
+    // Read once: a changed `serve:` section takes effect at the next start.
+    let allowed_hosts = service
+        .loaded
+        .read()
+        .expect("lock")
+        .project
+        .settings
+        .serve
+        .allowed_hosts
+        .clone();
+    let app = api::router(
+        service.clone(),
+        token,
+        &allowed_hosts,
+        tls.is_some(),
+        metrics,
+    )
+    .into_make_service_with_connect_info::<access::Peer>();
     let server_stop = stop.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
-            .await
+    let stopped = async move { server_stop.cancelled().await };
+    let server = match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)?;
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        }
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }),
+    };
+    let resuming = service.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = resuming.resume_backfills() {
+            tracing::error!("resuming unfinished backfills: {e:#}");
+        }
     });
     let streams = schedule(&service, &stop).await;
     service.stop.cancel();

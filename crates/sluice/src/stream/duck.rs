@@ -74,10 +74,10 @@ impl DuckSink {
             .collect();
         // Rows are appended here, then inserted (or upserted) into the table in one statement.
         let ddl = format!(
-            "{}
+            "{};
              CREATE TEMP TABLE IF NOT EXISTS {INCOMING} (
                 {incoming}record VARCHAR, _topic VARCHAR, _partition INTEGER, _offset BIGINT);",
-            shape.ddl("JSON")
+            shape.ddl().join(";\n")
         );
         conn.execute_batch(&ddl).map_err(sink_error)?;
         Ok(DuckSink {

@@ -31,8 +31,23 @@ use crate::try_log;
 
 type S = State<Arc<Service>>;
 
-/// The cookie that carries the API token of a signed-in browser.
-pub const TOKEN_COOKIE: &str = "sluice_token";
+/// Whether the request's principal may change things: pages show their action buttons only
+/// then (the API refuses the others anyway).
+pub struct CanChange(pub bool);
+
+impl<T: Send + Sync> axum::extract::FromRequestParts<T> for CanChange {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &T,
+    ) -> std::result::Result<CanChange, Self::Rejection> {
+        let principal = parts.extensions.get::<super::access::Principal>();
+        Ok(CanChange(
+            principal.is_some_and(|p| p.role >= sluice_store::Role::Operator),
+        ))
+    }
+}
 
 /// How many runs the pipeline page shows in its grid.
 const GRID_RUNS: usize = 500;
@@ -259,6 +274,8 @@ async fn pipelines(State(service): S) -> Result<Html<String>> {
 #[derive(Template)]
 #[template(path = "ui/pipeline.html")]
 struct PipelinePage {
+    /// Show the action buttons.
+    can_change: bool,
     id: String,
     description: String,
     schedule: String,
@@ -315,6 +332,7 @@ fn dag(p: &Pipeline, run: Option<i64>, states: &HashMap<String, String>) -> Stri
 
 async fn pipeline(
     State(service): S,
+    CanChange(can_change): CanChange,
     Path(id): Path<String>,
     Query(selected): Query<Selected>,
 ) -> Result<Html<String>> {
@@ -378,6 +396,7 @@ async fn pipeline(
         grid_rows.push_str("</tr>");
     }
     page(PipelinePage {
+        can_change,
         description: p.description.clone().unwrap_or_default(),
         schedule: p.timetable.schedule.describe(),
         cron: cron_of(&p),
@@ -411,6 +430,8 @@ async fn pipeline(
 #[derive(Template)]
 #[template(path = "ui/run.html")]
 struct RunPage {
+    /// Show the action buttons.
+    can_change: bool,
     id: i64,
     view: RunView,
     started: String,
@@ -431,7 +452,11 @@ fn find_run(service: &Service, id: &str) -> Result<sluice_store::RunRecord> {
         .map_err(|_| not_found(format!("no run {id}")))
 }
 
-async fn run(State(service): S, Path(id): Path<String>) -> Result<Html<String>> {
+async fn run(
+    State(service): S,
+    CanChange(can_change): CanChange,
+    Path(id): Path<String>,
+) -> Result<Html<String>> {
     let run = find_run(&service, &id)?;
     let p = service.pipeline(&run.pipeline);
     let order: Vec<String> = p
@@ -462,6 +487,7 @@ async fn run(State(service): S, Path(id): Path<String>) -> Result<Html<String>> 
         }
     };
     page(RunPage {
+        can_change,
         id: run.id,
         started: time(run.started_at),
         ended: time(run.ended_at),
@@ -491,6 +517,8 @@ struct TryRow {
 #[derive(Template)]
 #[template(path = "ui/task.html")]
 struct TaskPage {
+    /// Show the action buttons.
+    can_change: bool,
     run: i64,
     pipeline: String,
     logical_date: String,
@@ -516,6 +544,7 @@ struct TryQuery {
 
 async fn task(
     State(service): S,
+    CanChange(can_change): CanChange,
     Path((id, task)): Path<(String, String)>,
     Query(q): Query<TryQuery>,
 ) -> Result<Html<String>> {
@@ -561,6 +590,7 @@ async fn task(
         .map(|c| serde_json::to_string_pretty(&c).unwrap_or_default())
         .unwrap_or_default();
     page(TaskPage {
+        can_change,
         config,
         report,
         run: run.id,
@@ -594,7 +624,15 @@ async fn report(
         .and_then(report_path)
         .and_then(|p| std::fs::read_to_string(p).ok())
         .ok_or_else(|| not_found(format!("try {try_number} of `{task}` wrote no report")))?;
-    Ok(Html(html).into_response())
+    use axum::http::header;
+    Ok((
+        [
+            (header::CONTENT_SECURITY_POLICY, super::guard::REPORT_CSP),
+            (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
+        ],
+        Html(html),
+    )
+        .into_response())
 }
 
 struct Validation {

@@ -357,11 +357,16 @@ struct BadRecordRow {
 #[derive(Template)]
 #[template(path = "ui/dead_letters.html")]
 struct DeadLettersPage {
+    /// Show the replay buttons.
+    can_change: bool,
     failed: Vec<FailedRow>,
     records: Vec<BadRecordRow>,
 }
 
-pub async fn dead_letters(State(service): S) -> Result<Html<String>> {
+pub async fn dead_letters(
+    State(service): S,
+    super::CanChange(can_change): super::CanChange,
+) -> Result<Html<String>> {
     let failed = service
         .store
         .failed_tasks(None, 100)?
@@ -402,7 +407,11 @@ pub async fn dead_letters(State(service): S) -> Result<Html<String>> {
             record: d.record,
         })
         .collect();
-    page(DeadLettersPage { failed, records })
+    page(DeadLettersPage {
+        can_change,
+        failed,
+        records,
+    })
 }
 
 #[cfg(test)]
