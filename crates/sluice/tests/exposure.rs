@@ -264,6 +264,13 @@ fn roles_decide_what_a_token_may_do_and_every_change_is_audited() {
             "\"dashboards\" \"127.0.0.1\" \"POST /api/pipelines/hourly/pause\" 403",
         ]
     );
+    let (status, page) = ask(get.clone(), "/audit", "admin-Tok-1");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<code>POST /api/pipelines/hourly/pause</code>"),
+        "{page}"
+    );
+    assert_eq!(ask(get.clone(), "/audit", &operator).0, 403);
     let cli = p.sluice(&["audit"]);
     assert!(cli.stdout.contains("on-call"), "{}", cli.explain());
 

@@ -61,6 +61,7 @@ pub fn routes(metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router<
         )
         .route("/lineage", get(observe::lineage))
         .route("/dead-letters", get(observe::dead_letters))
+        .route("/audit", get(observe::audit))
         .route("/", get(pipelines))
         .route("/pipelines/{pipeline}", get(pipeline))
         .route("/runs/{run}", get(run))

@@ -430,3 +430,50 @@ mod tests {
         assert!(s[2].labels.is_empty());
     }
 }
+
+struct AuditRow {
+    at: String,
+    principal: String,
+    address: String,
+    action: String,
+    status: u16,
+    parameters: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/audit.html")]
+struct AuditPage {
+    entries: Vec<AuditRow>,
+    /// The `before` of the next page, when there is one.
+    older: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    before: Option<i64>,
+}
+
+/// How many audit entries a page shows.
+const AUDIT_PAGE: u32 = 100;
+
+/// The audit log (admins only: the access layer sees to that), a page at a time.
+pub async fn audit(State(service): S, Query(q): Query<AuditQuery>) -> Result<Html<String>> {
+    let entries = service.store.audit(AUDIT_PAGE, q.before)?;
+    let older = (entries.len() == AUDIT_PAGE as usize)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    page(AuditPage {
+        entries: entries
+            .into_iter()
+            .map(|e| AuditRow {
+                at: Time(e.at).to_string(),
+                principal: e.principal,
+                address: e.address,
+                action: e.action,
+                status: e.status,
+                parameters: e.parameters.to_string(),
+            })
+            .collect(),
+        older,
+    })
+}
