@@ -207,22 +207,7 @@ fn the_demo_pipeline_runs_on_a_postgres_warehouse_idempotently() {
     };
     let check = run(&["check"]);
     assert_eq!(check.code, 0, "{}", check.explain());
-    for _ in 0..2 {
-        let out = run(&["run", "daily_sales_etl", "--date", "2024-01-01", "--json"]);
-        assert_eq!(out.code, 0, "{}", out.explain());
-        assert_eq!(
-            run(&["clear", "daily_sales_etl", "--date", "2024-01-01"]).code,
-            0
-        );
-        assert_eq!(
-            dw.column("SELECT count(*) FROM staging.orders"),
-            vec!["400"]
-        );
-        assert_eq!(
-            dw.column("SELECT sum(orders) FROM analytics.daily_sales"),
-            vec!["400"]
-        );
-    }
+    runs_the_demo_twice_to_the_same_rows(&run, |sql| dw.column(sql));
     // The article's suite, on the loaded table where it lives (SQL pushdown).
     let suite = demo.join("suites/orders_suite.json");
     let validate = run(&[
@@ -272,22 +257,7 @@ fn the_demo_pipeline_runs_on_a_mariadb_warehouse_idempotently() {
             .unwrap();
         common::outcome(args, out)
     };
-    for _ in 0..2 {
-        let out = run(&["run", "daily_sales_etl", "--date", "2024-01-01", "--json"]);
-        assert_eq!(out.code, 0, "{}", out.explain());
-        assert_eq!(
-            run(&["clear", "daily_sales_etl", "--date", "2024-01-01"]).code,
-            0
-        );
-        assert_eq!(
-            dw.column("SELECT count(*) FROM staging.orders"),
-            vec!["400"]
-        );
-        assert_eq!(
-            dw.column("SELECT sum(orders) FROM analytics.daily_sales"),
-            vec!["400"]
-        );
-    }
+    runs_the_demo_twice_to_the_same_rows(&run, |sql| dw.column(sql));
     // The article's suite on the loaded table, streamed out of MariaDB.
     let suite = p.path().join("suites/orders_suite.json");
     let validate = run(&[
@@ -349,4 +319,25 @@ fn metadata_workers_and_warehouse_on_a_tls_only_postgres_with_verify_full() {
     assert_eq!(rows, ["400"]);
     let tries = pg.column("meta", "SELECT count(*) FROM task_queue");
     assert_ne!(tries, ["0"], "the tries went through the queue");
+}
+
+/// Runs the demo for 2024-01-01, clears it and runs it again: both times the warehouse holds
+/// the day's 400 orders, loaded and aggregated once.
+fn runs_the_demo_twice_to_the_same_rows(
+    run: &dyn Fn(&[&str]) -> common::Outcome,
+    column: impl Fn(&str) -> Vec<String>,
+) {
+    for _ in 0..2 {
+        let out = run(&["run", "daily_sales_etl", "--date", "2024-01-01", "--json"]);
+        assert_eq!(out.code, 0, "{}", out.explain());
+        assert_eq!(
+            run(&["clear", "daily_sales_etl", "--date", "2024-01-01"]).code,
+            0
+        );
+        assert_eq!(column("SELECT count(*) FROM staging.orders"), vec!["400"]);
+        assert_eq!(
+            column("SELECT sum(orders) FROM analytics.daily_sales"),
+            vec!["400"]
+        );
+    }
 }
